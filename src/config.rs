@@ -1,0 +1,399 @@
+//! Settings, read once from the environment (and `.env` when present, loaded by `main`).
+//!
+//! | variable | default |
+//! |---|---|
+//! | `PORT` | `8080` |
+//! | `BIND_ADDR` | `0.0.0.0` |
+//! | `DATABASE_URL` | `sqlite://keygate.db` |
+//! | `DATABASE_POOL_SIZE` | `10` |
+//! | `REDIS_URL` | unset: counters in process |
+//! | `REDIS_PREFIX` | `keygate` |
+//! | `REDIS_TIMEOUT_MS` | `50` |
+//! | `RATE_LIMIT_FAILURE_MODE` | `local` (`local`, `open`, `closed`) |
+//! | `SECRET_KEY` | random at each start (at least 64 bytes when set) |
+//! | `ADMIN_EMAIL`, `ADMIN_PASSWORD` | unset |
+//! | `TRUSTED_PROXY_HOPS` | `0` |
+//! | `CLIENT_IP_HEADER` | unset |
+//! | `ANON_RATE_LIMIT` | `100/hour` |
+//! | `ANON_LIMIT_MESSAGE` | a neutral sentence |
+//! | `USER_RATE_LIMIT` | `1000/hour` |
+//! | `KEY_RATE_LIMIT` | `60/minute,1000/hour,10000/day` |
+//! | `TOKEN_TTL_SECONDS` | `3600` (bearer-token lifetime) |
+//! | `WEB_CONCURRENCY` | unset: one worker per core |
+//! | `UPSTREAM_URL` | unset |
+//!
+//! Every value is checked here, so a bad one stops start-up with a message naming the variable.
+//! An empty value counts as unset (platforms sometimes export empty variables).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::keys::Limits;
+use crate::limits::Rate;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn invalid(var: &'static str, reason: impl fmt::Display) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.to_string(),
+    }
+}
+
+/// Key material that signs bearer tokens and session cookies. Never printed.
+#[derive(Clone)]
+pub struct SecretKey(Vec<u8>);
+
+impl SecretKey {
+    pub const MIN_LEN: usize = 64;
+
+    pub fn random() -> SecretKey {
+        let mut bytes = vec![0u8; Self::MIN_LEN];
+        getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+        SecretKey(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Fall back to in-process counters until Redis answers again.
+    Local,
+    /// Let requests through unlimited.
+    Open,
+    /// Answer 503.
+    Closed,
+}
+
+#[derive(Clone)]
+pub struct AdminBootstrap {
+    pub email: String,
+    pub password: String,
+}
+
+impl fmt::Debug for AdminBootstrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminBootstrap")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub port: u16,
+    pub bind_addr: IpAddr,
+    pub database_url: String,
+    pub database_pool_size: u32,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub redis_timeout: Duration,
+    pub failure_mode: FailureMode,
+    pub secret_key: SecretKey,
+    /// True when `SECRET_KEY` was unset and a random one was made for this run.
+    pub secret_key_generated: bool,
+    pub admin: Option<AdminBootstrap>,
+    pub trusted_proxy_hops: usize,
+    pub client_ip_header: Option<String>,
+    pub anon_rate_limit: Vec<Rate>,
+    pub anon_limit_message: String,
+    pub user_rate_limit: Vec<Rate>,
+    pub key_rate_limit: Limits,
+    pub token_ttl: Duration,
+    pub workers: Option<usize>,
+    pub upstream_url: Option<String>,
+}
+
+pub const DEFAULT_ANON_LIMIT_MESSAGE: &str =
+    "Too many requests from this address; wait a moment, or use an API key for a higher limit.";
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can pass a map instead of mutating the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://keygate.db".into());
+        if crate::db::Backend::of_url(&database_url).is_none() {
+            return Err(invalid(
+                "DATABASE_URL",
+                "expected postgres://…, postgresql://… or sqlite://PATH",
+            ));
+        }
+
+        let redis_url = get("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid("REDIS_URL", "expected redis://… or rediss://…"));
+        }
+
+        let (secret_key, secret_key_generated) = match get("SECRET_KEY") {
+            Some(key) if key.len() < SecretKey::MIN_LEN => {
+                return Err(invalid(
+                    "SECRET_KEY",
+                    format!(
+                        "must be at least {} bytes long (it is {}); generate one with `openssl rand -hex 64`",
+                        SecretKey::MIN_LEN,
+                        key.len()
+                    ),
+                ));
+            }
+            Some(key) => (SecretKey(key.into_bytes()), false),
+            None => (SecretKey::random(), true),
+        };
+
+        let admin = match (get("ADMIN_EMAIL"), get("ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) => Some(AdminBootstrap { email, password }),
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("ADMIN_PASSWORD", "must be set with ADMIN_EMAIL")),
+            (None, Some(_)) => return Err(invalid("ADMIN_EMAIL", "must be set with ADMIN_PASSWORD")),
+        };
+
+        let client_ip_header = get("CLIENT_IP_HEADER");
+        if let Some(name) = &client_ip_header
+            && actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
+            return Err(invalid(
+                "CLIENT_IP_HEADER",
+                format!("{name:?} is not a header name"),
+            ));
+        }
+
+        let key_rates = rates(&get, "KEY_RATE_LIMIT", "60/minute,1000/hour,10000/day")?;
+        let key_rate_limit =
+            Limits::from_rates(&key_rates).map_err(|reason| invalid("KEY_RATE_LIMIT", reason))?;
+
+        let failure_mode = match get("RATE_LIMIT_FAILURE_MODE").as_deref().map(str::trim) {
+            None | Some("local") => FailureMode::Local,
+            Some("open") => FailureMode::Open,
+            Some("closed") => FailureMode::Closed,
+            Some(other) => {
+                return Err(invalid(
+                    "RATE_LIMIT_FAILURE_MODE",
+                    format!("{other:?} is not one of local, open, closed"),
+                ));
+            }
+        };
+
+        let settings = Settings {
+            port: number(&get, "PORT", 8080)?,
+            bind_addr: parsed(&get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
+            database_url,
+            database_pool_size: positive(&get, "DATABASE_POOL_SIZE", 10)?,
+            redis_url,
+            redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "keygate".into()),
+            redis_timeout: Duration::from_millis(positive(&get, "REDIS_TIMEOUT_MS", 50)?),
+            failure_mode,
+            secret_key,
+            secret_key_generated,
+            admin,
+            trusted_proxy_hops: number(&get, "TRUSTED_PROXY_HOPS", 0)?,
+            client_ip_header,
+            anon_rate_limit: rates(&get, "ANON_RATE_LIMIT", "100/hour")?,
+            anon_limit_message: get("ANON_LIMIT_MESSAGE")
+                .unwrap_or_else(|| DEFAULT_ANON_LIMIT_MESSAGE.into()),
+            user_rate_limit: rates(&get, "USER_RATE_LIMIT", "1000/hour")?,
+            key_rate_limit,
+            token_ttl: Duration::from_secs(positive(&get, "TOKEN_TTL_SECONDS", 3600)?),
+            workers: get("WEB_CONCURRENCY")
+                .map(|_| positive(&get, "WEB_CONCURRENCY", 1))
+                .transpose()?,
+            upstream_url: get("UPSTREAM_URL"),
+        };
+        if let Some(url) = &settings.upstream_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("UPSTREAM_URL", "expected http://… or https://…"));
+        }
+        Ok(settings)
+    }
+}
+
+fn parsed<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(value) => value
+            .trim()
+            .parse()
+            .map_err(|_| invalid(var, format!("{value:?} is not {expected}"))),
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    parsed(get, var, default, "a whole number in range")
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    let value = parsed(get, var, default, "a positive whole number")?;
+    if value < T::from(1) {
+        return Err(invalid(var, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+fn rates(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<Vec<Rate>, ConfigError> {
+    let text = get(var).unwrap_or_else(|| default.to_owned());
+    Rate::parse_list(&text).map_err(|e| invalid(var, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn error_var(vars: &[(&str, &str)]) -> &'static str {
+        settings(vars).expect_err("configuration should be refused").var
+    }
+
+    #[test]
+    fn no_configuration_gives_the_embedded_defaults() {
+        let s = settings(&[]).expect("defaults are valid");
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.bind_addr.to_string(), "0.0.0.0");
+        assert_eq!(s.database_url, "sqlite://keygate.db");
+        assert_eq!(s.database_pool_size, 10);
+        assert!(s.redis_url.is_none());
+        assert_eq!(s.redis_prefix, "keygate");
+        assert_eq!(s.redis_timeout, Duration::from_millis(50));
+        assert_eq!(s.failure_mode, FailureMode::Local);
+        assert!(s.secret_key_generated);
+        assert!(s.secret_key.bytes().len() >= SecretKey::MIN_LEN);
+        assert_eq!(s.trusted_proxy_hops, 0);
+        assert_eq!(s.anon_rate_limit, Rate::parse_list("100/hour").expect("rate"));
+        assert_eq!(s.user_rate_limit, Rate::parse_list("1000/hour").expect("rate"));
+        assert_eq!(
+            s.key_rate_limit,
+            Limits {
+                per_minute: Some(60),
+                per_hour: Some(1000),
+                per_day: Some(10000)
+            }
+        );
+        assert_eq!(s.anon_limit_message, DEFAULT_ANON_LIMIT_MESSAGE);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        assert_eq!(error_var(&[("PORT", "eighty")]), "PORT");
+        assert_eq!(error_var(&[("PORT", "70000")]), "PORT");
+        assert_eq!(error_var(&[("BIND_ADDR", "localhost:1")]), "BIND_ADDR");
+        assert_eq!(error_var(&[("DATABASE_URL", "mysql://x")]), "DATABASE_URL");
+        assert_eq!(error_var(&[("DATABASE_POOL_SIZE", "0")]), "DATABASE_POOL_SIZE");
+        assert_eq!(error_var(&[("REDIS_URL", "http://x")]), "REDIS_URL");
+        assert_eq!(error_var(&[("SECRET_KEY", "short")]), "SECRET_KEY");
+        assert_eq!(error_var(&[("ADMIN_EMAIL", "a@b.c")]), "ADMIN_PASSWORD");
+        assert_eq!(error_var(&[("TRUSTED_PROXY_HOPS", "-1")]), "TRUSTED_PROXY_HOPS");
+        assert_eq!(
+            error_var(&[("CLIENT_IP_HEADER", "Bad Header")]),
+            "CLIENT_IP_HEADER"
+        );
+        assert_eq!(
+            error_var(&[("ANON_RATE_LIMIT", "100/fortnight")]),
+            "ANON_RATE_LIMIT"
+        );
+        assert_eq!(error_var(&[("USER_RATE_LIMIT", "0/hour")]), "USER_RATE_LIMIT");
+        assert_eq!(error_var(&[("KEY_RATE_LIMIT", "5/second")]), "KEY_RATE_LIMIT");
+        assert_eq!(
+            error_var(&[("RATE_LIMIT_FAILURE_MODE", "maybe")]),
+            "RATE_LIMIT_FAILURE_MODE"
+        );
+        assert_eq!(error_var(&[("REDIS_TIMEOUT_MS", "0")]), "REDIS_TIMEOUT_MS");
+        assert_eq!(error_var(&[("UPSTREAM_URL", "ftp://x")]), "UPSTREAM_URL");
+        let message = settings(&[("ANON_RATE_LIMIT", "100/fortnight")])
+            .expect_err("bad")
+            .to_string();
+        assert!(message.starts_with("ANON_RATE_LIMIT: "), "{message}");
+    }
+
+    #[test]
+    fn set_values_are_used() {
+        let secret = "k".repeat(64);
+        let s = settings(&[
+            ("PORT", "9000"),
+            ("DATABASE_URL", "postgres://u@h/db?sslmode=require"),
+            ("REDIS_URL", "rediss://h:6380#insecure"),
+            ("SECRET_KEY", &secret),
+            ("ADMIN_EMAIL", "root@example.com"),
+            ("ADMIN_PASSWORD", "hunter22hunter22"),
+            ("KEY_RATE_LIMIT", "10/minute"),
+            ("RATE_LIMIT_FAILURE_MODE", "closed"),
+            ("TRUSTED_PROXY_HOPS", "1"),
+        ])
+        .expect("valid settings");
+        assert_eq!(s.port, 9000);
+        assert!(!s.secret_key_generated);
+        assert_eq!(s.secret_key.bytes(), secret.as_bytes());
+        assert_eq!(
+            s.admin.as_ref().map(|a| a.email.as_str()),
+            Some("root@example.com")
+        );
+        assert_eq!(
+            s.key_rate_limit,
+            Limits {
+                per_minute: Some(10),
+                per_hour: None,
+                per_day: None
+            }
+        );
+        assert_eq!(s.failure_mode, FailureMode::Closed);
+        assert_eq!(s.trusted_proxy_hops, 1);
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let s = settings(&[("PORT", ""), ("REDIS_URL", " ")]).expect("valid");
+        assert_eq!(s.port, 8080);
+        assert!(s.redis_url.is_none());
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let s =
+            settings(&[("ADMIN_EMAIL", "a@b.c"), ("ADMIN_PASSWORD", "topsecretpassword")]).expect("valid");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("topsecretpassword"));
+        assert!(shown.contains("SecretKey(..)"));
+    }
+}

@@ -1,0 +1,10 @@
+//! Row types and their queries: plain functions taking `&mut DbConnection`, identical on both
+//! backends.
+
+mod api_key;
+mod usage;
+mod user;
+
+pub use api_key::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey};
+pub use usage::{UsageRow, UsageTotals};
+pub use user::{NewUser, User};

@@ -1,0 +1,86 @@
+use std::fmt;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use crate::db::DbConnection;
+use crate::db::schema::users;
+
+#[derive(Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("is_admin", &self.is_admin)
+            .field("is_active", &self.is_active)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub is_admin: bool,
+    pub is_active: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl User {
+    pub fn insert(conn: &mut DbConnection, new: &NewUser<'_>) -> QueryResult<User> {
+        diesel::insert_into(users::table).values(new).get_result(conn)
+    }
+
+    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<User>> {
+        users::table
+            .find(id)
+            .select(User::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<User>> {
+        users::table
+            .filter(users::email.eq(email))
+            .select(User::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+        users::table.count().get_result(conn)
+    }
+
+    pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<User>> {
+        users::table
+            .order(users::id.asc())
+            .select(User::as_select())
+            .load(conn)
+    }
+
+    pub fn set_active(
+        conn: &mut DbConnection,
+        id: i64,
+        active: bool,
+        at: NaiveDateTime,
+    ) -> QueryResult<Option<User>> {
+        diesel::update(users::table.find(id))
+            .set((users::is_active.eq(active), users::updated_at.eq(at)))
+            .get_result(conn)
+            .optional()
+    }
+}

@@ -1,0 +1,45 @@
+//! The one schema both backends share (migrations/postgres and migrations/sqlite create it).
+//! Written by hand: `diesel print-schema` would emit backend-specific types.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        email -> Text,
+        password_hash -> Text,
+        is_admin -> Bool,
+        is_active -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        rate_limit_per_minute -> Nullable<Integer>,
+        rate_limit_per_hour -> Nullable<Integer>,
+        rate_limit_per_day -> Nullable<Integer>,
+        expires_at -> Nullable<Timestamp>,
+        is_active -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_key_usage (api_key_id, hour) {
+        api_key_id -> BigInt,
+        hour -> Timestamp,
+        allowed -> BigInt,
+        rejected -> BigInt,
+    }
+}
+
+diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(api_key_usage -> api_keys (api_key_id));
+diesel::allow_tables_to_appear_in_same_query!(users, api_keys, api_key_usage);

@@ -1,0 +1,190 @@
+//! Errors as the JSON API answers them: one variant per answer, one status per variant, the
+//! wire code being the variant's name in snake_case. 500s are opaque to the caller; the log
+//! keeps the cause chain.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{Map, Value, json};
+
+use crate::db::DbError;
+use crate::keys::service::KeyError;
+use crate::users::UserError;
+use crate::users::token::TokenError;
+use crate::validation::FieldErrors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("The request body is not valid JSON: {0}.")]
+    InvalidJson(String),
+    #[error("The query string is not valid: {0}.")]
+    InvalidQuery(String),
+    #[error("Some fields are not valid; see \"fields\".")]
+    ValidationError(FieldErrors),
+    #[error("The request body is larger than the {0} bytes allowed.")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    AuthenticationRequired(&'static str),
+    #[error("The bearer token is not valid: {0}; get a new one from POST /api/auth/token.")]
+    InvalidToken(String),
+    #[error("The email or password is wrong.")]
+    InvalidCredentials,
+    #[error("Not found.")]
+    NotFound,
+    #[error("This method is not allowed here.")]
+    MethodNotAllowed,
+    #[error("The database is unavailable; try again shortly.")]
+    DatabaseUnavailable(#[source] DbError),
+    #[error("Something went wrong on our side; it has been logged.")]
+    InternalError(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+        ApiError::InternalError(Box::new(e))
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::ValidationError(_) => "validation_error",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::AuthenticationRequired(_) => "authentication_required",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::InternalError(_) => "internal_error",
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> ApiError {
+        if e.is_unavailable() {
+            ApiError::DatabaseUnavailable(e)
+        } else {
+            ApiError::internal(e)
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match e {
+            KeyError::NotFound => ApiError::NotFound,
+            KeyError::Invalid(fields) => ApiError::ValidationError(fields),
+            KeyError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> ApiError {
+        match e {
+            UserError::Invalid(fields) => ApiError::ValidationError(fields),
+            UserError::InvalidCredentials => ApiError::InvalidCredentials,
+            UserError::NotFound => ApiError::NotFound,
+            UserError::Db(e) => e.into(),
+            UserError::Hash(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> ApiError {
+        ApiError::InvalidToken(e.to_string())
+    }
+}
+
+/// Renders an error and its causes on one line, for the log.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_) | ApiError::InvalidQuery(_) | ApiError::ValidationError(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::AuthenticationRequired(_)
+            | ApiError::InvalidToken(_)
+            | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InternalError(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            log::error!("{} {}", status.as_u16(), chain(self));
+        }
+        let mut body = Map::new();
+        body.insert("error".into(), json!(self.code()));
+        body.insert("message".into(), json!(self.to_string()));
+        if let ApiError::ValidationError(fields) = self {
+            let fields: Map<String, Value> = fields.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+            body.insert("fields".into(), Value::Object(fields));
+        }
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keygate\""),
+            ));
+        }
+        if let ApiError::DatabaseUnavailable(e) = self {
+            log::warn!("503 {}", chain(e));
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        response.json(Value::Object(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body_of(e: ApiError) -> (u16, Value) {
+        let response = e.error_response();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().try_into_bytes().expect("a complete body");
+        (status, serde_json::from_slice(&bytes).expect("JSON body"))
+    }
+
+    #[test]
+    fn validation_errors_list_their_fields() {
+        let (status, body) = body_of(ApiError::ValidationError(FieldErrors::single(
+            "name",
+            "must not be empty",
+        )));
+        assert_eq!(status, 400);
+        assert_eq!(body["error"], "validation_error");
+        assert_eq!(body["fields"]["name"], "must not be empty");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let cause = std::io::Error::other("password=hunter2 at 10.0.0.5");
+        let (status, body) = body_of(ApiError::internal(cause));
+        assert_eq!(status, 500);
+        assert_eq!(body["error"], "internal_error");
+        assert!(!body.to_string().contains("hunter2"));
+    }
+}

@@ -1,0 +1,236 @@
+//! The key life cycle: issue, list, read, change, deactivate, and read usage. Every call is
+//! made on behalf of an [`Actor`]: users reach only their own keys, admins reach all; a key the
+//! actor may not see is reported as not found, so ids cannot be probed.
+
+use chrono::{Duration, NaiveDateTime, Timelike};
+use diesel::Connection;
+
+use crate::db::models::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, UsageRow, UsageTotals, User};
+use crate::db::{self, DbConnection, DbError, DbPool};
+use crate::keys::secret::IssuedKey;
+use crate::keys::{KeyName, Limits};
+use crate::validation::FieldErrors;
+
+/// Who is acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: i64,
+    pub is_admin: bool,
+}
+
+impl Actor {
+    pub fn of(user: &User) -> Actor {
+        Actor {
+            user_id: user.id,
+            is_admin: user.is_admin,
+        }
+    }
+
+    fn may_see(&self, key: &ApiKey) -> bool {
+        self.is_admin || key.user_id == self.user_id
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no such key")]
+    NotFound,
+    #[error("invalid key fields")]
+    Invalid(FieldErrors),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for KeyError {
+    fn from(e: diesel::result::Error) -> KeyError {
+        KeyError::Db(DbError::Query(e))
+    }
+}
+
+/// A key with its owner's email, as every listing shows it.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub key: ApiKey,
+    pub owner_email: String,
+}
+
+/// What a new key is made of. `owner` is an email; `None` means the actor.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: KeyName,
+    pub owner: Option<String>,
+    pub limits: Limits,
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+/// A partial change: `None` leaves a field alone; for nullable fields `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPatch {
+    pub name: Option<KeyName>,
+    pub per_minute: Option<Option<u32>>,
+    pub per_hour: Option<Option<u32>>,
+    pub per_day: Option<Option<u32>>,
+    pub expires_at: Option<Option<NaiveDateTime>>,
+    pub is_active: Option<bool>,
+}
+
+/// Hourly usage of one key: the last 24 clock hours (oldest first, zero-filled) and totals.
+#[derive(Debug, Clone)]
+pub struct KeyUsage {
+    pub totals: UsageTotals,
+    pub history: Vec<UsageRow>,
+}
+
+fn column(limit: Option<u32>) -> Option<i32> {
+    // Limits are validated to 1..=i32::MAX before they get here.
+    limit.and_then(|n| i32::try_from(n).ok())
+}
+
+/// Issues a key. The returned [`IssuedKey`] is the only copy of the secret.
+pub async fn create(pool: &DbPool, actor: Actor, new: NewKey) -> Result<(KeyRecord, IssuedKey), KeyError> {
+    db::run(pool, move |conn| {
+        let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
+        let issued = IssuedKey::generate();
+        let now = db::now();
+        let key = ApiKey::insert(
+            conn,
+            &NewApiKey {
+                user_id: owner.id,
+                name: new.name.as_str(),
+                prefix: &issued.display_prefix(),
+                key_hash: issued.hash().as_str(),
+                rate_limit_per_minute: column(new.limits.per_minute),
+                rate_limit_per_hour: column(new.limits.per_hour),
+                rate_limit_per_day: column(new.limits.per_day),
+                expires_at: new.expires_at,
+                is_active: true,
+                created_at: now,
+                updated_at: now,
+            },
+        )?;
+        Ok((
+            KeyRecord {
+                key,
+                owner_email: owner.email,
+            },
+            issued,
+        ))
+    })
+    .await
+}
+
+fn resolve_owner(conn: &mut DbConnection, actor: Actor, email: Option<&str>) -> Result<User, KeyError> {
+    let owner = match email {
+        None => User::find(conn, actor.user_id)?,
+        Some(email) => User::find_by_email(conn, &email.trim().to_lowercase())?,
+    };
+    let invalid = |message: &str| KeyError::Invalid(FieldErrors::single("owner", message));
+    match owner {
+        None => Err(invalid("no user has this email")),
+        Some(user) if user.id != actor.user_id && !actor.is_admin => {
+            Err(invalid("only admins can create keys for other users"))
+        }
+        Some(user) if !user.is_active => Err(invalid("this user is deactivated")),
+        Some(user) => Ok(user),
+    }
+}
+
+/// The actor's keys (an admin's: everyone's), newest first.
+pub async fn list(pool: &DbPool, actor: Actor, active: Option<bool>) -> Result<Vec<KeyRecord>, KeyError> {
+    let filter = KeyFilter {
+        owner: (!actor.is_admin).then_some(actor.user_id),
+        active,
+    };
+    db::run(pool, move |conn| {
+        let rows = ApiKey::list(conn, filter)?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, owner_email)| KeyRecord { key, owner_email })
+            .collect())
+    })
+    .await
+}
+
+fn visible(conn: &mut DbConnection, actor: Actor, id: i64) -> Result<KeyRecord, KeyError> {
+    match ApiKey::find_with_owner(conn, id)? {
+        Some((key, owner_email)) if actor.may_see(&key) => Ok(KeyRecord { key, owner_email }),
+        _ => Err(KeyError::NotFound),
+    }
+}
+
+pub async fn get(pool: &DbPool, actor: Actor, id: i64) -> Result<KeyRecord, KeyError> {
+    db::run(pool, move |conn| visible(conn, actor, id)).await
+}
+
+pub async fn update(pool: &DbPool, actor: Actor, id: i64, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
+    let changes = ApiKeyChanges {
+        name: patch.name.map(KeyName::into_inner),
+        rate_limit_per_minute: patch.per_minute.map(column),
+        rate_limit_per_hour: patch.per_hour.map(column),
+        rate_limit_per_day: patch.per_day.map(column),
+        expires_at: patch.expires_at,
+        is_active: patch.is_active,
+        updated_at: Some(db::now()),
+    };
+    db::run(pool, move |conn| {
+        conn.transaction(|conn| {
+            let record = visible(conn, actor, id)?;
+            let key = ApiKey::update(conn, id, &changes)?.ok_or(KeyError::NotFound)?;
+            Ok(KeyRecord { key, ..record })
+        })
+    })
+    .await
+}
+
+/// Soft delete: the row stays, the key stops working.
+pub async fn deactivate(pool: &DbPool, actor: Actor, id: i64) -> Result<KeyRecord, KeyError> {
+    update(
+        pool,
+        actor,
+        id,
+        KeyPatch {
+            is_active: Some(false),
+            ..KeyPatch::default()
+        },
+    )
+    .await
+}
+
+/// The start of the clock hour containing `at`.
+pub fn hour_of(at: NaiveDateTime) -> NaiveDateTime {
+    at.with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(at)
+}
+
+pub async fn usage(
+    pool: &DbPool,
+    actor: Actor,
+    id: i64,
+    now: NaiveDateTime,
+) -> Result<(KeyRecord, KeyUsage), KeyError> {
+    let first_hour = hour_of(now) - Duration::hours(23);
+    db::run(pool, move |conn| {
+        let record = visible(conn, actor, id)?;
+        let totals = UsageRow::totals(conn, id)?;
+        let stored = UsageRow::since(conn, id, first_hour)?;
+        let history = (0..24)
+            .map(|i| {
+                let hour = first_hour + Duration::hours(i);
+                stored
+                    .iter()
+                    .find(|row| row.hour == hour)
+                    .cloned()
+                    .unwrap_or(UsageRow {
+                        api_key_id: id,
+                        hour,
+                        allowed: 0,
+                        rejected: 0,
+                    })
+            })
+            .collect();
+        Ok((record, KeyUsage { totals, history }))
+    })
+    .await
+}

@@ -1,0 +1,12 @@
+//! keygate: API keys and rate limits for an HTTP API.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod limits;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod users;
+pub mod validation;

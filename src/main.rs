@@ -1,0 +1,257 @@
+//! The `keygate` command: `serve` (the default), `migrate`, `users …`, `keys …`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use chrono::Duration;
+use clap::{Parser, Subcommand};
+use keygate::config::Settings;
+use keygate::keys::service::{self, Actor, NewKey};
+use keygate::keys::{KeyName, KeyStatus, Limits, parse_limit};
+use keygate::startup::{self, Application};
+use keygate::{db, users};
+
+#[derive(Parser)]
+#[command(version, about = "API keys and rate limits for an HTTP API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve HTTP until SIGTERM/SIGINT (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; the password is read from stdin (or KEYGATE_PASSWORD).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        /// The owner's email.
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        per_minute: Option<i64>,
+        #[arg(long)]
+        per_hour: Option<i64>,
+        #[arg(long)]
+        per_day: Option<i64>,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List all keys (never their secrets).
+    List,
+    /// Deactivate a key (soft delete).
+    Deactivate { id: i64 },
+}
+
+fn main() -> ExitCode {
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("keygate: could not read .env: {e}");
+        return ExitCode::from(2);
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("keygate: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match actix_web::rt::System::new().block_on(run(cli.command.unwrap_or(Command::Serve), settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("keygate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> Result<(), String> {
+    match command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let pool = db::pool(&settings.database_url, 1).map_err(|e| e.to_string())?;
+            let applied = db::run(&pool, |conn| db::migrate(conn))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("applied {} migration(s)", applied.len());
+            Ok(())
+        }
+        Command::Users(UsersCommand::Create { email, admin }) => {
+            let pool = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
+            let password = read_password()?;
+            let user = users::create(&pool, &email, &password, admin)
+                .await
+                .map_err(describe_user_error)?;
+            println!(
+                "created user {} (id {}){}",
+                user.email,
+                user.id,
+                if admin { ", admin" } else { "" }
+            );
+            Ok(())
+        }
+        Command::Keys(command) => keys(command, settings).await,
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let app = Application::build(settings.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let host = if settings.bind_addr.is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        settings.bind_addr.to_string()
+    };
+    let url = format!("http://{host}:{}", app.port());
+    log::info!("keygate listening on {url} (health: {url}/healthz)");
+    log::info!(
+        "log in: curl -X POST {url}/api/auth/token -H 'Content-Type: application/json' -d '{{\"email\":\"…\",\"password\":\"…\"}}'"
+    );
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
+    let pool = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
+    // Whoever runs the CLI has the server's environment, so acts with admin rights.
+    let operator = Actor {
+        user_id: 0,
+        is_admin: true,
+    };
+    match command {
+        KeysCommand::Create {
+            owner,
+            name,
+            per_minute,
+            per_hour,
+            per_day,
+            expires_in_days,
+        } => {
+            let name = KeyName::parse(&name).map_err(|e| format!("--name {e}"))?;
+            let limit = |flag: &str, value: Option<i64>, default: Option<u32>| match value {
+                Some(n) => parse_limit(n).map(Some).map_err(|e| format!("{flag} {e}")),
+                None => Ok(default),
+            };
+            let defaults = settings.key_rate_limit;
+            let limits = Limits {
+                per_minute: limit("--per-minute", per_minute, defaults.per_minute)?,
+                per_hour: limit("--per-hour", per_hour, defaults.per_hour)?,
+                per_day: limit("--per-day", per_day, defaults.per_day)?,
+            };
+            let expires_at = expires_in_days.map(|d| db::now() + Duration::days(i64::from(d)));
+            let new = NewKey {
+                name,
+                owner: Some(owner),
+                limits,
+                expires_at,
+            };
+            let (record, issued) = service::create(&pool, operator, new)
+                .await
+                .map_err(|e| describe_key_error(&e))?;
+            eprintln!(
+                "created key {} ({}) for {}; it is shown once:",
+                record.key.id, record.key.prefix, record.owner_email
+            );
+            println!("{}", issued.expose());
+        }
+        KeysCommand::List => {
+            let now = db::now();
+            let records = service::list(&pool, operator, None)
+                .await
+                .map_err(|e| describe_key_error(&e))?;
+            println!(
+                "{:>6}  {:<10} {:<9} {:<24} {:<28} {:<22} NAME",
+                "ID", "PREFIX", "STATUS", "OWNER", "LIMITS (min/hour/day)", "LAST USED"
+            );
+            for r in &records {
+                let limits = Limits::of(&r.key)
+                    .windows()
+                    .map(|(_, l)| l.map_or_else(|| "-".to_owned(), |n| n.to_string()))
+                    .join("/");
+                let last_used = r
+                    .key
+                    .last_used_at
+                    .map_or_else(|| "never".to_owned(), |t| t.to_string());
+                let status = KeyStatus::of(&r.key, now).as_str();
+                println!(
+                    "{:>6}  {:<10} {:<9} {:<24} {:<28} {:<22} {}",
+                    r.key.id, r.key.prefix, status, r.owner_email, limits, last_used, r.key.name
+                );
+            }
+        }
+        KeysCommand::Deactivate { id } => {
+            let record = service::deactivate(&pool, operator, id)
+                .await
+                .map_err(|e| describe_key_error(&e))?;
+            println!("deactivated key {} ({})", record.key.id, record.key.prefix);
+        }
+    }
+    Ok(())
+}
+
+fn read_password() -> Result<String, String> {
+    if let Ok(password) = std::env::var("KEYGATE_PASSWORD") {
+        return Ok(password);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password: ");
+        std::io::stderr().flush().ok();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("could not read the password: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn describe_user_error(e: users::UserError) -> String {
+    match e {
+        users::UserError::Invalid(fields) => fields
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+fn describe_key_error(e: &service::KeyError) -> String {
+    match e {
+        service::KeyError::NotFound => "no key has this id".to_owned(),
+        service::KeyError::Invalid(fields) => fields
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        service::KeyError::Db(e) => e.to_string(),
+    }
+}

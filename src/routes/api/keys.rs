@@ -1,0 +1,210 @@
+//! `/api/api-keys/`: the caller's keys (an admin's: everyone's).
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::db;
+use crate::db::models::ApiKey;
+use crate::error::ApiError;
+use crate::keys::service::{self, KeyPatch, KeyRecord, NewKey};
+use crate::keys::{KeyName, KeyStatus, Limits, parse_limit};
+use crate::limits::Window;
+use crate::routes::api::body::{Fields, JsonObject};
+use crate::routes::api::principal::Principal;
+use crate::state::AppState;
+
+fn utc(at: NaiveDateTime) -> DateTime<Utc> {
+    at.and_utc()
+}
+
+/// A key as the API shows it: never the secret, never its hash.
+#[derive(Serialize)]
+pub struct KeyView<'a> {
+    id: i64,
+    name: &'a str,
+    prefix: &'a str,
+    owner: &'a str,
+    owner_id: i64,
+    rate_limit_per_minute: Option<i32>,
+    rate_limit_per_hour: Option<i32>,
+    rate_limit_per_day: Option<i32>,
+    expires_at: Option<DateTime<Utc>>,
+    is_active: bool,
+    status: &'static str,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl<'a> KeyView<'a> {
+    pub fn of(record: &'a KeyRecord, now: NaiveDateTime) -> KeyView<'a> {
+        let key: &ApiKey = &record.key;
+        KeyView {
+            id: key.id,
+            name: &key.name,
+            prefix: &key.prefix,
+            owner: &record.owner_email,
+            owner_id: key.user_id,
+            rate_limit_per_minute: key.rate_limit_per_minute,
+            rate_limit_per_hour: key.rate_limit_per_hour,
+            rate_limit_per_day: key.rate_limit_per_day,
+            expires_at: key.expires_at.map(utc),
+            is_active: key.is_active,
+            status: KeyStatus::of(key, now).as_str(),
+            created_at: utc(key.created_at),
+            updated_at: utc(key.updated_at),
+            last_used_at: key.last_used_at.map(utc),
+        }
+    }
+}
+
+fn parse_new_key(body: JsonObject, defaults: Limits, now: NaiveDateTime) -> Result<NewKey, ApiError> {
+    let mut f = Fields::new(body);
+    let name = f.required("name", KeyName::parse);
+    let owner = f.text("owner", |s| Ok(s.to_owned()));
+    // An absent limit takes the default (KEY_RATE_LIMIT); null means no limit.
+    let limits = Limits {
+        per_minute: f
+            .integer("rate_limit_per_minute", parse_limit)
+            .unwrap_or(defaults.per_minute),
+        per_hour: f
+            .integer("rate_limit_per_hour", parse_limit)
+            .unwrap_or(defaults.per_hour),
+        per_day: f
+            .integer("rate_limit_per_day", parse_limit)
+            .unwrap_or(defaults.per_day),
+    };
+    let expires_at = f.future_timestamp("expires_at", now).flatten();
+    f.finish()?;
+    Ok(NewKey {
+        name: name.ok_or(ApiError::InvalidJson("name is missing".into()))?,
+        owner,
+        limits,
+        expires_at,
+    })
+}
+
+fn parse_patch(body: JsonObject, now: NaiveDateTime) -> Result<KeyPatch, ApiError> {
+    let mut f = Fields::new(body);
+    let patch = KeyPatch {
+        name: f.text("name", KeyName::parse),
+        per_minute: f.integer("rate_limit_per_minute", parse_limit),
+        per_hour: f.integer("rate_limit_per_hour", parse_limit),
+        per_day: f.integer("rate_limit_per_day", parse_limit),
+        expires_at: f.future_timestamp("expires_at", now),
+        is_active: f.boolean("is_active"),
+    };
+    f.finish()?;
+    Ok(patch)
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let now = db::now();
+    let new = parse_new_key(body, state.key_defaults, now)?;
+    let (record, issued) = service::create(&state.pool, who.actor(), new).await?;
+
+    #[derive(Serialize)]
+    struct Created<'a> {
+        #[serde(flatten)]
+        view: KeyView<'a>,
+        /// The full key: shown in this response only.
+        key: &'a str,
+    }
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/api-keys/{}/", record.key.id)))
+        .insert_header(("Cache-Control", "no-store"))
+        .json(Created {
+            view: KeyView::of(&record, now),
+            key: issued.expose(),
+        }))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    active: Option<bool>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let records = service::list(&state.pool, who.actor(), query.active).await?;
+    let now = db::now();
+    let views: Vec<KeyView<'_>> = records.iter().map(|r| KeyView::of(r, now)).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+pub async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let record = service::get(&state.pool, who.actor(), *id).await?;
+    Ok(HttpResponse::Ok().json(KeyView::of(&record, db::now())))
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<i64>,
+    body: JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let now = db::now();
+    let patch = parse_patch(body, now)?;
+    let record = service::update(&state.pool, who.actor(), *id, patch).await?;
+    Ok(HttpResponse::Ok().json(KeyView::of(&record, now)))
+}
+
+pub async fn deactivate(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    service::deactivate(&state.pool, who.actor(), *id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn stats(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let now = db::now();
+    let (record, usage) = service::usage(&state.pool, who.actor(), *id, now).await?;
+    let unix_now = u64::try_from(now.and_utc().timestamp()).unwrap_or_default();
+    // Live window counts come from the gate's counter store; until a key has been used in a
+    // window, nothing has been counted in it.
+    let current: serde_json::Map<String, serde_json::Value> = Limits::of(&record.key)
+        .windows()
+        .into_iter()
+        .map(|(window, limit): (Window, Option<u32>)| {
+            let used = 0u64;
+            let entry = json!({
+                "limit": limit,
+                "used": used,
+                "remaining": limit.map(|l| u64::from(l).saturating_sub(used)),
+                "reset": window.seconds_to_reset(unix_now),
+            });
+            (window.name().to_owned(), entry)
+        })
+        .collect();
+    let history: Vec<_> = usage
+        .history
+        .iter()
+        .map(|row| json!({"hour": utc(row.hour), "allowed": row.allowed, "rejected": row.rejected}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "id": record.key.id,
+        "last_used_at": record.key.last_used_at.map(utc),
+        "current": current,
+        "totals": {"allowed": usage.totals.allowed, "rejected": usage.totals.rejected},
+        "history": history,
+    })))
+}

@@ -1,0 +1,20 @@
+//! The JSON API under `/api`.
+
+pub mod auth;
+pub mod body;
+pub mod keys;
+pub mod principal;
+
+use actix_web::HttpResponse;
+
+use crate::error::ApiError;
+
+/// Answers requests that match no route.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+/// Answers a known path called with a method it does not serve.
+pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

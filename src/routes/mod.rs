@@ -1,0 +1,5 @@
+//! HTTP handlers, thin: parse the request into domain types, call the domain, render.
+//! They are registered in `startup`, nowhere else.
+
+pub mod api;
+pub mod health;
