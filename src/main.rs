@@ -97,7 +97,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
             let pool = db::pool(&settings.database_url, 1).map_err(|e| e.to_string())?;
-            let applied = db::run(&pool, |conn| db::migrate(conn))
+            let applied = db::run(&pool, db::migrate)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("applied {} migration(s)", applied.len());

@@ -44,7 +44,7 @@ pub struct Application {
 /// Applies migrations and makes sure an admin exists.
 pub async fn prepare(settings: &Settings) -> Result<DbPool, StartupError> {
     let pool = db::pool(&settings.database_url, settings.database_pool_size)?;
-    let applied = db::run(&pool, |conn| db::migrate(conn)).await?;
+    let applied = db::run(&pool, db::migrate).await?;
     for version in applied {
         log::info!("applied migration {version}");
     }

@@ -72,11 +72,12 @@ impl DbError {
     /// True when the database could not be reached at all (as opposed to a failing query).
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
-        match self {
-            DbError::Unavailable(_) | DbError::Connect(_) => true,
-            DbError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            DbError::Unavailable(_)
+                | DbError::Connect(_)
+                | DbError::Query(Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _))
+        )
     }
 }
 

@@ -1,0 +1,90 @@
+//! The `keygate` binary's commands, run as an operator would run them.
+
+use std::process::{Command, Output, Stdio};
+
+use crate::helpers::{Backend, TestDb, assert_key_format};
+
+struct Cli {
+    db: TestDb,
+    dir: std::path::PathBuf,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        let db = TestDb::new(Backend::Sqlite).expect("sqlite needs no server");
+        let dir = std::env::temp_dir();
+        Cli { db, dir }
+    }
+
+    fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_keygate"));
+        command
+            .args(args)
+            .env_clear()
+            .current_dir(&self.dir)
+            .env("DATABASE_URL", &self.db.url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        command.output().expect("run keygate")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
+    let cli = Cli::new();
+    let migrate = cli.run(&["migrate"], &[]);
+    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
+    assert!(text(&migrate.stdout).contains("applied 1 migration"), "{}", text(&migrate.stdout));
+
+    let user = cli.run(&["users", "create", "--email", "Ops@Example.com"], &[("KEYGATE_PASSWORD", "long-enough-pw")]);
+    assert!(user.status.success(), "{}", text(&user.stderr));
+    assert!(text(&user.stdout).contains("created user ops@example.com"));
+    let short = cli.run(&["users", "create", "--email", "x@example.com"], &[("KEYGATE_PASSWORD", "short")]);
+    assert!(!short.status.success());
+    assert!(text(&short.stderr).contains("password"), "{}", text(&short.stderr));
+
+    let created = cli.run(
+        &["keys", "create", "--owner", "ops@example.com", "--name", "nightly", "--per-minute", "5", "--expires-in-days", "30"],
+        &[],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let key = text(&created.stdout).trim().to_owned();
+    assert_key_format(&key);
+
+    let list = cli.run(&["keys", "list"], &[]);
+    let listing = text(&list.stdout);
+    assert!(listing.contains(&key[..9]) && listing.contains("nightly") && listing.contains("active"), "{listing}");
+    assert!(listing.contains("5/1000/10000"), "{listing}");
+    assert!(!listing.contains(&key), "the list never shows the key");
+
+    let id = listing.lines().nth(1).and_then(|l| l.split_whitespace().next()).expect("an id column").to_owned();
+    let off = cli.run(&["keys", "deactivate", &id], &[]);
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    assert!(text(&cli.run(&["keys", "list"], &[]).stdout).contains("inactive"));
+    let missing = cli.run(&["keys", "deactivate", "424242"], &[]);
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("no key has this id"));
+
+    let nobody = cli.run(&["keys", "create", "--owner", "nobody@example.com", "--name", "x"], &[]);
+    assert!(!nobody.status.success());
+    assert!(text(&nobody.stderr).contains("owner"), "{}", text(&nobody.stderr));
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_the_variable_without_a_panic() {
+    let cli = Cli::new();
+    for (var, value) in [("PORT", "eighty"), ("KEY_RATE_LIMIT", "10/fortnight"), ("SECRET_KEY", "short")] {
+        let output = cli.run(&["migrate"], &[(var, value)]);
+        assert_eq!(output.status.code(), Some(2), "{var}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(&format!("configuration error: {var}: ")), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -1,0 +1,32 @@
+//! `GET /healthz`.
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use serde_json::json;
+
+use crate::helpers::{Auth, Backend, TestApp, on_both_backends, spawn_app, test_database_url};
+
+on_both_backends!(health_reports_the_database_and_the_counter_store);
+
+async fn health_reports_the_database_and_the_counter_store(app: TestApp) {
+    let reply = app.get("/healthz", &Auth::None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body, json!({"status": "ok", "database": "ok", "counters": "memory"}));
+    assert_eq!(app.get("/healthz/", &Auth::None).await.status, 200);
+}
+
+#[actix_web::test]
+async fn health_and_the_api_answer_503_when_the_database_is_gone() {
+    let Some(app) = spawn_app(Backend::Postgres).await else { return };
+    let ada = app.user("ada@example.com").await;
+    let name = app.db.url.rsplit('/').next().expect("a database name").to_owned();
+    let mut admin = diesel::PgConnection::establish(&test_database_url()).expect("admin connection");
+    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).expect("drop the app's database");
+
+    let reply = app.get("/healthz", &Auth::None).await;
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.body["database"], "unavailable");
+    let reply = app.get("/api/api-keys/", &ada.auth()).await;
+    reply.assert_error(503, "database_unavailable");
+    assert_eq!(reply.header("retry-after"), Some("5"));
+}

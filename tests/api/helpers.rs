@@ -1,0 +1,311 @@
+//! Test support: a database per test (a SQLite file, or a PostgreSQL database created for the
+//! test and dropped after it), a real server on port 0, and one method per endpoint.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::{Method, StatusCode, header::HeaderMap};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use keygate::config::Settings;
+use keygate::db::{self, DbConnection, DbPool};
+use keygate::startup::Application;
+use serde_json::Value;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password-123";
+pub const PASSWORD: &str = "user-password-123";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// With `CI` or `KEYGATE_REQUIRE_SERVICES` set, a missing service fails the test.
+pub fn services_required() -> bool {
+    ["CI", "KEYGATE_REQUIRE_SERVICES"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false"))
+}
+
+/// Skips (with a notice on the terminal, past the test harness's capture) or fails.
+pub fn unavailable(service: &str, detail: &str, how: &str) {
+    let message = format!("{service} is unreachable ({detail}); start it with: {how}");
+    if services_required() {
+        panic!("{message}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED (set KEYGATE_REQUIRE_SERVICES=1 to fail instead): {message}");
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A database of one test's own, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+pub fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("keygate-test-{}.db", unique_suffix()));
+                Some(TestDb { url: format!("sqlite://{}", path.display()), cleanup: Cleanup::File(path) })
+            }
+            Backend::Postgres => {
+                let admin_url = test_database_url();
+                let mut admin = match PgConnection::establish(&admin_url) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        unavailable(
+                            "PostgreSQL",
+                            &format!("{admin_url}: {e}"),
+                            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+                        );
+                        return None;
+                    }
+                };
+                let name = format!("keygate_test_{}", unique_suffix());
+                admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
+                let (base, query) = admin_url.split_once('?').map_or((admin_url.as_str(), ""), |(b, q)| (b, q));
+                let (server, _) = base.rsplit_once('/').expect("TEST_DATABASE_URL names a database");
+                let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
+                Some(TestDb { url, cleanup: Cleanup::Postgres { admin_url, name } })
+            }
+        }
+    }
+
+    /// A migrated connection to this database.
+    pub fn connect(&self) -> DbConnection {
+        let mut conn = db::establish(&self.url).expect("connect to the test database");
+        db::migrate(&mut conn).expect("migrate the test database");
+        conn
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            }
+        }
+    }
+}
+
+/// Generates one test per backend for each named `async fn(TestApp)`.
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[actix_web::test]
+            async fn $test() {
+                if let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await {
+                    super::$test(app).await
+                }
+            })+
+        }
+        mod postgres {
+            $(#[actix_web::test]
+            async fn $test() {
+                if let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await {
+                    super::$test(app).await
+                }
+            })+
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// Generates one test per backend for each named `fn(&mut DbConnection)`.
+macro_rules! on_both_databases {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $test() {
+                if let Some(db) = crate::helpers::TestDb::new(crate::helpers::Backend::Sqlite) {
+                    super::$test(&mut db.connect())
+                }
+            })+
+        }
+        mod postgres {
+            $(#[test]
+            fn $test() {
+                if let Some(db) = crate::helpers::TestDb::new(crate::helpers::Backend::Postgres) {
+                    super::$test(&mut db.connect())
+                }
+            })+
+        }
+    };
+}
+pub(crate) use on_both_databases;
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: DbPool,
+    pub db: TestDb,
+    client: awc::Client,
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Bearer(String),
+    /// Raw header name and value, for API keys and hostile input.
+    Header(&'static str, String),
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a JSON error with this status and code, and a human message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(self.body["error"], code, "body: {}", self.text);
+        assert!(self.body["message"].as_str().is_some_and(|m| m.len() > 5), "body: {}", self.text);
+    }
+}
+
+/// A logged-in user.
+pub struct Persona {
+    pub id: i64,
+    pub token: String,
+}
+
+impl Persona {
+    pub fn auth(&self) -> Auth {
+        Auth::Bearer(self.token.clone())
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> Option<TestApp> {
+    let db = TestDb::new(backend)?;
+    let mut env: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("DATABASE_POOL_SIZE".into(), "4".into()),
+        ("BIND_ADDR".into(), "127.0.0.1".into()),
+        ("PORT".into(), "0".into()),
+        ("WEB_CONCURRENCY".into(), "2".into()),
+        ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+        ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+    ];
+    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let settings = Settings::from_lookup(|name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        .expect("test settings are valid");
+    let app = Application::build(settings).await.expect("the application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    Some(TestApp { address, pool, db, client })
+}
+
+impl TestApp {
+    pub async fn request(&self, method: Method, path: &str, auth: &Auth, body: Option<Vec<u8>>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        match auth {
+            Auth::None => {}
+            Auth::Bearer(token) => request = request.insert_header(("Authorization", format!("Bearer {token}"))),
+            Auth::Header(name, value) => request = request.insert_header((*name, value.as_str())),
+        }
+        let mut response = match body {
+            Some(bytes) => request.insert_header(("Content-Type", "application/json")).send_body(bytes).await,
+            None => request.send().await,
+        }
+        .expect("the server answers");
+        let bytes = response.body().limit(16 * 1024 * 1024).await.expect("a readable body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status: response.status(), headers: response.headers().clone(), body, text }
+    }
+
+    pub async fn get(&self, path: &str, auth: &Auth) -> Reply {
+        self.request(Method::GET, path, auth, None).await
+    }
+
+    pub async fn post(&self, path: &str, auth: &Auth, body: Value) -> Reply {
+        self.request(Method::POST, path, auth, Some(body.to_string().into_bytes())).await
+    }
+
+    pub async fn patch(&self, path: &str, auth: &Auth, body: Value) -> Reply {
+        self.request(Method::PATCH, path, auth, Some(body.to_string().into_bytes())).await
+    }
+
+    pub async fn delete(&self, path: &str, auth: &Auth) -> Reply {
+        self.request(Method::DELETE, path, auth, None).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.post("/api/auth/token", &Auth::None, serde_json::json!({"email": email, "password": password})).await
+    }
+
+    /// Creates a user through the domain and logs in through HTTP.
+    pub async fn user(&self, email: &str) -> Persona {
+        let user = keygate::users::create(&self.pool, email, PASSWORD, false).await.expect("create user");
+        self.persona(user.id, email, PASSWORD).await
+    }
+
+    pub async fn admin(&self) -> Persona {
+        let user = keygate::users::authenticate(&self.pool, ADMIN_EMAIL, ADMIN_PASSWORD).await.expect("admin exists");
+        self.persona(user.id, ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    async fn persona(&self, id: i64, email: &str, password: &str) -> Persona {
+        let reply = self.login(email, password).await;
+        assert_eq!(reply.status, StatusCode::OK, "login: {}", reply.text);
+        let token = reply.body["access_token"].as_str().expect("a token").to_owned();
+        Persona { id, token }
+    }
+
+    /// Creates a key through the API; returns its JSON (with the one-time `key`).
+    pub async fn create_key(&self, owner: &Persona, body: Value) -> Value {
+        let reply = self.post("/api/api-keys/", &owner.auth(), body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "create key: {}", reply.text);
+        reply.body
+    }
+}
+
+/// Asserts the documented key format: `kg_` + 36 base62 characters.
+#[track_caller]
+pub fn assert_key_format(key: &str) {
+    assert_eq!(key.len(), 39, "{key}");
+    assert!(key.starts_with("kg_"), "{key}");
+    assert!(key[3..].bytes().all(|b| b.is_ascii_alphanumeric()), "{key}");
+}

@@ -1,0 +1,12 @@
+//! HTTP, repository and CLI tests against real databases. Each test gets its own database;
+//! PostgreSQL tests skip with a notice (or fail under CI) when the server is unreachable.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod cli;
+mod health;
+mod keys;
+mod migrations;
+mod repository;

@@ -1,0 +1,155 @@
+//! Row types and their queries, on SQLite and PostgreSQL alike.
+
+use chrono::Duration;
+use diesel::result::{DatabaseErrorKind, Error};
+use keygate::db::models::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewUser, UsageRow, UsageTotals, User};
+use keygate::db::{self, DbConnection};
+
+use crate::helpers::on_both_databases;
+
+on_both_databases!(
+    users_are_inserted_found_counted_and_unique_by_email,
+    keys_are_inserted_found_by_hash_listed_updated_and_deactivated,
+    key_hashes_are_unique,
+    usage_rows_add_up_per_key_and_hour,
+    timestamps_round_trip_exactly,
+);
+
+fn user(conn: &mut DbConnection, email: &str) -> User {
+    let now = db::now();
+    User::insert(
+        conn,
+        &NewUser { email, password_hash: "$argon2id$x", is_admin: false, is_active: true, created_at: now, updated_at: now },
+    )
+    .expect("insert user")
+}
+
+fn key(conn: &mut DbConnection, owner: &User, name: &str, hash: &str) -> ApiKey {
+    let now = db::now();
+    ApiKey::insert(
+        conn,
+        &NewApiKey {
+            user_id: owner.id,
+            name,
+            prefix: "kg_abcdef",
+            key_hash: hash,
+            rate_limit_per_minute: Some(60),
+            rate_limit_per_hour: None,
+            rate_limit_per_day: Some(10_000),
+            expires_at: None,
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .expect("insert key")
+}
+
+fn users_are_inserted_found_counted_and_unique_by_email(conn: &mut DbConnection) {
+    assert_eq!(User::count(conn).expect("count"), 0);
+    let ada = user(conn, "ada@example.com");
+    assert!(ada.id > 0);
+    assert_eq!(User::find_by_email(conn, "ada@example.com").expect("find").map(|u| u.id), Some(ada.id));
+    assert_eq!(User::find(conn, ada.id).expect("find").map(|u| u.email), Some("ada@example.com".into()));
+    assert!(User::find(conn, ada.id + 100).expect("find").is_none());
+    let now = db::now();
+    let duplicate = User::insert(
+        conn,
+        &NewUser { email: "ada@example.com", password_hash: "h", is_admin: true, is_active: true, created_at: now, updated_at: now },
+    );
+    assert!(matches!(duplicate, Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))), "{duplicate:?}");
+    let off = User::set_active(conn, ada.id, false, now).expect("update").expect("found");
+    assert!(!off.is_active);
+    assert_eq!(User::count(conn).expect("count"), 1);
+}
+
+fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbConnection) {
+    let ada = user(conn, "ada@example.com");
+    let bob = user(conn, "bob@example.com");
+    let first = key(conn, &ada, "first", "hash-1");
+    let second = key(conn, &ada, "second", "hash-2");
+    let bobs = key(conn, &bob, "bob's", "hash-3");
+    assert_eq!(first.rate_limit_per_minute, Some(60));
+    assert_eq!(first.rate_limit_per_hour, None);
+
+    assert_eq!(ApiKey::find_by_hash(conn, "hash-2").expect("find").map(|k| k.id), Some(second.id));
+    assert!(ApiKey::find_by_hash(conn, "nope").expect("find").is_none());
+    let (found, owner) = ApiKey::find_with_owner(conn, bobs.id).expect("find").expect("exists");
+    assert_eq!((found.name.as_str(), owner.as_str()), ("bob's", "bob@example.com"));
+
+    let ids = |rows: Vec<(ApiKey, String)>| rows.into_iter().map(|(k, _)| k.id).collect::<Vec<_>>();
+    assert_eq!(ids(ApiKey::list(conn, KeyFilter::default()).expect("list")), [bobs.id, second.id, first.id]);
+    let adas = KeyFilter { owner: Some(ada.id), active: None };
+    assert_eq!(ids(ApiKey::list(conn, adas).expect("list")), [second.id, first.id]);
+
+    let changes = ApiKeyChanges {
+        name: Some("renamed".into()),
+        rate_limit_per_minute: Some(None),
+        rate_limit_per_hour: Some(Some(500)),
+        is_active: Some(false),
+        updated_at: Some(db::now()),
+        ..ApiKeyChanges::default()
+    };
+    let updated = ApiKey::update(conn, first.id, &changes).expect("update").expect("exists");
+    assert_eq!(updated.name, "renamed");
+    assert_eq!(updated.rate_limit_per_minute, None);
+    assert_eq!(updated.rate_limit_per_hour, Some(500));
+    assert_eq!(updated.rate_limit_per_day, Some(10_000), "untouched columns stay");
+    assert!(!updated.is_active);
+    assert!(ApiKey::update(conn, 999_999, &changes).expect("update").is_none());
+
+    let active = KeyFilter { owner: Some(ada.id), active: Some(true) };
+    assert_eq!(ids(ApiKey::list(conn, active).expect("list")), [second.id]);
+    let inactive = KeyFilter { owner: None, active: Some(false) };
+    assert_eq!(ids(ApiKey::list(conn, inactive).expect("list")), [first.id]);
+}
+
+fn key_hashes_are_unique(conn: &mut DbConnection) {
+    let ada = user(conn, "ada@example.com");
+    key(conn, &ada, "one", "same-hash");
+    let now = db::now();
+    let again = ApiKey::insert(
+        conn,
+        &NewApiKey {
+            user_id: ada.id,
+            name: "two",
+            prefix: "kg_x",
+            key_hash: "same-hash",
+            rate_limit_per_minute: None,
+            rate_limit_per_hour: None,
+            rate_limit_per_day: None,
+            expires_at: None,
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        },
+    );
+    assert!(matches!(again, Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))), "{again:?}");
+}
+
+fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
+    let ada = user(conn, "ada@example.com");
+    let k = key(conn, &ada, "metered", "h");
+    let other = key(conn, &ada, "other", "h2");
+    let hour = keygate::keys::service::hour_of(db::now());
+    let row = |id, hour, allowed, rejected| UsageRow { api_key_id: id, hour, allowed, rejected };
+    row(k.id, hour, 10, 1).add(conn).expect("add");
+    row(k.id, hour, 5, 2).add(conn).expect("add to the same hour");
+    row(k.id, hour - Duration::hours(2), 7, 0).add(conn).expect("add");
+    row(other.id, hour, 1000, 0).add(conn).expect("add");
+
+    let since = UsageRow::since(conn, k.id, hour - Duration::hours(1)).expect("since");
+    assert_eq!(since, [row(k.id, hour, 15, 3)]);
+    assert_eq!(UsageRow::totals(conn, k.id).expect("totals"), UsageTotals { allowed: 22, rejected: 3 });
+    assert_eq!(UsageRow::totals(conn, 424_242).expect("totals"), UsageTotals::default());
+}
+
+fn timestamps_round_trip_exactly(conn: &mut DbConnection) {
+    let ada = user(conn, "ada@example.com");
+    let k = key(conn, &ada, "t", "h");
+    let expiry = db::now() + Duration::days(30);
+    let changes = ApiKeyChanges { expires_at: Some(Some(expiry)), ..ApiKeyChanges::default() };
+    ApiKey::update(conn, k.id, &changes).expect("update");
+    assert_eq!(ApiKey::find(conn, k.id).expect("find").and_then(|k| k.expires_at), Some(expiry));
+    assert_eq!(ApiKey::find(conn, k.id).expect("find").map(|k| k.created_at), Some(k.created_at));
+}
