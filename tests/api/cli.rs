@@ -88,3 +88,52 @@ fn a_bad_setting_stops_start_up_naming_the_variable_without_a_panic() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// `keygate` with no configuration at all, in an empty directory: SQLite file, port 8080.
+#[actix_web::test]
+async fn with_no_configuration_it_serves_on_8080_and_says_how_to_log_in() {
+    let dir = std::env::temp_dir().join(format!("keygate-fresh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let log_path = dir.join("log.txt");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keygate"));
+    command.env_clear().current_dir(&dir).stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log);
+    let port = if std::net::TcpListener::bind("0.0.0.0:8080").is_ok() {
+        8080
+    } else {
+        // Something else holds 8080 on this machine; the default is still what is tested
+        // everywhere it is free.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = free.local_addr().expect("addr").port();
+        command.env("PORT", port.to_string());
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"NOTICE: port 8080 is busy; testing on another\n");
+        port
+    };
+    let mut child = command.spawn().expect("start keygate");
+
+    let client = awc::Client::default();
+    let mut health = None;
+    for _ in 0..100 {
+        if let Ok(mut response) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+            health = Some((response.status().as_u16(), response.body().await.expect("body")));
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stop = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(stop.success());
+    let status = child.wait().expect("keygate exits");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (code, body) = health.unwrap_or_else(|| panic!("no answer on port {port}; log:\n{log}"));
+    assert_eq!(code, 200);
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["counters"], "memory");
+    assert!(log.contains("created admin user admin@localhost with password"), "{log}");
+    assert!(log.contains(&format!("http://localhost:{port}")), "{log}");
+    assert!(log.contains("/api/auth/token"), "the log says how to log in: {log}");
+    assert!(status.success(), "SIGTERM ends keygate cleanly: {status:?}\n{log}");
+}
