@@ -20,6 +20,7 @@
 //! | `KEY_RATE_LIMIT` | `60/minute,1000/hour,10000/day` |
 //! | `TOKEN_TTL_SECONDS` | `3600` (bearer-token lifetime) |
 //! | `WEB_CONCURRENCY` | unset: one worker per core |
+//! | `USAGE_FLUSH_MS` | `2000` (how often buffered usage is written) |
 //! | `UPSTREAM_URL` | unset |
 //!
 //! Every value is checked here, so a bad one stops start-up with a message naming the variable.
@@ -116,6 +117,7 @@ pub struct Settings {
     pub key_rate_limit: Limits,
     pub token_ttl: Duration,
     pub workers: Option<usize>,
+    pub usage_flush_interval: Duration,
     pub upstream_url: Option<String>,
 }
 
@@ -218,6 +220,7 @@ impl Settings {
             workers: get("WEB_CONCURRENCY")
                 .map(|_| positive(&get, "WEB_CONCURRENCY", 1))
                 .transpose()?,
+            usage_flush_interval: Duration::from_millis(positive(&get, "USAGE_FLUSH_MS", 2000)?),
             upstream_url: get("UPSTREAM_URL"),
         };
         if let Some(url) = &settings.upstream_url

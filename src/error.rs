@@ -29,6 +29,21 @@ pub enum ApiError {
     InvalidToken(String),
     #[error("The email or password is wrong.")]
     InvalidCredentials,
+    #[error("{0}")]
+    InvalidApiKey(String),
+    #[error("This API key has expired.")]
+    ApiKeyExpired,
+    #[error("This API key has been deactivated.")]
+    ApiKeyInactive,
+    #[error("{message}")]
+    RateLimitExceeded {
+        message: String,
+        limit: u32,
+        window: &'static str,
+        retry_after: u64,
+    },
+    #[error("Rate limits cannot be checked right now; try again shortly.")]
+    RateLimiterUnavailable,
     #[error("Not found.")]
     NotFound,
     #[error("This method is not allowed here.")]
@@ -53,6 +68,11 @@ impl ApiError {
             ApiError::AuthenticationRequired(_) => "authentication_required",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidApiKey(_) => "invalid_api_key",
+            ApiError::ApiKeyExpired => "api_key_expired",
+            ApiError::ApiKeyInactive => "api_key_inactive",
+            ApiError::RateLimitExceeded { .. } => "rate_limit_exceeded",
+            ApiError::RateLimiterUnavailable => "rate_limiter_unavailable",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
@@ -120,7 +140,12 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::AuthenticationRequired(_)
             | ApiError::InvalidToken(_)
-            | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            | ApiError::InvalidCredentials
+            | ApiError::InvalidApiKey(_)
+            | ApiError::ApiKeyExpired
+            | ApiError::ApiKeyInactive => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -130,7 +155,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        if let ApiError::InternalError(_) = self {
             log::error!("{} {}", status.as_u16(), chain(self));
         }
         let mut body = Map::new();
@@ -147,9 +172,18 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static("Bearer realm=\"keygate\""),
             ));
         }
-        if let ApiError::DatabaseUnavailable(e) = self {
-            log::warn!("503 {}", chain(e));
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        match self {
+            ApiError::DatabaseUnavailable(e) => {
+                log::warn!("503 {}", chain(e));
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            ApiError::RateLimiterUnavailable => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::RateLimitExceeded { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, *retry_after));
+            }
+            _ => {}
         }
         response.json(Value::Object(body))
     }

@@ -3,10 +3,12 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod gate;
 pub mod keys;
 pub mod limits;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod usage;
 pub mod users;
 pub mod validation;

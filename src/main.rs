@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use chrono::Duration;
 use clap::{Parser, Subcommand};
 use keygate::config::Settings;
+use keygate::keys::cache::KeyCache;
 use keygate::keys::service::{self, Actor, NewKey};
 use keygate::keys::{KeyName, KeyStatus, Limits, parse_limit};
 use keygate::startup::{self, Application};
@@ -97,9 +98,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
             let pool = db::pool(&settings.database_url, 1).map_err(|e| e.to_string())?;
-            let applied = db::run(&pool, db::migrate)
-                .await
-                .map_err(|e| e.to_string())?;
+            let applied = db::run(&pool, db::migrate).await.map_err(|e| e.to_string())?;
             println!("applied {} migration(s)", applied.len());
             Ok(())
         }
@@ -140,6 +139,12 @@ async fn serve(settings: Settings) -> Result<(), String> {
 
 async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
     let pool = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
+    let redis = match &settings.redis_url {
+        Some(url) => Some(redis::Client::open(url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?),
+        None => None,
+    };
+    // Announces deactivations to running instances through Redis, when there is one.
+    let cache = KeyCache::new(redis.map(|client| (client, settings.redis_prefix.as_str())));
     // Whoever runs the CLI has the server's environment, so acts with admin rights.
     let operator = Actor {
         user_id: 0,
@@ -207,7 +212,7 @@ async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
             }
         }
         KeysCommand::Deactivate { id } => {
-            let record = service::deactivate(&pool, operator, id)
+            let record = service::deactivate(&pool, &cache, operator, id)
                 .await
                 .map_err(|e| describe_key_error(&e))?;
             println!("deactivated key {} ({})", record.key.id, record.key.prefix);

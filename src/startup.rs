@@ -3,16 +3,23 @@
 //! the server ready to run.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Logger, NormalizePath};
+use actix_web::middleware::{Logger, NormalizePath, from_fn};
 use actix_web::{App, HttpServer, web};
 
 use crate::config::Settings;
 use crate::db::{self, DbError, DbPool};
-use crate::routes::api::{self, auth, body, keys};
+use crate::gate::gate;
+use crate::keys::cache::KeyCache;
+use crate::limits::client_ip::ClientIpRule;
+use crate::limits::memory::MemoryStore;
+use crate::limits::{Limiter, Policy};
+use crate::routes::api::{self, auth, body, caller, keys};
 use crate::routes::health;
 use crate::state::AppState;
+use crate::usage::UsageRecorder;
 use crate::users::token::TokenSigner;
 use crate::users::{self, UserError};
 
@@ -22,6 +29,8 @@ pub enum StartupError {
     Db(#[from] DbError),
     #[error("could not create the admin user: {0:?}")]
     Admin(UserError),
+    #[error("REDIS_URL: {0}")]
+    Redis(redis::RedisError),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -38,7 +47,7 @@ impl From<UserError> for StartupError {
 pub struct Application {
     port: u16,
     server: Server,
-    pool: DbPool,
+    state: web::Data<AppState>,
 }
 
 /// Applies migrations and makes sure an admin exists.
@@ -74,13 +83,47 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?
             .port();
 
+        let memory = Arc::new(MemoryStore::new(MemoryStore::DEFAULT_CAPACITY));
+        let (limiter, keys) = match &settings.redis_url {
+            None => (Limiter::in_memory(memory), KeyCache::new(None)),
+            Some(url) => {
+                let limiter = Limiter::with_redis(
+                    url,
+                    &settings.redis_prefix,
+                    settings.failure_mode,
+                    settings.redis_timeout,
+                    memory,
+                )
+                .await
+                .map_err(StartupError::Redis)?;
+                let client = redis::Client::open(url.as_str()).map_err(StartupError::Redis)?;
+                (limiter, KeyCache::new(Some((client, &settings.redis_prefix))))
+            }
+        };
+        let limiter = Arc::new(limiter);
+        limiter.spawn_upkeep();
+        let keys = Arc::new(keys);
+        keys.spawn_listener();
+        let usage = Arc::new(UsageRecorder::new(pool.clone()));
+        usage.spawn_flusher(settings.usage_flush_interval);
+
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             tokens: TokenSigner::new(&settings.secret_key),
             token_ttl: settings.token_ttl,
             key_defaults: settings.key_rate_limit,
-            counters: "memory",
+            keys,
+            limiter,
+            usage,
+            client_ip: ClientIpRule {
+                trusted_hops: settings.trusted_proxy_hops,
+                header: settings.client_ip_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            },
+            anon_policy: Policy::from_rates(&settings.anon_rate_limit),
+            anon_message: settings.anon_limit_message.clone(),
+            user_policy: Policy::from_rates(&settings.user_rate_limit),
         });
+        let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             let json = web::JsonConfig::default()
                 .limit(body::MAX_JSON_BYTES)
@@ -90,16 +133,20 @@ impl Application {
                 web::PathConfig::default().error_handler(|_, _| crate::error::ApiError::NotFound.into());
             let query = web::QueryConfig::default()
                 .error_handler(|e, _| crate::error::ApiError::InvalidQuery(e.to_string()).into());
-            // Request order: Logger → NormalizePath (so `/x/` and `/x` are one route) → handler.
+            // Request order: Logger → NormalizePath (so `/x/` and `/x` are one route) → gate
+            // (identify, count, 429, RateLimit headers) → handler.
             App::new()
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .app_data(json)
                 .app_data(path)
                 .app_data(query)
+                .wrap(from_fn(gate))
                 .wrap(NormalizePath::trim())
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .service(resource("/healthz").route(web::get().to(health::healthz)))
                 .service(resource("/api/auth/token").route(web::post().to(auth::token)))
+                .service(resource("/api/whoami").route(web::get().to(caller::whoami)))
+                .service(resource("/api/rate-limit").route(web::get().to(caller::rate_limit)))
                 .service(
                     resource("/api/api-keys")
                         .route(web::get().to(keys::list))
@@ -126,7 +173,7 @@ impl Application {
         Ok(Application {
             port,
             server: server.run(),
-            pool,
+            state,
         })
     }
 
@@ -135,16 +182,27 @@ impl Application {
     }
 
     pub fn pool(&self) -> &DbPool {
-        &self.pool
+        &self.state.pool
+    }
+
+    /// The shared state, for tests that look inside (usage, limiter).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
     }
 
     pub fn server(&self) -> &Server {
         &self.server
     }
 
-    /// Serves until SIGTERM/SIGINT, then finishes in-flight requests and returns.
+    /// Serves until SIGTERM/SIGINT, then finishes in-flight requests, writes buffered usage and
+    /// returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.server.await?;
+        match self.state.usage.flush().await {
+            Ok(keys) => log::info!("stopped; wrote the usage of {keys} key(s)"),
+            Err(e) => log::error!("stopped, but could not write buffered usage: {e}"),
+        }
+        Ok(())
     }
 }
 

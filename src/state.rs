@@ -1,9 +1,15 @@
-//! What every handler can reach, registered once as `web::Data<AppState>` in `startup`.
+//! What every handler and the gate can reach, registered once as `web::Data<AppState>` in
+//! `startup`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::DbPool;
 use crate::keys::Limits;
+use crate::keys::cache::KeyCache;
+use crate::limits::client_ip::ClientIpRule;
+use crate::limits::{Limiter, Policy};
+use crate::usage::UsageRecorder;
 use crate::users::token::TokenSigner;
 
 pub struct AppState {
@@ -12,6 +18,13 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// Limits of a new key when its creator gives none (`KEY_RATE_LIMIT`).
     pub key_defaults: Limits,
-    /// Where rate-limit counters live: "memory" or "redis" (shown by `/healthz`).
-    pub counters: &'static str,
+    pub keys: Arc<KeyCache>,
+    pub limiter: Arc<Limiter>,
+    pub usage: Arc<UsageRecorder>,
+    pub client_ip: ClientIpRule,
+    /// `ANON_RATE_LIMIT`, per client address.
+    pub anon_policy: Policy,
+    pub anon_message: String,
+    /// `USER_RATE_LIMIT`, per bearer-token user.
+    pub user_policy: Policy,
 }

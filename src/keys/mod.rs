@@ -1,6 +1,7 @@
 //! API keys: the secret (`secret`), the rules of their life cycle (`service`) and the value
 //! types both share. Knows nothing of HTTP.
 
+pub mod cache;
 pub mod secret;
 pub mod service;
 

@@ -7,6 +7,7 @@ use diesel::Connection;
 
 use crate::db::models::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, UsageRow, UsageTotals, User};
 use crate::db::{self, DbConnection, DbError, DbPool};
+use crate::keys::cache::KeyCache;
 use crate::keys::secret::IssuedKey;
 use crate::keys::{KeyName, Limits};
 use crate::validation::FieldErrors;
@@ -162,7 +163,14 @@ pub async fn get(pool: &DbPool, actor: Actor, id: i64) -> Result<KeyRecord, KeyE
     db::run(pool, move |conn| visible(conn, actor, id)).await
 }
 
-pub async fn update(pool: &DbPool, actor: Actor, id: i64, patch: KeyPatch) -> Result<KeyRecord, KeyError> {
+/// Applies `patch` and announces the change, so every instance's gate sees it within a second.
+pub async fn update(
+    pool: &DbPool,
+    cache: &KeyCache,
+    actor: Actor,
+    id: i64,
+    patch: KeyPatch,
+) -> Result<KeyRecord, KeyError> {
     let changes = ApiKeyChanges {
         name: patch.name.map(KeyName::into_inner),
         rate_limit_per_minute: patch.per_minute.map(column),
@@ -172,20 +180,28 @@ pub async fn update(pool: &DbPool, actor: Actor, id: i64, patch: KeyPatch) -> Re
         is_active: patch.is_active,
         updated_at: Some(db::now()),
     };
-    db::run(pool, move |conn| {
-        conn.transaction(|conn| {
+    let record = db::run(pool, move |conn| {
+        conn.transaction::<_, KeyError, _>(|conn| {
             let record = visible(conn, actor, id)?;
             let key = ApiKey::update(conn, id, &changes)?.ok_or(KeyError::NotFound)?;
             Ok(KeyRecord { key, ..record })
         })
     })
-    .await
+    .await?;
+    cache.changed(id).await;
+    Ok(record)
 }
 
 /// Soft delete: the row stays, the key stops working.
-pub async fn deactivate(pool: &DbPool, actor: Actor, id: i64) -> Result<KeyRecord, KeyError> {
+pub async fn deactivate(
+    pool: &DbPool,
+    cache: &KeyCache,
+    actor: Actor,
+    id: i64,
+) -> Result<KeyRecord, KeyError> {
     update(
         pool,
+        cache,
         actor,
         id,
         KeyPatch {

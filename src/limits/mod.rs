@@ -1,7 +1,24 @@
-//! Rate limits: the vocabulary shared by configuration, keys and (later) the gate's counter
-//! stores. This module knows nothing of HTTP or the database.
+//! Rate limits: rates and windows, the sliding-window arithmetic, and the counter stores
+//! behind one [`Limiter`]. Knows nothing of HTTP or the database.
+//!
+//! Algorithm: a sliding-window counter per window (Cloudflare's). Each window of W seconds keeps
+//! the count of the current clock-aligned window `c` and of the previous one `p`; at `e`
+//! milliseconds into the current window the estimated use is `floor(p × (W − e) / W) + c`. A
+//! request passes when every window has room for it, and only then is it counted, so a rejected
+//! request consumes nothing. The estimate assumes the previous window's requests were spread
+//! evenly; its error is bounded by the previous window's count times the unevenness, and it
+//! never lets more than `limit` requests through inside one clock-aligned window.
+
+pub mod client_ip;
+pub mod headers;
+mod limiter;
+pub mod memory;
+pub mod redis;
 
 use std::fmt;
+use std::net::IpAddr;
+
+pub use limiter::{CounterState, Limiter, LimiterError};
 
 /// A fixed span of time a limit is counted over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +63,19 @@ impl Window {
             "day" | "d" => Some(Window::Day),
             _ => None,
         }
+    }
+}
+
+impl Window {
+    pub const ALL: [Window; 4] = [Window::Second, Window::Minute, Window::Hour, Window::Day];
+
+    /// Position in [`Window::ALL`], for per-window arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    pub const fn millis(self) -> u64 {
+        self.seconds() * 1000
     }
 }
 
@@ -110,6 +140,217 @@ impl Rate {
     }
 }
 
+/// Whose counters: one bucket per key, per user, or per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    Key(i64),
+    User(i64),
+    /// IPv6 addresses are grouped by /64, the block one subscriber usually holds, so an
+    /// attacker cannot rotate through 2⁶⁴ addresses for fresh buckets.
+    Ip(IpAddr),
+}
+
+impl Bucket {
+    pub fn ip(addr: IpAddr) -> Bucket {
+        match addr {
+            IpAddr::V4(_) => Bucket::Ip(addr),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Bucket::Ip(IpAddr::V4(v4)),
+                None => {
+                    let mut segments = v6.segments();
+                    segments[4..].fill(0);
+                    Bucket::Ip(IpAddr::V6(segments.into()))
+                }
+            },
+        }
+    }
+}
+
+impl fmt::Display for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bucket::Key(id) => write!(f, "k:{id}"),
+            Bucket::User(id) => write!(f, "u:{id}"),
+            Bucket::Ip(ip) => write!(f, "ip:{ip}"),
+        }
+    }
+}
+
+/// The limits one caller is held to: windows in order from the shortest, each at most once.
+/// A window with no limit is still counted (for `stats`), but never refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy(Vec<(Window, Option<u32>)>);
+
+impl Policy {
+    pub fn new(mut windows: Vec<(Window, Option<u32>)>) -> Policy {
+        windows.sort_by_key(|(w, _)| *w);
+        windows.dedup_by_key(|(w, _)| *w);
+        Policy(windows)
+    }
+
+    pub fn from_rates(rates: &[Rate]) -> Policy {
+        Policy::new(rates.iter().map(|r| (r.window, Some(r.limit))).collect())
+    }
+
+    pub fn windows(&self) -> &[(Window, Option<u32>)] {
+        &self.0
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        self.0.iter().all(|(_, limit)| limit.is_none())
+    }
+}
+
+/// `floor(prev × (W − elapsed) / W)`: the previous window's weight now. Computed in f64 in the
+/// same order as the Redis script, so both stores decide identically.
+pub fn weighted_previous(prev: u64, elapsed_ms: u64, window_ms: u64) -> u64 {
+    let remaining = window_ms.saturating_sub(elapsed_ms) as f64;
+    (prev as f64 * (remaining / window_ms as f64)).floor() as u64
+}
+
+/// True when `cost` more requests fit under `limit`.
+pub fn admits(limit: Option<u32>, prev: u64, curr: u64, elapsed_ms: u64, window_ms: u64, cost: u64) -> bool {
+    limit.is_none_or(|l| weighted_previous(prev, elapsed_ms, window_ms) + curr + cost <= u64::from(l))
+}
+
+/// One window's counters as a store saw them, after the request was counted (if it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    pub window: Window,
+    pub limit: Option<u32>,
+    pub prev: u64,
+    pub curr: u64,
+    /// Milliseconds into the current clock-aligned window.
+    pub elapsed_ms: u64,
+}
+
+impl WindowCount {
+    pub fn used(&self) -> u64 {
+        weighted_previous(self.prev, self.elapsed_ms, self.window.millis()) + self.curr
+    }
+
+    pub fn remaining(&self) -> Option<u64> {
+        self.limit.map(|l| u64::from(l).saturating_sub(self.used()))
+    }
+
+    /// Milliseconds until the current clock-aligned window closes.
+    pub fn reset_ms(&self) -> u64 {
+        self.window.millis() - self.elapsed_ms
+    }
+
+    /// Milliseconds until one more request would fit (0 when it fits now).
+    pub fn retry_after_ms(&self) -> u64 {
+        let Some(limit) = self.limit.map(u64::from) else {
+            return 0;
+        };
+        let w = self.window.millis();
+        let fits = |prev, curr, elapsed| admits(Some(limit as u32), prev, curr, elapsed, w, 1);
+        if fits(self.prev, self.curr, self.elapsed_ms) {
+            return 0;
+        }
+        // Later in this window: the previous window's weight decays until it leaves room.
+        if self.curr < limit && self.prev > 0 {
+            let room = (limit - self.curr) as f64;
+            let until = (w as f64 - room * w as f64 / self.prev as f64).max(0.0) as u64;
+            let from = until.max(self.elapsed_ms);
+            if let Some(at) = (from..from + 4).find(|&e| e < w && fits(self.prev, self.curr, e)) {
+                return at - self.elapsed_ms;
+            }
+        }
+        // In the next window, this window's count becomes the decaying previous one.
+        let until = if self.curr < limit {
+            0
+        } else {
+            (w as f64 - limit as f64 * w as f64 / self.curr as f64).max(0.0) as u64
+        };
+        let at = (until..until + 4)
+            .find(|&e| fits(self.curr, 0, e))
+            .unwrap_or(until);
+        (w - self.elapsed_ms) + at
+    }
+}
+
+/// What a store decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The store's clock (Redis server time with Redis), Unix milliseconds.
+    pub now_ms: u64,
+    pub counts: Vec<WindowCount>,
+}
+
+impl Decision {
+    /// A request let through without counting (failure mode `open`).
+    pub fn unlimited(now_ms: u64) -> Decision {
+        Decision {
+            allowed: true,
+            now_ms,
+            counts: Vec::new(),
+        }
+    }
+
+    /// The limited window with the least room left (the shortest on ties): the one headers
+    /// report.
+    pub fn binding(&self) -> Option<&WindowCount> {
+        self.counts
+            .iter()
+            .filter(|c| c.limit.is_some())
+            .min_by_key(|c| c.remaining())
+    }
+
+    /// For a refused request: the window that refused it and the wait until it would pass.
+    pub fn refusal(&self) -> Option<(&WindowCount, u64)> {
+        if self.allowed {
+            return None;
+        }
+        self.counts
+            .iter()
+            .map(|c| (c, c.retry_after_ms()))
+            .max_by_key(|(_, wait)| *wait)
+    }
+}
+
+/// Decides from counts before the request; shared by both stores' arithmetic.
+pub(crate) fn decide(policy: &Policy, now_ms: u64, counters: &[(u64, u64)], cost: u64) -> Decision {
+    let allowed = policy
+        .windows()
+        .iter()
+        .zip(counters)
+        .all(|(&(window, limit), &(prev, curr))| {
+            admits(limit, prev, curr, now_ms % window.millis(), window.millis(), cost)
+        });
+    let after = counters
+        .iter()
+        .map(|&(prev, curr)| (prev, if allowed { curr + cost } else { curr }));
+    assemble(policy, now_ms, after, allowed)
+}
+
+/// A decision from counts after the request was (or was not) counted.
+pub(crate) fn assemble(
+    policy: &Policy,
+    now_ms: u64,
+    after: impl IntoIterator<Item = (u64, u64)>,
+    allowed: bool,
+) -> Decision {
+    let counts = policy
+        .windows()
+        .iter()
+        .zip(after)
+        .map(|(&(window, limit), (prev, curr))| WindowCount {
+            window,
+            limit,
+            prev,
+            curr,
+            elapsed_ms: now_ms % window.millis(),
+        })
+        .collect();
+    Decision {
+        allowed,
+        now_ms,
+        counts,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +403,89 @@ mod tests {
         );
         assert_eq!(Rate::parse_list("  "), Err(RateParseError::Empty));
         assert!(Rate::parse_list("1/minute,").is_err());
+    }
+
+    fn count(limit: u32, prev: u64, curr: u64, elapsed_ms: u64) -> WindowCount {
+        WindowCount {
+            window: Window::Minute,
+            limit: Some(limit),
+            prev,
+            curr,
+            elapsed_ms,
+        }
+    }
+
+    #[test]
+    fn the_previous_window_weighs_in_proportion_to_its_overlap() {
+        assert_eq!(weighted_previous(100, 0, 60_000), 100);
+        assert_eq!(weighted_previous(100, 15_000, 60_000), 75);
+        assert_eq!(weighted_previous(100, 59_999, 60_000), 0);
+        assert_eq!(weighted_previous(3, 30_000, 60_000), 1, "floored");
+        assert_eq!(count(10, 100, 2, 30_000).used(), 52);
+    }
+
+    #[test]
+    fn retry_after_is_the_first_moment_a_request_fits() {
+        // Brute force: step through time a millisecond at a time and compare.
+        for (limit, prev, curr, elapsed) in [
+            (10, 0, 10, 12_000),
+            (10, 20, 0, 1_000),
+            (10, 20, 5, 30_000),
+            (5, 7, 5, 59_000),
+            (1, 1, 0, 0),
+            (3, 9, 3, 100),
+        ] {
+            let c = count(limit, prev, curr, elapsed);
+            let wait = c.retry_after_ms();
+            let fits_at = |t: u64| {
+                let at = elapsed + t;
+                if at < 60_000 {
+                    admits(Some(limit), prev, curr, at, 60_000, 1)
+                } else {
+                    admits(Some(limit), curr, 0, at - 60_000, 60_000, 1)
+                }
+            };
+            assert!(fits_at(wait), "{c:?}: fits after {wait} ms");
+            if wait > 0 {
+                assert!(!fits_at(wait - 1), "{c:?}: {wait} ms is the first moment");
+            }
+        }
+    }
+
+    #[test]
+    fn a_decision_counts_only_when_every_window_has_room() {
+        let policy = Policy::new(vec![
+            (Window::Minute, Some(2)),
+            (Window::Hour, Some(10)),
+            (Window::Day, None),
+        ]);
+        let allowed = decide(&policy, 61_000, &[(0, 1), (0, 5), (0, 99)], 1);
+        assert!(allowed.allowed);
+        assert_eq!(
+            allowed.counts.iter().map(|c| c.curr).collect::<Vec<_>>(),
+            [2, 6, 100]
+        );
+        assert_eq!(allowed.binding().map(|c| c.window), Some(Window::Minute));
+        let refused = decide(&policy, 61_000, &[(0, 2), (0, 5), (0, 99)], 1);
+        assert!(!refused.allowed);
+        assert_eq!(
+            refused.counts.iter().map(|c| c.curr).collect::<Vec<_>>(),
+            [2, 5, 99],
+            "nothing consumed"
+        );
+        let (window, wait) = refused.refusal().expect("a refusal");
+        assert_eq!((window.window, wait), (Window::Minute, 59_000 + 1));
+    }
+
+    #[test]
+    fn ipv6_callers_share_a_bucket_per_64_block() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(Bucket::ip(a), Bucket::ip(b));
+        assert_ne!(Bucket::ip(a), Bucket::ip(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
+        assert_eq!(Bucket::ip(mapped), Bucket::Ip("10.0.0.1".parse().expect("ip")));
     }
 
     #[test]

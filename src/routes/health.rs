@@ -5,6 +5,7 @@ use diesel::connection::SimpleConnection;
 use serde_json::json;
 
 use crate::db::{self, DbError};
+use crate::limits::CounterState;
 use crate::state::AppState;
 
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -19,11 +20,20 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
             (actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
     };
+    let counters = state.limiter.state();
+    let mut body = json!({
+        "status": if status.is_success() { "ok" } else { "degraded" },
+        "database": database,
+        "counters": counters.counters(),
+    });
+    if state.limiter.redis_configured() {
+        body["redis"] = json!(if counters == CounterState::Redis {
+            "ok"
+        } else {
+            "unavailable"
+        });
+    }
     HttpResponse::build(status)
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({
-            "status": if status.is_success() { "ok" } else { "degraded" },
-            "database": database,
-            "counters": state.counters,
-        }))
+        .json(body)
 }

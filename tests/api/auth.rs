@@ -25,10 +25,22 @@ async fn the_right_password_gets_a_bearer_token(app: TestApp) {
 
 async fn bad_credentials_get_401_whatever_is_wrong(app: TestApp) {
     app.user("ada@example.com").await;
-    app.login("ada@example.com", "wrong-password").await.assert_error(401, "invalid_credentials");
-    app.login("nobody@example.com", PASSWORD).await.assert_error(401, "invalid_credentials");
-    app.login("ada@example.com", "").await.assert_error(401, "invalid_credentials");
-    let reply = app.post("/api/auth/token", &Auth::None, json!({"email": "ada@example.com"})).await;
+    app.login("ada@example.com", "wrong-password")
+        .await
+        .assert_error(401, "invalid_credentials");
+    app.login("nobody@example.com", PASSWORD)
+        .await
+        .assert_error(401, "invalid_credentials");
+    app.login("ada@example.com", "")
+        .await
+        .assert_error(401, "invalid_credentials");
+    let reply = app
+        .post(
+            "/api/auth/token",
+            &Auth::None,
+            json!({"email": "ada@example.com"}),
+        )
+        .await;
     reply.assert_error(400, "validation_error");
     assert_eq!(reply.body["fields"]["password"], "is required");
 }
@@ -37,10 +49,15 @@ async fn a_deactivated_user_can_neither_log_in_nor_use_an_old_token(app: TestApp
     let ada = app.user("ada@example.com").await;
     let id = ada.id;
     keygate::db::run(&app.pool, move |conn| {
-        keygate::db::models::User::set_active(conn, id, false, keygate::db::now()).map_err(keygate::db::DbError::Query)
+        keygate::db::models::User::set_active(conn, id, false, keygate::db::now())
+            .map_err(keygate::db::DbError::Query)
     })
     .await
     .expect("deactivate");
-    app.login("ada@example.com", PASSWORD).await.assert_error(401, "invalid_credentials");
-    app.get("/api/api-keys/", &ada.auth()).await.assert_error(401, "invalid_token");
+    app.login("ada@example.com", PASSWORD)
+        .await
+        .assert_error(401, "invalid_credentials");
+    app.get("/api/api-keys/", &ada.auth())
+        .await
+        .assert_error(401, "invalid_token");
 }

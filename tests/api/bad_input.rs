@@ -17,14 +17,37 @@ on_both_backends!(
 
 async fn malformed_json_is_refused_with_a_message(app: TestApp) {
     let ada = app.user("ada@example.com").await;
-    for body in [&b"{\"name\": "[..], b"not json", b"", b"[1,2,3]", b"\"a string\"", &[0xff, 0xfe][..]] {
-        let reply = app.request(Method::POST, "/api/api-keys/", &ada.auth(), Some(body.to_vec())).await;
+    for body in [
+        &b"{\"name\": "[..],
+        b"not json",
+        b"",
+        b"[1,2,3]",
+        b"\"a string\"",
+        &[0xff, 0xfe][..],
+    ] {
+        let reply = app
+            .request(Method::POST, "/api/api-keys/", &ada.auth(), Some(body.to_vec()))
+            .await;
         reply.assert_error(400, "invalid_json");
     }
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    let reply = app.request(Method::POST, "/api/api-keys/", &ada.auth(), Some(deep.into_bytes())).await;
+    let reply = app
+        .request(
+            Method::POST,
+            "/api/api-keys/",
+            &ada.auth(),
+            Some(deep.into_bytes()),
+        )
+        .await;
     reply.assert_error(400, "invalid_json");
-    let reply = app.request(Method::POST, "/api/auth/token", &Auth::None, Some(b"{oops".to_vec())).await;
+    let reply = app
+        .request(
+            Method::POST,
+            "/api/auth/token",
+            &Auth::None,
+            Some(b"{oops".to_vec()),
+        )
+        .await;
     reply.assert_error(400, "invalid_json");
 }
 
@@ -40,45 +63,89 @@ async fn wrong_types_are_reported_field_by_field(app: TestApp) {
         .await;
     reply.assert_error(400, "validation_error");
     let fields = &reply.body["fields"];
-    for field in ["name", "rate_limit_per_minute", "rate_limit_per_hour", "expires_at", "colour"] {
-        assert!(fields[field].is_string(), "{field} should be reported: {}", reply.text);
+    for field in [
+        "name",
+        "rate_limit_per_minute",
+        "rate_limit_per_hour",
+        "expires_at",
+        "colour",
+    ] {
+        assert!(
+            fields[field].is_string(),
+            "{field} should be reported: {}",
+            reply.text
+        );
     }
     let key = app.create_key(&ada, json!({"name": "ok"})).await;
     let path = format!("/api/api-keys/{}/", key["id"]);
-    let reply = app.patch(&path, &ada.auth(), json!({"is_active": "yes", "name": null})).await;
+    let reply = app
+        .patch(&path, &ada.auth(), json!({"is_active": "yes", "name": null}))
+        .await;
     reply.assert_error(400, "validation_error");
     assert!(reply.body["fields"]["is_active"].is_string());
     assert!(reply.body["fields"]["name"].is_string());
-    let reply = app.patch(&path, &ada.auth(), json!({"expires_at": "2001-01-01T00:00:00Z"})).await;
+    let reply = app
+        .patch(&path, &ada.auth(), json!({"expires_at": "2001-01-01T00:00:00Z"}))
+        .await;
     reply.assert_error(400, "validation_error");
     assert_eq!(reply.body["fields"]["expires_at"], "must be in the future");
-    assert_eq!(app.get(&path, &ada.auth()).await.body["name"], "ok", "a refused change changes nothing");
-    app.get("/api/api-keys/?active=maybe", &ada.auth()).await.assert_error(400, "invalid_query");
+    assert_eq!(
+        app.get(&path, &ada.auth()).await.body["name"],
+        "ok",
+        "a refused change changes nothing"
+    );
+    app.get("/api/api-keys/?active=maybe", &ada.auth())
+        .await
+        .assert_error(400, "invalid_query");
 }
 
 async fn zero_negative_and_oversized_limits_are_refused(app: TestApp) {
     let ada = app.user("ada@example.com").await;
     for limit in [json!(0), json!(-5), json!(2_147_483_648_i64), json!(1e30)] {
-        let reply = app.post("/api/api-keys/", &ada.auth(), json!({"name": "x", "rate_limit_per_day": limit})).await;
+        let reply = app
+            .post(
+                "/api/api-keys/",
+                &ada.auth(),
+                json!({"name": "x", "rate_limit_per_day": limit}),
+            )
+            .await;
         reply.assert_error(400, "validation_error");
-        assert!(reply.body["fields"]["rate_limit_per_day"].is_string(), "{limit}: {}", reply.text);
+        assert!(
+            reply.body["fields"]["rate_limit_per_day"].is_string(),
+            "{limit}: {}",
+            reply.text
+        );
     }
-    assert_eq!(app.get("/api/api-keys/", &ada.auth()).await.body, json!([]), "nothing was created");
+    assert_eq!(
+        app.get("/api/api-keys/", &ada.auth()).await.body,
+        json!([]),
+        "nothing was created"
+    );
 }
 
 async fn a_300_character_name_is_refused(app: TestApp) {
     let ada = app.user("ada@example.com").await;
-    let reply = app.post("/api/api-keys/", &ada.auth(), json!({"name": "n".repeat(300)})).await;
+    let reply = app
+        .post("/api/api-keys/", &ada.auth(), json!({"name": "n".repeat(300)}))
+        .await;
     reply.assert_error(400, "validation_error");
     assert_eq!(reply.body["fields"]["name"], "must be at most 100 characters");
-    app.post("/api/api-keys/", &ada.auth(), json!({"name": "  "})).await.assert_error(400, "validation_error");
-    app.post("/api/api-keys/", &ada.auth(), json!({})).await.assert_error(400, "validation_error");
+    app.post("/api/api-keys/", &ada.auth(), json!({"name": "  "}))
+        .await
+        .assert_error(400, "validation_error");
+    app.post("/api/api-keys/", &ada.auth(), json!({}))
+        .await
+        .assert_error(400, "validation_error");
 }
 
 async fn a_5_mb_body_gets_413_not_a_dropped_connection(app: TestApp) {
     let ada = app.user("ada@example.com").await;
-    let huge = json!({"name": "x".repeat(5 * 1024 * 1024)}).to_string().into_bytes();
-    let reply = app.request(Method::POST, "/api/api-keys/", &ada.auth(), Some(huge)).await;
+    let huge = json!({"name": "x".repeat(5 * 1024 * 1024)})
+        .to_string()
+        .into_bytes();
+    let reply = app
+        .request(Method::POST, "/api/api-keys/", &ada.auth(), Some(huge))
+        .await;
     reply.assert_error(413, "payload_too_large");
     let still_fine = app.get("/api/api-keys/", &ada.auth()).await;
     assert_eq!(still_fine.status, 200);
@@ -96,12 +163,20 @@ async fn unknown_and_non_numeric_ids_are_not_found(app: TestApp) {
     ] {
         app.get(path, &ada.auth()).await.assert_error(404, "not_found");
     }
-    app.delete("/api/api-keys/999999/", &ada.auth()).await.assert_error(404, "not_found");
-    app.patch("/api/api-keys/x/", &ada.auth(), json!({"name": "y"})).await.assert_error(404, "not_found");
+    app.delete("/api/api-keys/999999/", &ada.auth())
+        .await
+        .assert_error(404, "not_found");
+    app.patch("/api/api-keys/x/", &ada.auth(), json!({"name": "y"}))
+        .await
+        .assert_error(404, "not_found");
 }
 
 async fn unknown_routes_and_methods_answer_json(app: TestApp) {
     app.get("/nope", &Auth::None).await.assert_error(404, "not_found");
-    app.request(Method::PUT, "/api/api-keys/", &Auth::None, None).await.assert_error(405, "method_not_allowed");
-    app.request(Method::GET, "/api/auth/token", &Auth::None, None).await.assert_error(405, "method_not_allowed");
+    app.request(Method::PUT, "/api/api-keys/", &Auth::None, None)
+        .await
+        .assert_error(405, "method_not_allowed");
+    app.request(Method::GET, "/api/auth/token", &Auth::None, None)
+        .await
+        .assert_error(405, "method_not_allowed");
 }

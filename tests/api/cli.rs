@@ -41,17 +41,42 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
     let cli = Cli::new();
     let migrate = cli.run(&["migrate"], &[]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
-    assert!(text(&migrate.stdout).contains("applied 1 migration"), "{}", text(&migrate.stdout));
+    assert!(
+        text(&migrate.stdout).contains("applied 1 migration"),
+        "{}",
+        text(&migrate.stdout)
+    );
 
-    let user = cli.run(&["users", "create", "--email", "Ops@Example.com"], &[("KEYGATE_PASSWORD", "long-enough-pw")]);
+    let user = cli.run(
+        &["users", "create", "--email", "Ops@Example.com"],
+        &[("KEYGATE_PASSWORD", "long-enough-pw")],
+    );
     assert!(user.status.success(), "{}", text(&user.stderr));
     assert!(text(&user.stdout).contains("created user ops@example.com"));
-    let short = cli.run(&["users", "create", "--email", "x@example.com"], &[("KEYGATE_PASSWORD", "short")]);
+    let short = cli.run(
+        &["users", "create", "--email", "x@example.com"],
+        &[("KEYGATE_PASSWORD", "short")],
+    );
     assert!(!short.status.success());
-    assert!(text(&short.stderr).contains("password"), "{}", text(&short.stderr));
+    assert!(
+        text(&short.stderr).contains("password"),
+        "{}",
+        text(&short.stderr)
+    );
 
     let created = cli.run(
-        &["keys", "create", "--owner", "ops@example.com", "--name", "nightly", "--per-minute", "5", "--expires-in-days", "30"],
+        &[
+            "keys",
+            "create",
+            "--owner",
+            "ops@example.com",
+            "--name",
+            "nightly",
+            "--per-minute",
+            "5",
+            "--expires-in-days",
+            "30",
+        ],
         &[],
     );
     assert!(created.status.success(), "{}", text(&created.stderr));
@@ -60,11 +85,19 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
 
     let list = cli.run(&["keys", "list"], &[]);
     let listing = text(&list.stdout);
-    assert!(listing.contains(&key[..9]) && listing.contains("nightly") && listing.contains("active"), "{listing}");
+    assert!(
+        listing.contains(&key[..9]) && listing.contains("nightly") && listing.contains("active"),
+        "{listing}"
+    );
     assert!(listing.contains("5/1000/10000"), "{listing}");
     assert!(!listing.contains(&key), "the list never shows the key");
 
-    let id = listing.lines().nth(1).and_then(|l| l.split_whitespace().next()).expect("an id column").to_owned();
+    let id = listing
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("an id column")
+        .to_owned();
     let off = cli.run(&["keys", "deactivate", &id], &[]);
     assert!(off.status.success(), "{}", text(&off.stderr));
     assert!(text(&cli.run(&["keys", "list"], &[]).stdout).contains("inactive"));
@@ -72,7 +105,10 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
     assert!(!missing.status.success());
     assert!(text(&missing.stderr).contains("no key has this id"));
 
-    let nobody = cli.run(&["keys", "create", "--owner", "nobody@example.com", "--name", "x"], &[]);
+    let nobody = cli.run(
+        &["keys", "create", "--owner", "nobody@example.com", "--name", "x"],
+        &[],
+    );
     assert!(!nobody.status.success());
     assert!(text(&nobody.stderr).contains("owner"), "{}", text(&nobody.stderr));
 }
@@ -80,11 +116,18 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
 #[test]
 fn a_bad_setting_stops_start_up_naming_the_variable_without_a_panic() {
     let cli = Cli::new();
-    for (var, value) in [("PORT", "eighty"), ("KEY_RATE_LIMIT", "10/fortnight"), ("SECRET_KEY", "short")] {
+    for (var, value) in [
+        ("PORT", "eighty"),
+        ("KEY_RATE_LIMIT", "10/fortnight"),
+        ("SECRET_KEY", "short"),
+    ] {
         let output = cli.run(&["migrate"], &[(var, value)]);
         assert_eq!(output.status.code(), Some(2), "{var}");
         let stderr = text(&output.stderr);
-        assert!(stderr.contains(&format!("configuration error: {var}: ")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("configuration error: {var}: ")),
+            "{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -97,7 +140,12 @@ async fn with_no_configuration_it_serves_on_8080_and_says_how_to_log_in() {
     let log_path = dir.join("log.txt");
     let log = std::fs::File::create(&log_path).expect("log file");
     let mut command = Command::new(env!("CARGO_BIN_EXE_keygate"));
-    command.env_clear().current_dir(&dir).stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log);
+    command
+        .env_clear()
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log);
     let port = if std::net::TcpListener::bind("0.0.0.0:8080").is_ok() {
         8080
     } else {
@@ -106,7 +154,10 @@ async fn with_no_configuration_it_serves_on_8080_and_says_how_to_log_in() {
         let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         let port = free.local_addr().expect("addr").port();
         command.env("PORT", port.to_string());
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), b"NOTICE: port 8080 is busy; testing on another\n");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"NOTICE: port 8080 is busy; testing on another\n",
+        );
         port
     };
     let mut child = command.spawn().expect("start keygate");
@@ -114,13 +165,20 @@ async fn with_no_configuration_it_serves_on_8080_and_says_how_to_log_in() {
     let client = awc::Client::default();
     let mut health = None;
     for _ in 0..100 {
-        if let Ok(mut response) = client.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+        if let Ok(mut response) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
             health = Some((response.status().as_u16(), response.body().await.expect("body")));
             break;
         }
         actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let stop = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let stop = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(stop.success());
     let status = child.wait().expect("keygate exits");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -132,8 +190,17 @@ async fn with_no_configuration_it_serves_on_8080_and_says_how_to_log_in() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["database"], "ok");
     assert_eq!(body["counters"], "memory");
-    assert!(log.contains("created admin user admin@localhost with password"), "{log}");
+    assert!(
+        log.contains("created admin user admin@localhost with password"),
+        "{log}"
+    );
     assert!(log.contains(&format!("http://localhost:{port}")), "{log}");
-    assert!(log.contains("/api/auth/token"), "the log says how to log in: {log}");
-    assert!(status.success(), "SIGTERM ends keygate cleanly: {status:?}\n{log}");
+    assert!(
+        log.contains("/api/auth/token"),
+        "the log says how to log in: {log}"
+    );
+    assert!(
+        status.success(),
+        "SIGTERM ends keygate cleanly: {status:?}\n{log}"
+    );
 }

@@ -11,17 +11,24 @@ on_both_backends!(health_reports_the_database_and_the_counter_store);
 async fn health_reports_the_database_and_the_counter_store(app: TestApp) {
     let reply = app.get("/healthz", &Auth::None).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(reply.body, json!({"status": "ok", "database": "ok", "counters": "memory"}));
+    assert_eq!(
+        reply.body,
+        json!({"status": "ok", "database": "ok", "counters": "memory"})
+    );
     assert_eq!(app.get("/healthz/", &Auth::None).await.status, 200);
 }
 
 #[actix_web::test]
 async fn health_and_the_api_answer_503_when_the_database_is_gone() {
-    let Some(app) = spawn_app(Backend::Postgres).await else { return };
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
     let ada = app.user("ada@example.com").await;
     let name = app.db.url.rsplit('/').next().expect("a database name").to_owned();
     let mut admin = diesel::PgConnection::establish(&test_database_url()).expect("admin connection");
-    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).expect("drop the app's database");
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .expect("drop the app's database");
 
     let reply = app.get("/healthz", &Auth::None).await;
     assert_eq!(reply.status, 503, "{}", reply.text);

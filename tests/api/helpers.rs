@@ -37,13 +37,23 @@ pub fn unavailable(service: &str, detail: &str, how: &str) {
     if services_required() {
         panic!("{message}");
     }
-    let _ = writeln!(std::io::stderr(), "SKIPPED (set KEYGATE_REQUIRE_SERVICES=1 to fail instead): {message}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED (set KEYGATE_REQUIRE_SERVICES=1 to fail instead): {message}"
+    );
 }
 
 fn unique_suffix() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{}_{}_{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A database of one test's own, removed when dropped.
@@ -66,7 +76,10 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let path = std::env::temp_dir().join(format!("keygate-test-{}.db", unique_suffix()));
-                Some(TestDb { url: format!("sqlite://{}", path.display()), cleanup: Cleanup::File(path) })
+                Some(TestDb {
+                    url: format!("sqlite://{}", path.display()),
+                    cleanup: Cleanup::File(path),
+                })
             }
             Backend::Postgres => {
                 let admin_url = test_database_url();
@@ -82,11 +95,22 @@ impl TestDb {
                     }
                 };
                 let name = format!("keygate_test_{}", unique_suffix());
-                admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
-                let (base, query) = admin_url.split_once('?').map_or((admin_url.as_str(), ""), |(b, q)| (b, q));
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("CREATE DATABASE");
+                let (base, query) = admin_url
+                    .split_once('?')
+                    .map_or((admin_url.as_str(), ""), |(b, q)| (b, q));
                 let (server, _) = base.rsplit_once('/').expect("TEST_DATABASE_URL names a database");
-                let url = if query.is_empty() { format!("{server}/{name}") } else { format!("{server}/{name}?{query}") };
-                Some(TestDb { url, cleanup: Cleanup::Postgres { admin_url, name } })
+                let url = if query.is_empty() {
+                    format!("{server}/{name}")
+                } else {
+                    format!("{server}/{name}?{query}")
+                };
+                Some(TestDb {
+                    url,
+                    cleanup: Cleanup::Postgres { admin_url, name },
+                })
             }
         }
     }
@@ -195,7 +219,11 @@ impl Reply {
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         assert_eq!(self.body["error"], code, "body: {}", self.text);
-        assert!(self.body["message"].as_str().is_some_and(|m| m.len() > 5), "body: {}", self.text);
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| m.len() > 5),
+            "body: {}",
+            self.text
+        );
     }
 }
 
@@ -227,14 +255,22 @@ pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> Option<T
         ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
     ];
     env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let settings = Settings::from_lookup(|name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-        .expect("test settings are valid");
-    let app = Application::build(settings).await.expect("the application builds");
+    let settings =
+        Settings::from_lookup(|name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .expect("test settings are valid");
+    let app = Application::build(settings)
+        .await
+        .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-    Some(TestApp { address, pool, db, client })
+    Some(TestApp {
+        address,
+        pool,
+        db,
+        client,
+    })
 }
 
 impl TestApp {
@@ -242,18 +278,34 @@ impl TestApp {
         let mut request = self.client.request(method, format!("{}{path}", self.address));
         match auth {
             Auth::None => {}
-            Auth::Bearer(token) => request = request.insert_header(("Authorization", format!("Bearer {token}"))),
+            Auth::Bearer(token) => {
+                request = request.insert_header(("Authorization", format!("Bearer {token}")))
+            }
             Auth::Header(name, value) => request = request.insert_header((*name, value.as_str())),
         }
         let mut response = match body {
-            Some(bytes) => request.insert_header(("Content-Type", "application/json")).send_body(bytes).await,
+            Some(bytes) => {
+                request
+                    .insert_header(("Content-Type", "application/json"))
+                    .send_body(bytes)
+                    .await
+            }
             None => request.send().await,
         }
         .expect("the server answers");
-        let bytes = response.body().limit(16 * 1024 * 1024).await.expect("a readable body");
+        let bytes = response
+            .body()
+            .limit(16 * 1024 * 1024)
+            .await
+            .expect("a readable body");
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status: response.status(), headers: response.headers().clone(), body, text }
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, path: &str, auth: &Auth) -> Reply {
@@ -261,11 +313,13 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, auth: &Auth, body: Value) -> Reply {
-        self.request(Method::POST, path, auth, Some(body.to_string().into_bytes())).await
+        self.request(Method::POST, path, auth, Some(body.to_string().into_bytes()))
+            .await
     }
 
     pub async fn patch(&self, path: &str, auth: &Auth, body: Value) -> Reply {
-        self.request(Method::PATCH, path, auth, Some(body.to_string().into_bytes())).await
+        self.request(Method::PATCH, path, auth, Some(body.to_string().into_bytes()))
+            .await
     }
 
     pub async fn delete(&self, path: &str, auth: &Auth) -> Reply {
@@ -273,17 +327,26 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Reply {
-        self.post("/api/auth/token", &Auth::None, serde_json::json!({"email": email, "password": password})).await
+        self.post(
+            "/api/auth/token",
+            &Auth::None,
+            serde_json::json!({"email": email, "password": password}),
+        )
+        .await
     }
 
     /// Creates a user through the domain and logs in through HTTP.
     pub async fn user(&self, email: &str) -> Persona {
-        let user = keygate::users::create(&self.pool, email, PASSWORD, false).await.expect("create user");
+        let user = keygate::users::create(&self.pool, email, PASSWORD, false)
+            .await
+            .expect("create user");
         self.persona(user.id, email, PASSWORD).await
     }
 
     pub async fn admin(&self) -> Persona {
-        let user = keygate::users::authenticate(&self.pool, ADMIN_EMAIL, ADMIN_PASSWORD).await.expect("admin exists");
+        let user = keygate::users::authenticate(&self.pool, ADMIN_EMAIL, ADMIN_PASSWORD)
+            .await
+            .expect("admin exists");
         self.persona(user.id, ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 

@@ -2,7 +2,9 @@
 
 use chrono::Duration;
 use diesel::result::{DatabaseErrorKind, Error};
-use keygate::db::models::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewUser, UsageRow, UsageTotals, User};
+use keygate::db::models::{
+    ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewUser, UsageRow, UsageTotals, User,
+};
 use keygate::db::{self, DbConnection};
 
 use crate::helpers::on_both_databases;
@@ -19,7 +21,14 @@ fn user(conn: &mut DbConnection, email: &str) -> User {
     let now = db::now();
     User::insert(
         conn,
-        &NewUser { email, password_hash: "$argon2id$x", is_admin: false, is_active: true, created_at: now, updated_at: now },
+        &NewUser {
+            email,
+            password_hash: "$argon2id$x",
+            is_admin: false,
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        },
     )
     .expect("insert user")
 }
@@ -49,16 +58,39 @@ fn users_are_inserted_found_counted_and_unique_by_email(conn: &mut DbConnection)
     assert_eq!(User::count(conn).expect("count"), 0);
     let ada = user(conn, "ada@example.com");
     assert!(ada.id > 0);
-    assert_eq!(User::find_by_email(conn, "ada@example.com").expect("find").map(|u| u.id), Some(ada.id));
-    assert_eq!(User::find(conn, ada.id).expect("find").map(|u| u.email), Some("ada@example.com".into()));
+    assert_eq!(
+        User::find_by_email(conn, "ada@example.com")
+            .expect("find")
+            .map(|u| u.id),
+        Some(ada.id)
+    );
+    assert_eq!(
+        User::find(conn, ada.id).expect("find").map(|u| u.email),
+        Some("ada@example.com".into())
+    );
     assert!(User::find(conn, ada.id + 100).expect("find").is_none());
     let now = db::now();
     let duplicate = User::insert(
         conn,
-        &NewUser { email: "ada@example.com", password_hash: "h", is_admin: true, is_active: true, created_at: now, updated_at: now },
+        &NewUser {
+            email: "ada@example.com",
+            password_hash: "h",
+            is_admin: true,
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        },
     );
-    assert!(matches!(duplicate, Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))), "{duplicate:?}");
-    let off = User::set_active(conn, ada.id, false, now).expect("update").expect("found");
+    assert!(
+        matches!(
+            duplicate,
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+        ),
+        "{duplicate:?}"
+    );
+    let off = User::set_active(conn, ada.id, false, now)
+        .expect("update")
+        .expect("found");
     assert!(!off.is_active);
     assert_eq!(User::count(conn).expect("count"), 1);
 }
@@ -72,15 +104,32 @@ fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbC
     assert_eq!(first.rate_limit_per_minute, Some(60));
     assert_eq!(first.rate_limit_per_hour, None);
 
-    assert_eq!(ApiKey::find_by_hash(conn, "hash-2").expect("find").map(|k| k.id), Some(second.id));
+    assert_eq!(
+        ApiKey::find_by_hash(conn, "hash-2").expect("find").map(|k| k.id),
+        Some(second.id)
+    );
     assert!(ApiKey::find_by_hash(conn, "nope").expect("find").is_none());
-    let (found, owner) = ApiKey::find_with_owner(conn, bobs.id).expect("find").expect("exists");
-    assert_eq!((found.name.as_str(), owner.as_str()), ("bob's", "bob@example.com"));
+    let (found, owner) = ApiKey::find_with_owner(conn, bobs.id)
+        .expect("find")
+        .expect("exists");
+    assert_eq!(
+        (found.name.as_str(), owner.as_str()),
+        ("bob's", "bob@example.com")
+    );
 
     let ids = |rows: Vec<(ApiKey, String)>| rows.into_iter().map(|(k, _)| k.id).collect::<Vec<_>>();
-    assert_eq!(ids(ApiKey::list(conn, KeyFilter::default()).expect("list")), [bobs.id, second.id, first.id]);
-    let adas = KeyFilter { owner: Some(ada.id), active: None };
-    assert_eq!(ids(ApiKey::list(conn, adas).expect("list")), [second.id, first.id]);
+    assert_eq!(
+        ids(ApiKey::list(conn, KeyFilter::default()).expect("list")),
+        [bobs.id, second.id, first.id]
+    );
+    let adas = KeyFilter {
+        owner: Some(ada.id),
+        active: None,
+    };
+    assert_eq!(
+        ids(ApiKey::list(conn, adas).expect("list")),
+        [second.id, first.id]
+    );
 
     let changes = ApiKeyChanges {
         name: Some("renamed".into()),
@@ -90,7 +139,9 @@ fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbC
         updated_at: Some(db::now()),
         ..ApiKeyChanges::default()
     };
-    let updated = ApiKey::update(conn, first.id, &changes).expect("update").expect("exists");
+    let updated = ApiKey::update(conn, first.id, &changes)
+        .expect("update")
+        .expect("exists");
     assert_eq!(updated.name, "renamed");
     assert_eq!(updated.rate_limit_per_minute, None);
     assert_eq!(updated.rate_limit_per_hour, Some(500));
@@ -98,9 +149,15 @@ fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbC
     assert!(!updated.is_active);
     assert!(ApiKey::update(conn, 999_999, &changes).expect("update").is_none());
 
-    let active = KeyFilter { owner: Some(ada.id), active: Some(true) };
+    let active = KeyFilter {
+        owner: Some(ada.id),
+        active: Some(true),
+    };
     assert_eq!(ids(ApiKey::list(conn, active).expect("list")), [second.id]);
-    let inactive = KeyFilter { owner: None, active: Some(false) };
+    let inactive = KeyFilter {
+        owner: None,
+        active: Some(false),
+    };
     assert_eq!(ids(ApiKey::list(conn, inactive).expect("list")), [first.id]);
 }
 
@@ -124,7 +181,13 @@ fn key_hashes_are_unique(conn: &mut DbConnection) {
             updated_at: now,
         },
     );
-    assert!(matches!(again, Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))), "{again:?}");
+    assert!(
+        matches!(
+            again,
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+        ),
+        "{again:?}"
+    );
 }
 
 fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
@@ -132,7 +195,12 @@ fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
     let k = key(conn, &ada, "metered", "h");
     let other = key(conn, &ada, "other", "h2");
     let hour = keygate::keys::service::hour_of(db::now());
-    let row = |id, hour, allowed, rejected| UsageRow { api_key_id: id, hour, allowed, rejected };
+    let row = |id, hour, allowed, rejected| UsageRow {
+        api_key_id: id,
+        hour,
+        allowed,
+        rejected,
+    };
     row(k.id, hour, 10, 1).add(conn).expect("add");
     row(k.id, hour, 5, 2).add(conn).expect("add to the same hour");
     row(k.id, hour - Duration::hours(2), 7, 0).add(conn).expect("add");
@@ -140,16 +208,34 @@ fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
 
     let since = UsageRow::since(conn, k.id, hour - Duration::hours(1)).expect("since");
     assert_eq!(since, [row(k.id, hour, 15, 3)]);
-    assert_eq!(UsageRow::totals(conn, k.id).expect("totals"), UsageTotals { allowed: 22, rejected: 3 });
-    assert_eq!(UsageRow::totals(conn, 424_242).expect("totals"), UsageTotals::default());
+    assert_eq!(
+        UsageRow::totals(conn, k.id).expect("totals"),
+        UsageTotals {
+            allowed: 22,
+            rejected: 3
+        }
+    );
+    assert_eq!(
+        UsageRow::totals(conn, 424_242).expect("totals"),
+        UsageTotals::default()
+    );
 }
 
 fn timestamps_round_trip_exactly(conn: &mut DbConnection) {
     let ada = user(conn, "ada@example.com");
     let k = key(conn, &ada, "t", "h");
     let expiry = db::now() + Duration::days(30);
-    let changes = ApiKeyChanges { expires_at: Some(Some(expiry)), ..ApiKeyChanges::default() };
+    let changes = ApiKeyChanges {
+        expires_at: Some(Some(expiry)),
+        ..ApiKeyChanges::default()
+    };
     ApiKey::update(conn, k.id, &changes).expect("update");
-    assert_eq!(ApiKey::find(conn, k.id).expect("find").and_then(|k| k.expires_at), Some(expiry));
-    assert_eq!(ApiKey::find(conn, k.id).expect("find").map(|k| k.created_at), Some(k.created_at));
+    assert_eq!(
+        ApiKey::find(conn, k.id).expect("find").and_then(|k| k.expires_at),
+        Some(expiry)
+    );
+    assert_eq!(
+        ApiKey::find(conn, k.id).expect("find").map(|k| k.created_at),
+        Some(k.created_at)
+    );
 }

@@ -8,9 +8,10 @@ use serde_json::json;
 use crate::db;
 use crate::db::models::ApiKey;
 use crate::error::ApiError;
+use crate::keys::cache::KeyInfo;
 use crate::keys::service::{self, KeyPatch, KeyRecord, NewKey};
 use crate::keys::{KeyName, KeyStatus, Limits, parse_limit};
-use crate::limits::Window;
+use crate::limits::Bucket;
 use crate::routes::api::body::{Fields, JsonObject};
 use crate::routes::api::principal::Principal;
 use crate::state::AppState;
@@ -158,7 +159,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let now = db::now();
     let patch = parse_patch(body, now)?;
-    let record = service::update(&state.pool, who.actor(), *id, patch).await?;
+    let record = service::update(&state.pool, &state.keys, who.actor(), *id, patch).await?;
     Ok(HttpResponse::Ok().json(KeyView::of(&record, now)))
 }
 
@@ -167,7 +168,7 @@ pub async fn deactivate(
     who: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    service::deactivate(&state.pool, who.actor(), *id).await?;
+    service::deactivate(&state.pool, &state.keys, who.actor(), *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -178,21 +179,24 @@ pub async fn stats(
 ) -> Result<HttpResponse, ApiError> {
     let now = db::now();
     let (record, usage) = service::usage(&state.pool, who.actor(), *id, now).await?;
-    let unix_now = u64::try_from(now.and_utc().timestamp()).unwrap_or_default();
-    // Live window counts come from the gate's counter store; until a key has been used in a
-    // window, nothing has been counted in it.
-    let current: serde_json::Map<String, serde_json::Value> = Limits::of(&record.key)
-        .windows()
-        .into_iter()
-        .map(|(window, limit): (Window, Option<u32>)| {
-            let used = 0u64;
+    // Live counts of the current windows, read from the counter store without counting.
+    let policy = KeyInfo::of(&record.key).policy;
+    let current = state
+        .limiter
+        .hit(Bucket::Key(record.key.id), &policy, 0)
+        .await
+        .map_err(|_| ApiError::RateLimiterUnavailable)?;
+    let current: serde_json::Map<String, serde_json::Value> = current
+        .counts
+        .iter()
+        .map(|c| {
             let entry = json!({
-                "limit": limit,
-                "used": used,
-                "remaining": limit.map(|l| u64::from(l).saturating_sub(used)),
-                "reset": window.seconds_to_reset(unix_now),
+                "limit": c.limit,
+                "used": c.used(),
+                "remaining": c.remaining(),
+                "reset": c.reset_ms().div_ceil(1000),
             });
-            (window.name().to_owned(), entry)
+            (c.window.name().to_owned(), entry)
         })
         .collect();
     let history: Vec<_> = usage

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod caller;
 pub mod keys;
 pub mod principal;
 

@@ -1,0 +1,267 @@
+//! The gate: the middleware in front of every route but `/healthz`, `/static/…` and
+//! `/admin/…`. Per request: who is calling (API key, else bearer token, else client address)
+//! → one counter-store decision for all of the caller's windows → usage noted for keys → 429 or
+//! the handler → RateLimit headers on whatever answers. The caller travels to handlers as a
+//! [`Caller`] request extension.
+//!
+//! A cached key costs no database I/O; a malformed key is refused before any lookup.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
+
+use crate::error::ApiError;
+use crate::keys::KeyStatus;
+use crate::keys::cache::KeyInfo;
+use crate::keys::secret::{MAX_PRESENTED_LEN, PresentedKey};
+use crate::limits::headers::RateLimitHeaders;
+use crate::limits::{Bucket, Decision, LimiterError, Policy};
+use crate::state::AppState;
+
+/// Who is calling, as the gate established it.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    Key(Arc<KeyInfo>),
+    /// A bearer-token user (signature and expiry checked; no database read).
+    User(i64),
+    Anonymous,
+}
+
+impl Identity {
+    pub fn tier(&self) -> &'static str {
+        match self {
+            Identity::Key(_) => "api_key",
+            Identity::User(_) => "user",
+            Identity::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// The request extension the gate leaves for handlers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    pub client_ip: Option<IpAddr>,
+    /// The counter-store decision (with no windows when failure mode `open` bypassed it).
+    pub decision: Decision,
+}
+
+/// Paths the gate does not see.
+fn exempt(path: &str) -> bool {
+    path == "/healthz" || path.starts_with("/static/") || path == "/admin" || path.starts_with("/admin/")
+}
+
+/// `GET /api/rate-limit` reports without counting.
+fn cost(path: &str) -> u32 {
+    if path == "/api/rate-limit" { 0 } else { 1 }
+}
+
+const EXPOSED: &str =
+    "RateLimit, RateLimit-Policy, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After";
+
+pub async fn gate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if exempt(req.path()) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    let cors = req.headers().contains_key(header::ORIGIN);
+    if cors
+        && req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return Ok(req.into_response(preflight()));
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(ApiError::internal(std::io::Error::other("AppState is not registered")).into());
+    };
+
+    let client_ip = client_ip(&state, &req);
+    let identity = match identify(&state, req.headers()).await {
+        Ok(identity) => identity,
+        Err(error) => return Ok(req.into_response(finish(error.error_response(), None, cors))),
+    };
+    let (bucket, policy): (Bucket, &Policy) = match &identity {
+        Identity::Key(info) => (Bucket::Key(info.id), &info.policy),
+        Identity::User(id) => (Bucket::User(*id), &state.user_policy),
+        Identity::Anonymous => (
+            Bucket::ip(client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]))),
+            &state.anon_policy,
+        ),
+    };
+    let cost = cost(req.path());
+    let decision = match state.limiter.hit(bucket, policy, cost).await {
+        Ok(decision) => decision,
+        Err(LimiterError::Unavailable) => {
+            return Ok(req.into_response(finish(
+                ApiError::RateLimiterUnavailable.error_response(),
+                None,
+                cors,
+            )));
+        }
+    };
+    if let (Identity::Key(info), 1) = (&identity, cost) {
+        state
+            .usage
+            .record(info.id, decision.allowed, (decision.now_ms / 1000) as i64);
+    }
+    let headers = RateLimitHeaders::of(&decision);
+    if let Some((window, wait_ms)) = decision.refusal() {
+        let retry_after = wait_ms.div_ceil(1000).max(1);
+        let limit = window.limit.unwrap_or(0);
+        let message = match identity {
+            Identity::Anonymous => state.anon_message.clone(),
+            _ => format!(
+                "Rate limit exceeded: {limit} requests per {}. Try again in {retry_after} second{}.",
+                window.window.name(),
+                if retry_after == 1 { "" } else { "s" }
+            ),
+        };
+        let error = ApiError::RateLimitExceeded {
+            message,
+            limit,
+            window: window.window.name(),
+            retry_after,
+        };
+        return Ok(req.into_response(finish(error.error_response(), headers.as_ref(), cors)));
+    }
+
+    req.extensions_mut().insert(Caller {
+        identity,
+        client_ip,
+        decision,
+    });
+    let response = next.call(req).await?.map_into_boxed_body();
+    Ok(response.map_body(|head, body| {
+        decorate(&mut head.headers, headers.as_ref(), cors);
+        body
+    }))
+}
+
+fn client_ip(state: &AppState, req: &ServiceRequest) -> Option<IpAddr> {
+    let headers = req.headers();
+    let forwarded = headers.get_all("x-forwarded-for").map(HeaderValue::as_bytes);
+    let header = state
+        .client_ip
+        .header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .map(HeaderValue::as_bytes);
+    state
+        .client_ip
+        .resolve(req.peer_addr().map(|a| a.ip()), forwarded, header)
+}
+
+/// The presented API key, if any: from `Api-Key` or `Authorization: Api-Key …`, exactly one.
+fn presented_key(headers: &HeaderMap) -> Option<Result<PresentedKey, ApiError>> {
+    let from_authorization = headers.get_all(header::AUTHORIZATION).filter_map(|v| {
+        let bytes = v.as_bytes();
+        (bytes.len() > 8 && bytes[..8].eq_ignore_ascii_case(b"api-key ")).then(|| &bytes[8..])
+    });
+    let mut values = headers
+        .get_all("api-key")
+        .map(HeaderValue::as_bytes)
+        .chain(from_authorization);
+    let first = values.next()?;
+    let invalid = |message: &str| Some(Err(ApiError::InvalidApiKey(message.to_owned())));
+    if values.next().is_some() {
+        return invalid("Send exactly one API key.");
+    }
+    if first.len() > MAX_PRESENTED_LEN {
+        return invalid("The API key is too long.");
+    }
+    let Ok(text) = std::str::from_utf8(first) else {
+        return invalid("The API key does not have the kg_… format.");
+    };
+    Some(PresentedKey::parse(text).map_err(|e| ApiError::InvalidApiKey(capitalise(&e.to_string()))))
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |c| {
+        format!("{}{}.", c.to_uppercase(), chars.as_str())
+    })
+}
+
+async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    if let Some(presented) = presented_key(headers) {
+        let presented = presented?;
+        let info = state
+            .keys
+            .lookup(&state.pool, &presented)
+            .await?
+            .ok_or_else(|| ApiError::InvalidApiKey("This API key is not valid.".into()))?;
+        return match info.status_at(chrono::Utc::now().timestamp()) {
+            KeyStatus::Active => Ok(Identity::Key(info)),
+            KeyStatus::Expired => Err(ApiError::ApiKeyExpired),
+            KeyStatus::Inactive => Err(ApiError::ApiKeyInactive),
+        };
+    }
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let bytes = value.as_bytes();
+        if bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ") {
+            let token = std::str::from_utf8(&bytes[7..])
+                .map_err(|_| ApiError::InvalidToken("it is not ASCII".into()))?;
+            let claims = state
+                .tokens
+                .verify(token.trim(), chrono::Utc::now().timestamp())?;
+            return Ok(Identity::User(claims.user_id));
+        }
+    }
+    Ok(Identity::Anonymous)
+}
+
+fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+        ))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Api-Key, Authorization, Content-Type",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+        .finish()
+}
+
+fn finish(mut response: HttpResponse, headers: Option<&RateLimitHeaders>, cors: bool) -> HttpResponse {
+    decorate(response.headers_mut(), headers, cors);
+    response
+}
+
+fn decorate(map: &mut HeaderMap, headers: Option<&RateLimitHeaders>, cors: bool) {
+    let mut set = |name: HeaderName, value: String| {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            map.insert(name, value);
+        }
+    };
+    if let Some(h) = headers {
+        set(HeaderName::from_static("ratelimit-policy"), h.policy.clone());
+        set(HeaderName::from_static("ratelimit"), h.current.clone());
+        set(HeaderName::from_static("x-ratelimit-limit"), h.limit.to_string());
+        set(
+            HeaderName::from_static("x-ratelimit-remaining"),
+            h.remaining.to_string(),
+        );
+        set(
+            HeaderName::from_static("x-ratelimit-reset"),
+            h.reset_at.to_string(),
+        );
+        if let Some(seconds) = h.retry_after {
+            set(header::RETRY_AFTER, seconds.to_string());
+        }
+    }
+    if cors {
+        set(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into());
+        set(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED.into());
+    }
+}

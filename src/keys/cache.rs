@@ -1,0 +1,187 @@
+//! The gate's view of keys: a bounded in-process cache in front of the database, and
+//! revocation across instances.
+//!
+//! Known keys are kept up to a minute, unknown hashes five seconds (so a flood of random but
+//! well-formed keys costs one query per distinct key, not per request). Every change to a key
+//! is announced: this instance forgets it at once, and with Redis a message on
+//! `<prefix>:key-events` makes every other instance forget it within milliseconds. When the
+//! subscription is re-established after a Redis outage, the whole cache is dropped, since
+//! events may have been missed. Expiry is checked on every request against the clock, so a
+//! cached key stops working at its expiry second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use moka::sync::Cache;
+
+use crate::db::models::ApiKey;
+use crate::db::{self, DbError, DbPool};
+use crate::keys::secret::PresentedKey;
+use crate::keys::{KeyStatus, Limits};
+use crate::limits::Policy;
+
+/// What the gate needs of a key, without its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub policy: Policy,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    pub is_active: bool,
+}
+
+impl KeyInfo {
+    pub fn of(key: &ApiKey) -> KeyInfo {
+        KeyInfo {
+            id: key.id,
+            user_id: key.user_id,
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            policy: Policy::new(Limits::of(key).windows().to_vec()),
+            expires_at: key.expires_at.map(|at| at.and_utc().timestamp()),
+            is_active: key.is_active,
+        }
+    }
+
+    pub fn status_at(&self, unix_now: i64) -> KeyStatus {
+        if !self.is_active {
+            KeyStatus::Inactive
+        } else if self.expires_at.is_some_and(|at| at <= unix_now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+}
+
+pub struct KeyCache {
+    known: Cache<String, Arc<KeyInfo>>,
+    unknown: Cache<String, ()>,
+    events: Option<(redis::Client, String)>,
+}
+
+impl KeyCache {
+    pub const CAPACITY: u64 = 100_000;
+
+    /// A cache for one instance; `redis` (client and key prefix) announces changes to others.
+    pub fn new(redis: Option<(redis::Client, &str)>) -> KeyCache {
+        KeyCache {
+            known: Cache::builder()
+                .max_capacity(Self::CAPACITY)
+                .time_to_live(Duration::from_secs(60))
+                .support_invalidation_closures()
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(Self::CAPACITY)
+                .time_to_live(Duration::from_secs(5))
+                .build(),
+            events: redis.map(|(client, prefix)| (client, format!("{prefix}:key-events"))),
+        }
+    }
+
+    /// The key behind `presented`, from the cache or else the database.
+    pub async fn lookup(
+        &self,
+        pool: &DbPool,
+        presented: &PresentedKey,
+    ) -> Result<Option<Arc<KeyInfo>>, DbError> {
+        let hash = presented.hash().as_str().to_owned();
+        if let Some(info) = self.known.get(&hash) {
+            return Ok(Some(info));
+        }
+        if self.unknown.contains_key(&hash) {
+            return Ok(None);
+        }
+        let lookup = hash.clone();
+        let found = db::run(pool, move |conn| {
+            ApiKey::find_by_hash(conn, &lookup).map_err(DbError::Query)
+        })
+        .await?;
+        Ok(match found {
+            Some(key) => {
+                let info = Arc::new(KeyInfo::of(&key));
+                self.known.insert(hash, info.clone());
+                Some(info)
+            }
+            None => {
+                self.unknown.insert(hash, ());
+                None
+            }
+        })
+    }
+
+    pub fn forget(&self, key_id: i64) {
+        // Only fails when invalidation closures are not enabled, which `new` does.
+        let _ = self.known.invalidate_entries_if(move |_, info| info.id == key_id);
+    }
+
+    pub fn forget_all(&self) {
+        self.known.invalidate_all();
+    }
+
+    /// Announces that a key changed: forgotten here at once, and on every instance through Redis.
+    pub async fn changed(&self, key_id: i64) {
+        self.forget(key_id);
+        let Some((client, channel)) = &self.events else {
+            return;
+        };
+        let published = async {
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(key_id)
+                .query_async::<i64>(&mut conn)
+                .await
+        };
+        match tokio::time::timeout(Duration::from_secs(2), published).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::warn!(
+                "could not announce the change of key {key_id}: {e}; other instances see it within 60 s"
+            ),
+            Err(_) => log::warn!(
+                "could not announce the change of key {key_id} in time; other instances see it within 60 s"
+            ),
+        }
+    }
+
+    /// Listens for other instances' announcements until the cache is dropped.
+    pub fn spawn_listener(self: &Arc<Self>) {
+        let Some((client, channel)) = self.events.clone() else {
+            return;
+        };
+        let cache = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                        Ok(()) => {
+                            // Anything announced while we were not listening is lost: start afresh.
+                            let Some(strong) = cache.upgrade() else { return };
+                            strong.forget_all();
+                            drop(strong);
+                            let mut messages = pubsub.on_message();
+                            while let Some(message) = messages.next().await {
+                                let Some(cache) = cache.upgrade() else { return };
+                                match message.get_payload::<i64>() {
+                                    Ok(id) => cache.forget(id),
+                                    Err(_) => cache.forget_all(),
+                                }
+                            }
+                            log::warn!("lost the Redis key-event subscription; reconnecting");
+                        }
+                        Err(e) => log::warn!("could not subscribe to key events: {e}"),
+                    },
+                    Err(e) => log::debug!("key events: Redis unreachable: {e}"),
+                }
+                if cache.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+}

@@ -1,0 +1,105 @@
+//! RateLimit headers (IETF httpapi draft) and GitHub's legacy `X-RateLimit-*`, rendered as
+//! strings from a [`Decision`]; the gate puts them on the response.
+
+use std::fmt::Write;
+
+use super::Decision;
+
+/// Header values for one decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    /// `RateLimit-Policy`: `"minute";q=60;w=60, "hour";q=1000;w=3600`
+    pub policy: String,
+    /// `RateLimit`: `"minute";r=12;t=37`, for the window with the least room.
+    pub current: String,
+    pub limit: u32,
+    pub remaining: u64,
+    /// `X-RateLimit-Reset`: Unix seconds.
+    pub reset_at: u64,
+    /// `Retry-After` in whole seconds, for a refused request.
+    pub retry_after: Option<u64>,
+}
+
+fn ceil_secs(ms: u64) -> u64 {
+    ms.div_ceil(1000)
+}
+
+impl RateLimitHeaders {
+    /// `None` when nothing limits the caller (no limited window, or failure mode `open`).
+    pub fn of(decision: &Decision) -> Option<RateLimitHeaders> {
+        let refusal = decision.refusal();
+        let (window, seconds) = match refusal {
+            Some((window, wait)) => (window, ceil_secs(wait).max(1)),
+            None => {
+                let window = decision.binding()?;
+                (window, ceil_secs(window.reset_ms()).max(1))
+            }
+        };
+        let limit = window.limit?;
+        let mut policy = String::new();
+        for c in decision.counts.iter().filter(|c| c.limit.is_some()) {
+            let sep = if policy.is_empty() { "" } else { ", " };
+            let _ = write!(
+                policy,
+                "{sep}\"{}\";q={};w={}",
+                c.window.name(),
+                c.limit.unwrap_or(0),
+                c.window.seconds()
+            );
+        }
+        let remaining = window.remaining().unwrap_or(0);
+        Some(RateLimitHeaders {
+            current: format!("\"{}\";r={remaining};t={seconds}", window.window.name()),
+            policy,
+            limit,
+            remaining,
+            reset_at: decision.now_ms / 1000 + seconds,
+            retry_after: refusal.map(|_| seconds),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{Policy, Window, decide};
+
+    fn policy() -> Policy {
+        Policy::new(vec![
+            (Window::Minute, Some(60)),
+            (Window::Hour, Some(1000)),
+            (Window::Day, Some(10000)),
+        ])
+    }
+
+    #[test]
+    fn an_allowed_request_reports_the_window_with_least_room() {
+        // 23 s into a minute, 47 used this minute, 100 this hour, none today before.
+        let now = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000 + 3_600_000 * 5 + 23_000;
+        let d = decide(&policy(), now, &[(0, 47), (0, 100), (0, 100)], 1);
+        let h = RateLimitHeaders::of(&d).expect("limited");
+        assert_eq!(
+            h.policy,
+            "\"minute\";q=60;w=60, \"hour\";q=1000;w=3600, \"day\";q=10000;w=86400"
+        );
+        assert_eq!(h.current, "\"minute\";r=12;t=37");
+        assert_eq!((h.limit, h.remaining, h.retry_after), (60, 12, None));
+        assert_eq!(h.reset_at, now / 1000 + 37);
+    }
+
+    #[test]
+    fn a_refused_request_reports_the_wait() {
+        let now = 1_700_000_000_000 - 1_700_000_000_000 % 60_000 + 43_500;
+        let d = decide(&policy(), now, &[(0, 60), (0, 60), (0, 60)], 1);
+        let h = RateLimitHeaders::of(&d).expect("limited");
+        assert_eq!(h.current, "\"minute\";r=0;t=17");
+        assert_eq!(h.retry_after, Some(17));
+    }
+
+    #[test]
+    fn unlimited_callers_get_no_headers() {
+        let open = Policy::new(vec![(Window::Minute, None)]);
+        assert!(RateLimitHeaders::of(&decide(&open, 0, &[(0, 5)], 1)).is_none());
+        assert!(RateLimitHeaders::of(&Decision::unlimited(0)).is_none());
+    }
+}

@@ -1,0 +1,206 @@
+//! [`Limiter`]: the counter store chosen at start, and what happens when Redis fails.
+//!
+//! Without Redis, the in-process store decides everything. With Redis, every decision goes to
+//! Redis within `REDIS_TIMEOUT_MS`; when Redis errs or is late, this instance switches to the
+//! failure mode (`local`: its own in-process counters, `open`: no limits, `closed`: 503) and a
+//! background probe switches it back as soon as Redis answers. Each switch is logged once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::memory::MemoryStore;
+use super::redis::RedisStore;
+use super::{Bucket, Decision, Policy};
+use crate::config::FailureMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimiterError {
+    #[error("the rate-limit store is unavailable")]
+    Unavailable,
+}
+
+/// Where decisions are made right now (shown by `/healthz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterState {
+    Memory,
+    Redis,
+    /// Redis is configured but failing; the failure mode applies.
+    Degraded(FailureMode),
+}
+
+impl CounterState {
+    /// `counters` in `/healthz`: the store that is counting now.
+    pub fn counters(self) -> &'static str {
+        match self {
+            CounterState::Redis => "redis",
+            CounterState::Memory | CounterState::Degraded(FailureMode::Local) => "memory",
+            CounterState::Degraded(FailureMode::Open) => "none",
+            CounterState::Degraded(FailureMode::Closed) => "unavailable",
+        }
+    }
+}
+
+struct RedisBackend {
+    client: redis::Client,
+    prefix: String,
+    store: OnceLock<RedisStore>,
+    healthy: AtomicBool,
+    mode: FailureMode,
+    timeout: Duration,
+}
+
+pub struct Limiter {
+    memory: Arc<MemoryStore>,
+    redis: Option<RedisBackend>,
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Limiter {
+    /// In-process counters only: a single instance.
+    pub fn in_memory(memory: Arc<MemoryStore>) -> Limiter {
+        Limiter { memory, redis: None }
+    }
+
+    /// Redis counters, with `memory` as the `local` fallback. An unreachable Redis does not stop
+    /// start-up: the instance starts degraded and the probe connects when Redis answers.
+    pub async fn with_redis(
+        url: &str,
+        prefix: &str,
+        mode: FailureMode,
+        timeout: Duration,
+        memory: Arc<MemoryStore>,
+    ) -> redis::RedisResult<Limiter> {
+        let backend = RedisBackend {
+            client: redis::Client::open(url)?,
+            prefix: prefix.to_owned(),
+            store: OnceLock::new(),
+            healthy: AtomicBool::new(false),
+            mode,
+            timeout,
+        };
+        match backend.connect().await {
+            Ok(store) => {
+                let _ = backend.store.set(store);
+                backend.healthy.store(true, Ordering::Release);
+            }
+            Err(e) => log::warn!(
+                "Redis is unreachable at start ({e}); rate limits use failure mode {mode:?} until it answers"
+            ),
+        }
+        Ok(Limiter {
+            memory,
+            redis: Some(backend),
+        })
+    }
+
+    /// Counts `cost` requests (0: only reads) of `bucket` under `policy`.
+    pub async fn hit(&self, bucket: Bucket, policy: &Policy, cost: u32) -> Result<Decision, LimiterError> {
+        let Some(redis) = &self.redis else {
+            return Ok(self.memory.hit(bucket, policy, cost, unix_ms()));
+        };
+        if redis.healthy.load(Ordering::Acquire)
+            && let Some(store) = redis.store.get()
+        {
+            match tokio::time::timeout(redis.timeout, store.hit(bucket, policy, cost, None)).await {
+                Ok(Ok(decision)) => return Ok(decision),
+                Ok(Err(e)) => redis.failed(&e.to_string()),
+                Err(_) => redis.failed(&format!("no answer within {} ms", redis.timeout.as_millis())),
+            }
+        }
+        match redis.mode {
+            FailureMode::Local => Ok(self.memory.hit(bucket, policy, cost, unix_ms())),
+            FailureMode::Open => Ok(Decision::unlimited(unix_ms())),
+            FailureMode::Closed => Err(LimiterError::Unavailable),
+        }
+    }
+
+    pub fn state(&self) -> CounterState {
+        match &self.redis {
+            None => CounterState::Memory,
+            Some(r) if r.healthy.load(Ordering::Acquire) => CounterState::Redis,
+            Some(r) => CounterState::Degraded(r.mode),
+        }
+    }
+
+    pub fn redis_configured(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// A Redis connection for other uses (revocation events), once connected.
+    pub fn redis(&self) -> Option<&RedisStore> {
+        self.redis.as_ref().and_then(|r| r.store.get())
+    }
+
+    pub fn memory(&self) -> &MemoryStore {
+        &self.memory
+    }
+
+    /// Background upkeep: sweeps the in-process store, and while Redis is failing probes it
+    /// every 250 ms to switch back.
+    pub fn spawn_upkeep(self: &Arc<Self>) {
+        let limiter = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut ticks = 0u64;
+            loop {
+                tick.tick().await;
+                let Some(limiter) = limiter.upgrade() else { return };
+                ticks += 1;
+                if ticks % 40 == 0 {
+                    limiter.memory.sweep(unix_ms());
+                }
+                if let Some(redis) = &limiter.redis
+                    && !redis.healthy.load(Ordering::Acquire)
+                {
+                    redis.probe().await;
+                }
+            }
+        });
+    }
+}
+
+impl RedisBackend {
+    async fn connect(&self) -> redis::RedisResult<RedisStore> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(Duration::from_secs(1))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        Ok(RedisStore::new(conn, &self.prefix))
+    }
+
+    fn failed(&self, reason: &str) {
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            log::warn!(
+                "Redis rate-limit store failed ({reason}); switching to failure mode {:?}",
+                self.mode
+            );
+        }
+    }
+
+    async fn probe(&self) {
+        let answered = match self.store.get() {
+            Some(store) => {
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(1), store.ping()).await,
+                    Ok(Ok(()))
+                )
+            }
+            None => match self.connect().await {
+                Ok(store) => self.store.set(store).is_ok(),
+                Err(_) => false,
+            },
+        };
+        if answered && !self.healthy.swap(true, Ordering::AcqRel) {
+            log::info!("Redis answers again; rate limits are counted in Redis");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Write-behind usage: `last_used_at` and hourly allowed/rejected counts are gathered in memory
+//! and written in one transaction every few seconds and at shutdown, so database writes grow
+//! with the number of active keys, not with the request rate. A failed write keeps its counts
+//! for the next attempt.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::DateTime;
+use diesel::Connection;
+use diesel::prelude::*;
+
+use crate::db::models::UsageRow;
+use crate::db::schema::api_keys;
+use crate::db::{self, DbError, DbPool};
+
+#[derive(Debug, Default, Clone)]
+struct Pending {
+    /// Unix seconds.
+    last_used: i64,
+    /// (hour start in Unix seconds, allowed, rejected)
+    hours: Vec<(i64, i64, i64)>,
+}
+
+impl Pending {
+    fn add(&mut self, unix_now: i64, allowed: i64, rejected: i64) {
+        self.last_used = self.last_used.max(unix_now);
+        let hour = unix_now - unix_now.rem_euclid(3600);
+        match self.hours.iter_mut().find(|(h, _, _)| *h == hour) {
+            Some((_, a, r)) => {
+                *a += allowed;
+                *r += rejected;
+            }
+            None => self.hours.push((hour, allowed, rejected)),
+        }
+    }
+
+    fn merge(&mut self, other: Pending) {
+        for (hour, allowed, rejected) in other.hours {
+            self.add(hour, allowed, rejected);
+        }
+        self.last_used = self.last_used.max(other.last_used);
+    }
+}
+
+pub struct UsageRecorder {
+    pool: DbPool,
+    pending: Mutex<HashMap<i64, Pending>>,
+    statements: AtomicU64,
+    flushes: AtomicU64,
+}
+
+fn timestamp(unix: i64) -> chrono::NaiveDateTime {
+    DateTime::from_timestamp(unix, 0).unwrap_or_default().naive_utc()
+}
+
+impl UsageRecorder {
+    pub fn new(pool: DbPool) -> UsageRecorder {
+        UsageRecorder {
+            pool,
+            pending: Mutex::new(HashMap::new()),
+            statements: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes one request of `key_id` at `unix_now` (seconds).
+    pub fn record(&self, key_id: i64, allowed: bool, unix_now: i64) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending
+            .entry(key_id)
+            .or_default()
+            .add(unix_now, i64::from(allowed), i64::from(!allowed));
+    }
+
+    /// Writes everything gathered so far; returns the number of keys written.
+    pub async fn flush(&self) -> Result<usize, DbError> {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let keys = batch.len();
+        let rows = batch.clone();
+        let written = db::run(&self.pool, move |conn| {
+            conn.transaction::<u64, DbError, _>(|conn| {
+                let mut statements = 0;
+                for (key_id, pending) in &rows {
+                    let used = timestamp(pending.last_used);
+                    diesel::update(api_keys::table.find(key_id))
+                        .filter(
+                            api_keys::last_used_at
+                                .is_null()
+                                .or(api_keys::last_used_at.lt(used)),
+                        )
+                        .set(api_keys::last_used_at.eq(used))
+                        .execute(conn)?;
+                    statements += 1;
+                    for &(hour, allowed, rejected) in &pending.hours {
+                        let row = UsageRow {
+                            api_key_id: *key_id,
+                            hour: timestamp(hour),
+                            allowed,
+                            rejected,
+                        };
+                        row.add(conn)?;
+                        statements += 1;
+                    }
+                }
+                Ok(statements)
+            })
+        })
+        .await;
+        match written {
+            Ok(statements) => {
+                self.statements.fetch_add(statements, Ordering::Relaxed);
+                self.flushes.fetch_add(1, Ordering::Relaxed);
+                Ok(keys)
+            }
+            Err(e) => {
+                // Keep the counts for the next attempt.
+                let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                for (key_id, p) in batch {
+                    pending.entry(key_id).or_default().merge(p);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Statements written so far (for tests and metrics).
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Flushes every `every` until the recorder is dropped.
+    pub fn spawn_flusher(self: &Arc<Self>, every: Duration) {
+        let recorder = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(recorder) = recorder.upgrade() else {
+                    return;
+                };
+                if let Err(e) = recorder.flush().await {
+                    log::warn!("could not write usage, will retry: {e}");
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_usage_adds_up_per_hour() {
+        let mut p = Pending::default();
+        p.add(7_200 + 5, 1, 0);
+        p.add(7_200 + 3_000, 1, 0);
+        p.add(7_200 + 3_600, 0, 1);
+        assert_eq!(p.last_used, 10_800);
+        assert_eq!(p.hours, [(7_200, 2, 0), (10_800, 0, 1)]);
+        let mut q = Pending::default();
+        q.add(7_300, 0, 4);
+        p.merge(q);
+        assert_eq!(p.hours, [(7_200, 2, 4), (10_800, 0, 1)]);
+    }
+}
