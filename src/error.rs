@@ -161,9 +161,23 @@ impl ResponseError for ApiError {
         let mut body = Map::new();
         body.insert("error".into(), json!(self.code()));
         body.insert("message".into(), json!(self.to_string()));
-        if let ApiError::ValidationError(fields) = self {
-            let fields: Map<String, Value> = fields.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
-            body.insert("fields".into(), Value::Object(fields));
+        match self {
+            ApiError::ValidationError(fields) => {
+                let fields: Map<String, Value> =
+                    fields.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+                body.insert("fields".into(), Value::Object(fields));
+            }
+            ApiError::RateLimitExceeded {
+                limit,
+                window,
+                retry_after,
+                ..
+            } => {
+                body.insert("limit".into(), json!(limit));
+                body.insert("window".into(), json!(window));
+                body.insert("retry_after".into(), json!(retry_after));
+            }
+            _ => {}
         }
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {

@@ -154,7 +154,7 @@ impl Limiter {
                 tick.tick().await;
                 let Some(limiter) = limiter.upgrade() else { return };
                 ticks += 1;
-                if ticks % 40 == 0 {
+                if ticks.is_multiple_of(40) {
                     limiter.memory.sweep(unix_ms());
                 }
                 if let Some(redis) = &limiter.redis

@@ -11,10 +11,11 @@ on_both_backends!(health_reports_the_database_and_the_counter_store);
 async fn health_reports_the_database_and_the_counter_store(app: TestApp) {
     let reply = app.get("/healthz", &Auth::None).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(
-        reply.body,
-        json!({"status": "ok", "database": "ok", "counters": "memory"})
-    );
+    let expected = match app.redis {
+        None => json!({"status": "ok", "database": "ok", "counters": "memory"}),
+        Some(_) => json!({"status": "ok", "database": "ok", "counters": "redis", "redis": "ok"}),
+    };
+    assert_eq!(reply.body, expected);
     assert_eq!(app.get("/healthz/", &Auth::None).await.status, 200);
 }
 

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +13,7 @@ use diesel::{Connection, PgConnection};
 use keygate::config::Settings;
 use keygate::db::{self, DbConnection, DbPool};
 use keygate::startup::Application;
+use keygate::state::AppState;
 use serde_json::Value;
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -65,6 +67,38 @@ pub struct TestDb {
 enum Cleanup {
     File(PathBuf),
     Postgres { admin_url: String, name: String },
+}
+
+pub fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The test Redis and a key prefix of this test's own, or `None` (skipped) when unreachable.
+pub fn test_redis() -> Option<RedisEnv> {
+    let url = test_redis_url();
+    let reachable = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    match reachable {
+        Ok(_) => Some(RedisEnv {
+            url,
+            prefix: format!("keygate-test-{}", unique_suffix()),
+        }),
+        Err(e) => {
+            unavailable(
+                "Redis",
+                &format!("{url}: {e}"),
+                "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
+            );
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisEnv {
+    pub url: String,
+    pub prefix: String,
 }
 
 pub fn test_database_url() -> String {
@@ -189,7 +223,10 @@ pub(crate) use on_both_databases;
 pub struct TestApp {
     pub address: String,
     pub pool: DbPool,
-    pub db: TestDb,
+    pub state: actix_web::web::Data<AppState>,
+    pub db: Arc<TestDb>,
+    pub redis: Option<RedisEnv>,
+    vars: Vec<(String, String)>,
     client: awc::Client,
 }
 
@@ -243,8 +280,18 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, &[]).await
 }
 
+/// A server on its own database: SQLite with in-process counters, or PostgreSQL with Redis.
 pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> Option<TestApp> {
     let db = TestDb::new(backend)?;
+    let redis = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(test_redis()?),
+    };
+    let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Some(spawn_instance(Arc::new(db), redis, vars).await)
+}
+
+async fn spawn_instance(db: Arc<TestDb>, redis: Option<RedisEnv>, vars: Vec<(String, String)>) -> TestApp {
     let mut env: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db.url.clone()),
         ("DATABASE_POOL_SIZE".into(), "4".into()),
@@ -253,8 +300,15 @@ pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> Option<T
         ("WEB_CONCURRENCY".into(), "2".into()),
         ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
         ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        // A loaded test machine can be slower than production's 50 ms; exactness tests must
+        // not fall back to local counters by accident.
+        ("REDIS_TIMEOUT_MS".into(), "2000".into()),
     ];
-    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    if let Some(redis) = &redis {
+        env.push(("REDIS_URL".into(), redis.url.clone()));
+        env.push(("REDIS_PREFIX".into(), redis.prefix.clone()));
+    }
+    env.extend(vars.iter().cloned());
     let settings =
         Settings::from_lookup(|name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
             .expect("test settings are valid");
@@ -263,17 +317,26 @@ pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> Option<T
         .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
+    let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-    Some(TestApp {
+    TestApp {
         address,
         pool,
+        state,
         db,
+        redis,
+        vars,
         client,
-    })
+    }
 }
 
 impl TestApp {
+    /// A second server on the same database and Redis prefix (another "dyno").
+    pub async fn another_instance(&self) -> TestApp {
+        spawn_instance(self.db.clone(), self.redis.clone(), self.vars.clone()).await
+    }
+
     pub async fn request(&self, method: Method, path: &str, auth: &Auth, body: Option<Vec<u8>>) -> Reply {
         let mut request = self.client.request(method, format!("{}{path}", self.address));
         match auth {

@@ -1,0 +1,256 @@
+//! The counter-store contract, run against the in-process store and Redis alike. Time is an
+//! input (the Redis script accepts a clock override), so nothing here sleeps.
+
+use futures_util::future::join_all;
+use keygate::limits::memory::MemoryStore;
+use keygate::limits::redis::RedisStore;
+use keygate::limits::{Bucket, Decision, Policy, Window};
+
+use crate::helpers::test_redis;
+
+enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+/// The start of a day, so minute, hour and day windows all begin together.
+const T0: u64 = 1_900_000_000_000 - 1_900_000_000_000 % 86_400_000;
+const MINUTE: u64 = 60_000;
+
+impl Store {
+    async fn redis() -> Option<Store> {
+        let env = test_redis()?;
+        let client = ::redis::Client::open(env.url.as_str()).expect("redis url");
+        let conn = ::redis::aio::ConnectionManager::new(client)
+            .await
+            .expect("connect to Redis");
+        Some(Store::Redis(RedisStore::new(conn, &env.prefix)))
+    }
+
+    async fn hit(&self, bucket: Bucket, policy: &Policy, cost: u32, now_ms: u64) -> Decision {
+        match self {
+            Store::Memory(store) => store.hit(bucket, policy, cost, now_ms),
+            Store::Redis(store) => store
+                .hit(bucket, policy, cost, Some(now_ms))
+                .await
+                .expect("Redis answers"),
+        }
+    }
+
+    /// Fires `n` requests at once and returns how many passed.
+    async fn race(&self, bucket: Bucket, policy: &Policy, n: usize, now_ms: u64) -> usize {
+        match self {
+            Store::Memory(store) => std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            (0..n / 8)
+                                .filter(|_| store.hit(bucket, policy, 1, now_ms).allowed)
+                                .count()
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().expect("no panic")).sum()
+            }),
+            Store::Redis(_) => {
+                let hits = (0..n).map(|_| self.hit(bucket, policy, 1, now_ms));
+                join_all(hits).await.into_iter().filter(|d| d.allowed).count()
+            }
+        }
+    }
+}
+
+macro_rules! on_both_stores {
+    ($($test:ident),+ $(,)?) => {
+        mod memory {
+            $(#[actix_web::test]
+            async fn $test() {
+                super::$test(super::Store::Memory(keygate::limits::memory::MemoryStore::new(10_000))).await
+            })+
+        }
+        mod redis {
+            $(#[actix_web::test]
+            async fn $test() {
+                if let Some(store) = super::Store::redis().await {
+                    super::$test(store).await
+                }
+            })+
+        }
+    };
+}
+
+on_both_stores!(
+    a_limit_of_n_lets_exactly_n_of_many_racing_requests_through,
+    minute_hour_and_day_windows_are_all_enforced,
+    the_previous_window_weighs_in_as_it_slides_away,
+    refused_requests_consume_nothing,
+    callers_are_isolated,
+    reading_does_not_count,
+    unlimited_windows_are_counted_but_never_refuse,
+);
+
+fn policy(windows: &[(Window, Option<u32>)]) -> Policy {
+    Policy::new(windows.to_vec())
+}
+
+async fn a_limit_of_n_lets_exactly_n_of_many_racing_requests_through(store: Store) {
+    let p = policy(&[(Window::Minute, Some(50)), (Window::Day, Some(1000))]);
+    let passed = store.race(Bucket::Key(1), &p, 800, T0 + 5_000).await;
+    assert_eq!(passed, 50, "800 racing requests, limit 50");
+    let again = store.hit(Bucket::Key(1), &p, 1, T0 + 6_000).await;
+    assert!(!again.allowed);
+    assert_eq!(again.counts[0].curr, 50, "refused requests left no trace");
+}
+
+async fn minute_hour_and_day_windows_are_all_enforced(store: Store) {
+    let p = policy(&[
+        (Window::Minute, Some(3)),
+        (Window::Hour, Some(5)),
+        (Window::Day, Some(6)),
+    ]);
+    let k = Bucket::Key(2);
+    let mut passed = 0;
+    for _ in 0..10 {
+        passed += usize::from(store.hit(k, &p, 1, T0 + 1_000).await.allowed);
+    }
+    assert_eq!(passed, 3, "the minute window binds first");
+    let refused = store.hit(k, &p, 1, T0 + 2_000).await;
+    assert_eq!(refused.refusal().map(|(c, _)| c.window), Some(Window::Minute));
+
+    // Two minutes later the minute window is empty; the hour allows 2 more.
+    let mut passed = 0;
+    for _ in 0..10 {
+        passed += usize::from(store.hit(k, &p, 1, T0 + 2 * MINUTE + 1_000).await.allowed);
+    }
+    assert_eq!(passed, 2);
+    let refused = store.hit(k, &p, 1, T0 + 2 * MINUTE + 2_000).await;
+    assert_eq!(refused.refusal().map(|(c, _)| c.window), Some(Window::Hour));
+
+    // Two hours later only the day window is left with room: one more.
+    let later = T0 + 2 * 3_600_000 + 1_000;
+    assert!(store.hit(k, &p, 1, later).await.allowed);
+    let refused = store.hit(k, &p, 1, later + 1).await;
+    assert_eq!(refused.refusal().map(|(c, _)| c.window), Some(Window::Day));
+}
+
+async fn the_previous_window_weighs_in_as_it_slides_away(store: Store) {
+    let p = policy(&[(Window::Minute, Some(10))]);
+    let k = Bucket::Key(3);
+    assert_eq!(store.race(Bucket::Key(3), &p, 16, T0 + 50_000).await, 10);
+    // 15 s into the next minute, the previous 10 still weigh floor(10 × 45/60) = 7.
+    let d = store.hit(k, &p, 0, T0 + MINUTE + 15_000).await;
+    assert_eq!(d.counts[0].used(), 7);
+    let mut passed = 0;
+    for _ in 0..10 {
+        passed += usize::from(store.hit(k, &p, 1, T0 + MINUTE + 15_000).await.allowed);
+    }
+    assert_eq!(passed, 3);
+    // Two minutes on, nothing of it remains.
+    let d = store.hit(k, &p, 0, T0 + 3 * MINUTE).await;
+    assert_eq!(d.counts[0].used(), 0);
+}
+
+async fn refused_requests_consume_nothing(store: Store) {
+    let p = policy(&[(Window::Minute, Some(2))]);
+    let k = Bucket::User(4);
+    assert!(store.hit(k, &p, 1, T0).await.allowed);
+    assert!(store.hit(k, &p, 1, T0).await.allowed);
+    for _ in 0..50 {
+        assert!(!store.hit(k, &p, 1, T0 + 1_000).await.allowed);
+    }
+    // Half-way through the next minute the 2 allowed requests weigh 1; had the 50 refused ones
+    // counted, they would weigh 26 and refuse.
+    assert!(store.hit(k, &p, 1, T0 + MINUTE + 30_000).await.allowed);
+}
+
+async fn callers_are_isolated(store: Store) {
+    let p = policy(&[(Window::Hour, Some(1))]);
+    assert!(store.hit(Bucket::Key(5), &p, 1, T0).await.allowed);
+    assert!(!store.hit(Bucket::Key(5), &p, 1, T0).await.allowed);
+    for other in [
+        Bucket::Key(6),
+        Bucket::User(5),
+        Bucket::Ip("192.0.2.5".parse().expect("ip")),
+    ] {
+        assert!(store.hit(other, &p, 1, T0).await.allowed, "{other}");
+    }
+}
+
+async fn reading_does_not_count(store: Store) {
+    let p = policy(&[(Window::Minute, Some(3))]);
+    let k = Bucket::Key(7);
+    for _ in 0..5 {
+        let d = store.hit(k, &p, 0, T0).await;
+        assert!(d.allowed);
+        assert_eq!(d.counts[0].remaining(), Some(3));
+    }
+    assert_eq!(store.hit(k, &p, 1, T0).await.counts[0].remaining(), Some(2));
+}
+
+async fn unlimited_windows_are_counted_but_never_refuse(store: Store) {
+    let p = policy(&[(Window::Minute, None), (Window::Day, Some(100))]);
+    let k = Bucket::Key(8);
+    for _ in 0..20 {
+        assert!(store.hit(k, &p, 1, T0).await.allowed);
+    }
+    let d = store.hit(k, &p, 0, T0).await;
+    assert_eq!((d.counts[0].used(), d.counts[0].remaining()), (20, None));
+    assert_eq!(d.counts[1].remaining(), Some(80));
+}
+
+#[actix_web::test]
+async fn both_stores_decide_identically_step_by_step() {
+    let Some(redis) = Store::redis().await else { return };
+    let memory = Store::Memory(MemoryStore::new(1000));
+    let p = policy(&[
+        (Window::Second, Some(4)),
+        (Window::Minute, Some(7)),
+        (Window::Hour, Some(20)),
+    ]);
+    let mut now = T0 + 123;
+    for step in 0..200u64 {
+        now += (step * 7_919) % 9_000;
+        let (a, b) = (
+            memory.hit(Bucket::Key(9), &p, 1, now).await,
+            redis.hit(Bucket::Key(9), &p, 1, now).await,
+        );
+        assert_eq!(a, b, "step {step} at {now}");
+    }
+}
+
+#[actix_web::test]
+async fn redis_keys_share_one_hash_tag_and_all_expire() {
+    let Some(env) = test_redis() else { return };
+    let client = ::redis::Client::open(env.url.as_str()).expect("url");
+    let conn = ::redis::aio::ConnectionManager::new(client.clone())
+        .await
+        .expect("connect");
+    let store = RedisStore::new(conn, &env.prefix);
+    let p = policy(&[
+        (Window::Minute, Some(5)),
+        (Window::Hour, None),
+        (Window::Day, Some(9)),
+    ]);
+    store.hit(Bucket::Key(42), &p, 1, None).await.expect("hit");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{}:*", env.prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for key in &keys {
+        assert!(key.starts_with(&format!("{}:rl:{{k:42}}:", env.prefix)), "{key}");
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("ttl");
+        assert!(ttl > 0 && ttl <= 2 * 86_400_000, "{key} has TTL {ttl}");
+    }
+    let _: () = ::redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .expect("clean up");
+}

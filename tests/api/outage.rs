@@ -1,0 +1,168 @@
+//! Redis stopped under a running gate, in each failure mode, on a redis-server of the test's
+//! own (started on a free port, killed and restarted here).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{Auth, Backend, TestApp, spawn_app_with, unavailable};
+
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Option<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut redis = OwnRedis { port, child: None };
+        if let Err(e) = redis.launch() {
+            unavailable("redis-server", &e, "apt-get install -y redis-server");
+            return None;
+        }
+        Some(redis)
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}"))?;
+        self.child = Some(child);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            let ping = redis::Client::open(self.url().as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ping.is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("redis-server did not answer within 5 s".into())
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn counters(app: &TestApp) -> String {
+    let health = app.get("/healthz", &Auth::None).await;
+    assert_eq!(health.status, 200, "health stays up: {}", health.text);
+    health.body["counters"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Sends `n` requests with `key`; returns (200s, 5xx, other).
+async fn burst(app: &TestApp, key: &Auth, n: usize, expect_5xx: bool) -> (usize, usize) {
+    let (mut ok, mut server_errors) = (0, 0);
+    for _ in 0..n {
+        let reply = app.get("/api/whoami", key).await;
+        match reply.status.as_u16() {
+            200 => ok += 1,
+            500..=599 => {
+                server_errors += 1;
+                if expect_5xx {
+                    reply.assert_error(503, "rate_limiter_unavailable");
+                }
+            }
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    (ok, server_errors)
+}
+
+async fn drill(mode: &str, counters_while_down: &str) {
+    let Some(mut redis) = OwnRedis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let vars = [
+        ("REDIS_URL", url.as_str()),
+        ("REDIS_PREFIX", "outage"),
+        ("RATE_LIMIT_FAILURE_MODE", mode),
+        ("REDIS_TIMEOUT_MS", "300"),
+    ];
+    let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
+        return;
+    };
+    let owner = app.user("owner@example.com").await;
+    let created = app
+        .create_key(&owner, json!({"name": "steady", "rate_limit_per_minute": 1000}))
+        .await;
+    let key = Auth::Header("Api-Key", created["key"].as_str().expect("key").to_owned());
+    assert_eq!(counters(&app).await, "redis");
+    assert_eq!(burst(&app, &key, 20, false).await, (20, 0));
+
+    redis.kill();
+    let closed = mode == "closed";
+    let (ok, server_errors) = burst(&app, &key, 50, closed).await;
+    println!("mode {mode}, Redis down: 50 requests, {ok} × 200, {server_errors} × 5xx");
+    if closed {
+        assert_eq!((ok, server_errors), (0, 50), "closed refuses with 503");
+    } else {
+        assert_eq!((ok, server_errors), (50, 0), "{mode} never answers 5xx");
+    }
+    assert_eq!(counters(&app).await, counters_while_down);
+    let health = app.get("/healthz", &Auth::None).await;
+    assert_eq!(health.body["redis"], "unavailable");
+
+    redis.launch().expect("restart redis-server on the same port");
+    let back = Instant::now();
+    while counters(&app).await != "redis" {
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "back on Redis within 5 s of its return"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "mode {mode}: back on Redis {:?} after it returned",
+        back.elapsed()
+    );
+    assert_eq!(burst(&app, &key, 20, false).await, (20, 0));
+}
+
+#[actix_web::test]
+async fn redis_outage_in_local_mode_keeps_limiting_in_process_without_5xx() {
+    drill("local", "memory").await;
+}
+
+#[actix_web::test]
+async fn redis_outage_in_open_mode_lets_requests_through_without_5xx() {
+    drill("open", "none").await;
+}
+
+#[actix_web::test]
+async fn redis_outage_in_closed_mode_answers_503_json() {
+    drill("closed", "unavailable").await;
+}
