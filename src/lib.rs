@@ -7,6 +7,7 @@ pub mod gate;
 pub mod keys;
 pub mod limits;
 pub mod routes;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod usage;

@@ -17,7 +17,8 @@ use crate::limits::client_ip::ClientIpRule;
 use crate::limits::memory::MemoryStore;
 use crate::limits::{Limiter, Policy};
 use crate::routes::api::{self, auth, body, caller, keys};
-use crate::routes::health;
+use crate::routes::{admin, assets, health};
+use crate::sessions::Sessions;
 use crate::state::AppState;
 use crate::usage::UsageRecorder;
 use crate::users::token::TokenSigner;
@@ -124,6 +125,11 @@ impl Application {
             user_policy: Policy::from_rates(&settings.user_rate_limit),
         });
         let app_state = state.clone();
+        let redis_session = settings
+            .redis_url
+            .as_deref()
+            .map(|url| (url, settings.redis_prefix.as_str()));
+        let sessions = Sessions::new(&settings.secret_key, redis_session).await;
         let mut server = HttpServer::new(move || {
             let json = web::JsonConfig::default()
                 .limit(body::MAX_JSON_BYTES)
@@ -133,14 +139,21 @@ impl Application {
                 web::PathConfig::default().error_handler(|_, _| crate::error::ApiError::NotFound.into());
             let query = web::QueryConfig::default()
                 .error_handler(|e, _| crate::error::ApiError::InvalidQuery(e.to_string()).into());
-            // Request order: Logger → NormalizePath (so `/x/` and `/x` are one route) → gate
-            // (identify, count, 429, RateLimit headers) → handler.
+            let form = web::FormConfig::default()
+                .limit(16 * 1024)
+                .error_handler(admin::form_error);
+            // Request order: Logger → NormalizePath (so `/x/` and `/x` are one route) →
+            // secure_cookies (marks Set-Cookie Secure over HTTPS) → sessions → gate (identify,
+            // count, 429, RateLimit headers) → handler.
             App::new()
                 .app_data(app_state.clone())
                 .app_data(json)
                 .app_data(path)
                 .app_data(query)
+                .app_data(form)
                 .wrap(from_fn(gate))
+                .wrap(sessions.middleware())
+                .wrap(from_fn(admin::secure_cookies))
                 .wrap(NormalizePath::trim())
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .service(resource("/healthz").route(web::get().to(health::healthz)))
@@ -159,6 +172,27 @@ impl Application {
                         .route(web::delete().to(keys::deactivate)),
                 )
                 .service(resource("/api/api-keys/{id}/stats").route(web::get().to(keys::stats)))
+                .service(web::resource("/static/{file}").route(web::get().to(assets::file)))
+                .service(
+                    web::scope("/admin")
+                        .route("", web::get().to(admin::index))
+                        .route("/login", web::get().to(admin::auth::form))
+                        .route("/login", web::post().to(admin::auth::submit))
+                        .route("/logout", web::post().to(admin::auth::logout))
+                        .route("/keys", web::get().to(admin::keys::list))
+                        .route("/keys", web::post().to(admin::keys::create))
+                        .route("/keys/new", web::get().to(admin::keys::new))
+                        .route("/keys/{id}", web::get().to(admin::keys::detail))
+                        .route("/keys/{id}", web::post().to(admin::keys::update))
+                        .route("/keys/{id}/created", web::get().to(admin::keys::created))
+                        .route("/keys/{id}/deactivate", web::post().to(admin::keys::deactivate))
+                        .route("/keys/{id}/activate", web::post().to(admin::keys::activate))
+                        .route("/users", web::get().to(admin::users::list))
+                        .route("/users", web::post().to(admin::users::create))
+                        .route("/users/{id}/deactivate", web::post().to(admin::users::deactivate))
+                        .route("/users/{id}/activate", web::post().to(admin::users::activate))
+                        .default_service(web::to(admin::not_found)),
+                )
                 .default_service(web::to(api::not_found))
         })
         .listen(listener)

@@ -148,6 +148,10 @@ pub enum Bucket {
     /// IPv6 addresses are grouped by /64, the block one subscriber usually holds, so an
     /// attacker cannot rotate through 2⁶⁴ addresses for fresh buckets.
     Ip(IpAddr),
+    /// Failed dashboard logins from one address.
+    LoginIp(IpAddr),
+    /// Failed dashboard logins for one email (a stable hash of it, the same on every instance).
+    LoginEmail(u64),
 }
 
 impl Bucket {
@@ -172,6 +176,8 @@ impl fmt::Display for Bucket {
             Bucket::Key(id) => write!(f, "k:{id}"),
             Bucket::User(id) => write!(f, "u:{id}"),
             Bucket::Ip(ip) => write!(f, "ip:{ip}"),
+            Bucket::LoginIp(ip) => write!(f, "login-ip:{ip}"),
+            Bucket::LoginEmail(hash) => write!(f, "login-email:{hash:016x}"),
         }
     }
 }

@@ -126,6 +126,19 @@ pub async fn find(pool: &DbPool, id: i64) -> Result<User, UserError> {
     db::run(pool, move |conn| User::find(conn, id)?.ok_or(UserError::NotFound)).await
 }
 
+pub async fn list(pool: &DbPool) -> Result<Vec<User>, UserError> {
+    db::run(pool, |conn| Ok(User::list(conn)?)).await
+}
+
+/// Activates or deactivates a user. A deactivated user cannot log in, and their bearer tokens
+/// and dashboard sessions stop working at once.
+pub async fn set_active(pool: &DbPool, id: i64, active: bool) -> Result<User, UserError> {
+    db::run(pool, move |conn| {
+        User::set_active(conn, id, active, db::now())?.ok_or(UserError::NotFound)
+    })
+    .await
+}
+
 /// The admin account made at first start, with the password to print once.
 pub struct GeneratedAdmin {
     pub email: String,

@@ -558,3 +558,31 @@ async fn cached_keys_and_cached_unknown_keys_need_no_database() {
         .await
         .assert_error(503, "database_unavailable");
 }
+
+#[actix_web::test]
+async fn session_cookies_are_secure_only_when_the_trusted_proxy_says_https() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[("TRUSTED_PROXY_HOPS", "1")]).await else {
+        return;
+    };
+    let client = awc::Client::default();
+    for (proto, secure) in [("https", true), ("http", false)] {
+        let response = client
+            .get(format!("{}/admin/login", app.address))
+            .insert_header(("X-Forwarded-Proto", proto))
+            .send()
+            .await
+            .expect("answer");
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .expect("a session cookie")
+            .to_owned();
+        assert!(cookie.starts_with("keygate_session="), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        assert_eq!(cookie.contains("; Secure"), secure, "{proto}: {cookie}");
+    }
+}

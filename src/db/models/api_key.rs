@@ -53,6 +53,71 @@ pub struct ApiKeyChanges {
     pub updated_at: Option<NaiveDateTime>,
 }
 
+/// The dashboard's key search: text in name, prefix or owner email; status; order; page.
+#[derive(Debug, Clone, Default)]
+pub struct KeySearch {
+    pub text: Option<String>,
+    pub status: Option<KeyStatusFilter>,
+    pub order: KeyOrder,
+    /// Zero-based.
+    pub page: i64,
+    pub per_page: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatusFilter {
+    Active,
+    Inactive,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyOrder {
+    #[default]
+    Newest,
+    LastUsed,
+    Name,
+}
+
+diesel::define_sql_function! {
+    /// SQL `lower()`, the same on both backends.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// The filtered join of keys and owners, boxed; used for both the page and its count.
+macro_rules! searched {
+    ($search:expr, $now:expr) => {{
+        let mut query = api_keys::table.inner_join(users::table).into_boxed();
+        if let Some(text) = &$search.text {
+            let escaped = text
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = format!("%{escaped}%");
+            query = query.filter(
+                lower(api_keys::name)
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(lower(api_keys::prefix).like(pattern.clone()).escape('\\'))
+                    .or(users::email.like(pattern).escape('\\')),
+            );
+        }
+        let now: NaiveDateTime = $now;
+        query = match $search.status {
+            None => query,
+            Some(KeyStatusFilter::Inactive) => query.filter(api_keys::is_active.eq(false)),
+            Some(KeyStatusFilter::Expired) => query
+                .filter(api_keys::is_active.eq(true))
+                .filter(api_keys::expires_at.le(now)),
+            Some(KeyStatusFilter::Active) => query
+                .filter(api_keys::is_active.eq(true))
+                .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now))),
+        };
+        query
+    }};
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct KeyFilter {
     pub owner: Option<i64>,
@@ -104,6 +169,31 @@ impl ApiKey {
             query = query.filter(api_keys::is_active.eq(active));
         }
         query.load(conn)
+    }
+
+    /// One page of the dashboard's search, and the number of matches in all.
+    pub fn search(
+        conn: &mut DbConnection,
+        search: &KeySearch,
+        now: NaiveDateTime,
+    ) -> QueryResult<(Vec<(ApiKey, String)>, i64)> {
+        let total = searched!(search, now).count().get_result(conn)?;
+        let query = searched!(search, now).select((ApiKey::as_select(), users::email));
+        let query = match search.order {
+            KeyOrder::Newest => query.order(api_keys::id.desc()),
+            // Never-used keys last: NULL sorts first in descending order on SQLite.
+            KeyOrder::LastUsed => query.order((
+                api_keys::last_used_at.is_null().asc(),
+                api_keys::last_used_at.desc(),
+                api_keys::id.desc(),
+            )),
+            KeyOrder::Name => query.order((lower(api_keys::name).asc(), api_keys::id.asc())),
+        };
+        let rows = query
+            .limit(search.per_page)
+            .offset(search.page * search.per_page)
+            .load(conn)?;
+        Ok((rows, total))
     }
 
     /// Applies `changes`; `None` when no key has this id.

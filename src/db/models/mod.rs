@@ -5,6 +5,6 @@ mod api_key;
 mod usage;
 mod user;
 
-pub use api_key::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey};
+pub use api_key::{ApiKey, ApiKeyChanges, KeyFilter, KeyOrder, KeySearch, KeyStatusFilter, NewApiKey};
 pub use usage::{UsageRow, UsageTotals};
 pub use user::{NewUser, User};

@@ -1,0 +1,518 @@
+//! The dashboard in real headless Chromium, driven through chromedriver (Debian packages
+//! `chromium` and `chromium-driver`). Screenshots land in target/screenshots/.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, PASSWORD, TestApp, spawn_app_with, unavailable,
+};
+
+/// A chromedriver of the test's own and a fresh Chromium profile; both end with the test.
+struct Browser {
+    client: Client,
+    driver: Child,
+    profile: std::path::PathBuf,
+}
+
+impl Browser {
+    async fn start() -> Option<Browser> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let driver = match Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                unavailable(
+                    "chromedriver",
+                    &e.to_string(),
+                    "apt-get install -y chromium chromium-driver",
+                );
+                return None;
+            }
+        };
+        let profile = std::env::temp_dir().join(format!("keygate-chromium-{port}"));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                         "--disable-dev-shm-usage", "--window-size=1280,960",
+                         format!("--user-data-dir={}", profile.display())],
+            }),
+        );
+        let started = Instant::now();
+        loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => {
+                    return Some(Browser {
+                        client,
+                        driver,
+                        profile,
+                    });
+                }
+                Err(e) if started.elapsed() > Duration::from_secs(20) => {
+                    panic!("Chromium did not start: {e}")
+                }
+                Err(_) => actix_web::rt::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let input = self.find(css).await;
+        input.clear().await.expect("clear");
+        input.send_keys(text).await.expect("type");
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .expect(css)
+    }
+
+    /// Clicks something that loads a new page (a submit button, a link) and waits until the old
+    /// page is gone, so the next look is at the new one.
+    async fn click(&self, css: &str) {
+        let old = self.find("html").await;
+        self.find(css).await.click().await.expect("click");
+        let started = Instant::now();
+        while old.tag_name().await.is_ok() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no new page after clicking {css}"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Runs a script that submits a form, and waits for the page it loads.
+    async fn submit_by_script(&self, script: &str, args: Vec<Value>) {
+        let old = self.find("html").await;
+        self.client.execute(script, args).await.expect("script");
+        let started = Instant::now();
+        while old.tag_name().await.is_ok() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the script loaded no new page"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Clicks something that stays on the page (a checkbox).
+    async fn tick(&self, css: &str) {
+        self.find(css).await.click().await.expect("click");
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.expect("text")
+    }
+
+    async fn source(&self) -> String {
+        self.client.source().await.expect("page source")
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.expect("url").path().to_owned()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+    }
+
+    async fn log_in(&self, app: &TestApp, email: &str, password: &str) {
+        self.goto(&format!("{}/admin/login", app.address)).await;
+        self.fill("#email", email).await;
+        self.fill("#password", password).await;
+        self.click("button[type=submit]").await;
+    }
+
+    async fn end(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+async fn api_status(app: &TestApp, key: &str) -> (u16, Value) {
+    let reply = app
+        .get("/api/whoami", &Auth::Header("Api-Key", key.to_owned()))
+        .await;
+    (reply.status.as_u16(), reply.body)
+}
+
+#[actix_web::test]
+async fn an_admin_creates_uses_limits_and_deactivates_a_key_in_the_browser() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[("USAGE_FLUSH_MS", "200")]).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let base = &app.address;
+
+    browser.goto(&format!("{base}/admin/keys")).await;
+    assert_eq!(
+        browser.path().await,
+        "/admin/login",
+        "the dashboard needs a login"
+    );
+    browser.log_in(&app, ADMIN_EMAIL, "not-the-password").await;
+    assert!(
+        browser
+            .text(".flash-error")
+            .await
+            .contains("email or password is wrong")
+    );
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(browser.path().await, "/admin/keys");
+
+    // A few neighbours, so the list has something to show.
+    let ada = app.user("ada@example.com").await;
+    for (name, limits) in [
+        ("billing-service", json!({"rate_limit_per_minute": 600})),
+        ("mobile app (iOS)", json!({})),
+        (
+            "nightly export",
+            json!({"rate_limit_per_minute": null, "rate_limit_per_day": 500}),
+        ),
+    ] {
+        let mut body = json!({"name": name});
+        body.as_object_mut()
+            .expect("object")
+            .extend(limits.as_object().cloned().unwrap_or_default());
+        app.create_key(&ada, body).await;
+    }
+
+    browser.goto(&format!("{base}/admin/keys/new")).await;
+    assert_eq!(
+        browser
+            .find("#rate_limit_per_minute")
+            .await
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("60"),
+        "limits are prefilled from KEY_RATE_LIMIT"
+    );
+    browser.fill("#name", "partner integration").await;
+    browser.click("form.stack button[type=submit]").await;
+    assert!(
+        browser.path().await.ends_with("/created"),
+        "{}",
+        browser.path().await
+    );
+    let key = browser.text("#new-key").await;
+    crate::helpers::assert_key_format(&key);
+    browser.screenshot("key_created").await;
+    let detail = browser.path().await.trim_end_matches("/created").to_owned();
+
+    browser.client.refresh().await.expect("reload");
+    assert!(browser.text("h1").await.contains("already shown"));
+    assert!(
+        !browser.source().await.contains(&key),
+        "reloading never shows the key again"
+    );
+    browser.client.back().await.expect("back");
+    assert!(
+        !browser.source().await.contains(&key),
+        "going back never shows the key again"
+    );
+
+    browser.goto(&format!("{base}{detail}")).await;
+    assert_eq!(browser.text("#last-used").await, "never");
+    assert_eq!(api_status(&app, &key).await.0, 200);
+    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    browser.goto(&format!("{base}{detail}")).await;
+    assert_eq!(
+        browser.text("#last-used").await,
+        "just now",
+        "last used follows the API call"
+    );
+
+    browser.fill("#rate_limit_per_minute", "1").await;
+    browser.click("form.stack button[type=submit]").await;
+    assert!(browser.text(".flash-success").await.contains("saved"));
+    let (status, body) = api_status(&app, &key).await;
+    assert_eq!(status, 429, "the second call in the minute: {body}");
+    assert_eq!(body["limit"], 1);
+
+    actix_web::rt::time::sleep(Duration::from_millis(600)).await;
+    browser.goto(&format!("{base}{detail}")).await;
+    let chart = browser.source().await;
+    assert!(
+        chart.contains("1 allowed, 1 rejected"),
+        "the chart shows this hour's traffic"
+    );
+    browser.client.set_window_size(1280, 1480).await.expect("resize");
+    browser.screenshot("key_detail").await;
+    browser.client.set_window_size(1280, 960).await.expect("resize");
+
+    browser.click(".page-head .button-danger").await;
+    assert!(
+        browser.text("h1").await.starts_with("Deactivate the key"),
+        "a confirmation step"
+    );
+    browser.click("form.actions button[type=submit]").await;
+    assert!(browser.text(".flash-success").await.contains("deactivated"));
+    let (status, body) = api_status(&app, &key).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("api_key_inactive")));
+
+    browser.goto(&format!("{base}/admin/keys")).await;
+    assert!(browser.source().await.contains("partner integration"));
+    browser.screenshot("keys").await;
+    browser.goto(&format!("{base}/admin/keys?q=BILLING")).await;
+    let rows = browser
+        .client
+        .find_all(Locator::Css("table.keys tbody tr"))
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 1, "search ignores case");
+    browser.goto(&format!("{base}/admin/keys?status=inactive")).await;
+    assert!(browser.source().await.contains("partner integration"));
+    assert!(!browser.source().await.contains("billing-service"));
+
+    browser.goto(&format!("{base}/admin/users")).await;
+    browser.fill("#email", "ops@example.com").await;
+    browser.fill("#password", "long-enough-pw").await;
+    browser.tick("input[name=is_admin]").await;
+    browser.click("form.stack button[type=submit]").await;
+    assert!(
+        browser
+            .text(".flash-success")
+            .await
+            .contains("Created ops@example.com (admin)")
+    );
+    browser.screenshot("users").await;
+    assert_eq!(
+        app.login("ops@example.com", "long-enough-pw").await.status,
+        200,
+        "the new user can log in"
+    );
+    let deactivate = browser
+        .client
+        .find_all(Locator::Css("td.actions-cell button"))
+        .await
+        .expect("buttons");
+    assert_eq!(deactivate.len(), 2, "everyone but yourself");
+    browser.goto(&format!("{base}/admin/users")).await;
+    let row_forms = browser
+        .client
+        .find_all(Locator::Css("td.actions-cell form"))
+        .await
+        .expect("forms");
+    let mut target = None;
+    for form in row_forms {
+        if form
+            .attr("action")
+            .await
+            .expect("action")
+            .is_some_and(|a| a.ends_with("/deactivate"))
+        {
+            let row = form
+                .find(Locator::XPath("./ancestor::tr"))
+                .await
+                .expect("row")
+                .text()
+                .await
+                .expect("text");
+            if row.contains("ada@example.com") {
+                target = Some(form);
+            }
+        }
+    }
+    let old = browser.find("html").await;
+    target
+        .expect("ada's row")
+        .find(Locator::Css("button"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    while old.tag_name().await.is_ok() {
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(browser.text("h1").await.contains("Deactivate ada@example.com"));
+    browser.click("form.actions button[type=submit]").await;
+    assert!(
+        browser
+            .text(".flash-success")
+            .await
+            .contains("Deactivated ada@example.com")
+    );
+    app.login("ada@example.com", PASSWORD)
+        .await
+        .assert_error(401, "invalid_credentials");
+    app.get("/api/api-keys/", &ada.auth())
+        .await
+        .assert_error(401, "invalid_token");
+    browser.end().await;
+}
+
+#[actix_web::test]
+async fn repeated_failed_logins_are_throttled_with_a_time_to_wait() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    for _ in 0..5 {
+        browser.log_in(&app, ADMIN_EMAIL, "wrong-password!").await;
+        assert!(browser.text(".flash-error").await.contains("wrong"));
+    }
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let message = browser.text(".flash-error").await;
+    assert!(
+        message.starts_with("Too many failed attempts. Try again in"),
+        "{message}"
+    );
+    assert!(message.contains("minutes"), "{message}");
+    assert_eq!(
+        browser.path().await,
+        "/admin/login",
+        "even the right password waits"
+    );
+    browser.end().await;
+}
+
+#[actix_web::test]
+async fn a_form_posted_without_its_csrf_token_changes_nothing() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let admin = app.admin().await;
+    let key = app.create_key(&admin, json!({"name": "untouched"})).await;
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser
+        .goto(&format!("{}/admin/keys/{}", app.address, key["id"]))
+        .await;
+    browser.fill("#name", "tampered").await;
+    browser
+        .client
+        .execute(
+            "document.querySelectorAll('form.stack input[name=csrf_token]').forEach(e => e.remove());",
+            vec![],
+        )
+        .await
+        .expect("remove the token");
+    browser.click("form.stack button[type=submit]").await;
+    assert!(
+        browser.text("h1").await.contains("Forbidden"),
+        "{}",
+        browser.source().await
+    );
+    let reply = app
+        .get(&format!("/api/api-keys/{}/", key["id"]), &admin.auth())
+        .await;
+    assert_eq!(reply.body["name"], "untouched");
+    // A forged form from elsewhere, carrying the session cookie but no token, fares no better.
+    browser
+        .goto(&format!("{}/admin/keys/{}", app.address, key["id"]))
+        .await;
+    browser
+        .submit_by_script(
+            "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0];\
+             f.innerHTML = '<input name=confirm value=yes>'; document.body.append(f); f.submit();",
+            vec![json!(format!("/admin/keys/{}/deactivate", key["id"]))],
+        )
+        .await;
+    assert!(browser.text("h1").await.contains("Forbidden"));
+    assert_eq!(
+        app.get(&format!("/api/api-keys/{}/", key["id"]), &admin.auth())
+            .await
+            .body["is_active"],
+        true
+    );
+    browser.end().await;
+}
+
+#[actix_web::test]
+async fn a_key_named_like_a_script_is_shown_as_text() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let admin = app.admin().await;
+    let key = app
+        .create_key(&admin, json!({"name": "<script>alert(1)</script>"}))
+        .await;
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    for path in ["/admin/keys".to_owned(), format!("/admin/keys/{}", key["id"])] {
+        browser.goto(&format!("{}{path}", app.address)).await;
+        assert!(
+            browser.client.get_alert_text().await.is_err(),
+            "no script ran on {path}"
+        );
+        let shown = browser.text("main").await;
+        assert!(
+            shown.contains("<script>alert(1)</script>"),
+            "the name is shown literally on {path}"
+        );
+        assert!(
+            browser.source().await.contains("&lt;script&gt;")
+                || browser.source().await.contains("&#60;script&#62;")
+        );
+    }
+    browser.end().await;
+}
+
+#[actix_web::test]
+async fn a_non_admin_cannot_reach_the_dashboard() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    app.user("ada@example.com").await;
+    browser.log_in(&app, "ada@example.com", PASSWORD).await;
+    assert!(browser.text(".flash-error").await.contains("Only admins"));
+    for path in ["/admin/keys", "/admin/users", "/admin/keys/new"] {
+        browser.goto(&format!("{}{path}", app.address)).await;
+        assert_eq!(browser.path().await, "/admin/login", "{path}");
+    }
+    browser.goto(&format!("{}/admin/nowhere", app.address)).await;
+    assert_eq!(browser.path().await, "/admin/nowhere");
+    assert!(
+        browser.text("h1").await.contains("Not Found"),
+        "404 is a page in the layout"
+    );
+    browser.end().await;
+}
