@@ -139,6 +139,8 @@ impl Application {
                 web::PathConfig::default().error_handler(|_, _| crate::error::ApiError::NotFound.into());
             let query = web::QueryConfig::default()
                 .error_handler(|e, _| crate::error::ApiError::InvalidQuery(e.to_string()).into());
+            let admin_path =
+                web::PathConfig::default().error_handler(|_, _| crate::error::AdminError::NotFound.into());
             let form = web::FormConfig::default()
                 .limit(16 * 1024)
                 .error_handler(admin::form_error);
@@ -175,6 +177,7 @@ impl Application {
                 .service(web::resource("/static/{file}").route(web::get().to(assets::file)))
                 .service(
                     web::scope("/admin")
+                        .app_data(admin_path)
                         .route("", web::get().to(admin::index))
                         .route("/login", web::get().to(admin::auth::form))
                         .route("/login", web::post().to(admin::auth::submit))
@@ -185,12 +188,10 @@ impl Application {
                         .route("/keys/{id}", web::get().to(admin::keys::detail))
                         .route("/keys/{id}", web::post().to(admin::keys::update))
                         .route("/keys/{id}/created", web::get().to(admin::keys::created))
-                        .route("/keys/{id}/deactivate", web::post().to(admin::keys::deactivate))
-                        .route("/keys/{id}/activate", web::post().to(admin::keys::activate))
+                        .route("/keys/{id}/{switch}", web::post().to(admin::keys::switch))
                         .route("/users", web::get().to(admin::users::list))
                         .route("/users", web::post().to(admin::users::create))
-                        .route("/users/{id}/deactivate", web::post().to(admin::users::deactivate))
-                        .route("/users/{id}/activate", web::post().to(admin::users::activate))
+                        .route("/users/{id}/{switch}", web::post().to(admin::users::switch))
                         .default_service(web::to(admin::not_found)),
                 )
                 .default_service(web::to(api::not_found))

@@ -47,13 +47,9 @@ async fn bad_credentials_get_401_whatever_is_wrong(app: TestApp) {
 
 async fn a_deactivated_user_can_neither_log_in_nor_use_an_old_token(app: TestApp) {
     let ada = app.user("ada@example.com").await;
-    let id = ada.id;
-    keygate::db::run(&app.pool, move |conn| {
-        keygate::db::models::User::set_active(conn, id, false, keygate::db::now())
-            .map_err(keygate::db::DbError::Query)
-    })
-    .await
-    .expect("deactivate");
+    keygate::users::set_active(&app.pool, ada.id, false)
+        .await
+        .expect("deactivate");
     app.login("ada@example.com", PASSWORD)
         .await
         .assert_error(401, "invalid_credentials");

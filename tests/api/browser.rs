@@ -206,11 +206,8 @@ async fn an_admin_creates_uses_limits_and_deactivates_a_key_in_the_browser() {
             json!({"rate_limit_per_minute": null, "rate_limit_per_day": 500}),
         ),
     ] {
-        let mut body = json!({"name": name});
-        body.as_object_mut()
-            .expect("object")
-            .extend(limits.as_object().cloned().unwrap_or_default());
-        app.create_key(&ada, body).await;
+        app.create_key(&ada, crate::helpers::merged(json!({"name": name}), limits))
+            .await;
     }
 
     browser.goto(&format!("{base}/admin/keys/new")).await;

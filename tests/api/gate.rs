@@ -7,7 +7,9 @@ use actix_web::http::Method;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Auth, Backend, TestApp, on_both_backends, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Auth, Backend, TestApp, merged, on_both_backends, spawn_app, spawn_app_with, unique_suffix,
+};
 
 on_both_backends!(
     a_key_is_limited_exactly_with_literal_headers,
@@ -35,21 +37,12 @@ async fn clear_of_minute_boundary(margin: f64) {
 }
 
 async fn key_with(app: &TestApp, limits: Value) -> (i64, Auth) {
-    let owner = app.user(&format!("owner{}@example.com", rand_suffix())).await;
-    let mut body = json!({"name": "gated"});
-    body.as_object_mut()
-        .expect("object")
-        .extend(limits.as_object().cloned().unwrap_or_default());
-    let created = app.create_key(&owner, body).await;
+    let owner = app.user(&format!("owner{}@example.com", unique_suffix())).await;
+    let created = app
+        .create_key(&owner, merged(json!({"name": "gated"}), limits))
+        .await;
     let key = created["key"].as_str().expect("key").to_owned();
     (created["id"].as_i64().expect("id"), Auth::Header("Api-Key", key))
-}
-
-fn rand_suffix() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default()
 }
 
 async fn a_key_is_limited_exactly_with_literal_headers(app: TestApp) {
@@ -368,40 +361,44 @@ async fn bearer_users_have_their_own_tier() {
     );
 }
 
-#[actix_web::test]
-async fn without_trusted_proxies_forwarded_for_is_ignored() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[("ANON_RATE_LIMIT", "3/minute")]).await else {
-        return;
-    };
+/// Ten anonymous requests, each with another `X-Forwarded-For` from `chain`; returns how many
+/// passed a 3/minute limit, checking the client address each one was counted under.
+async fn rotating_forwarded_for(
+    hops: &str,
+    chain: impl Fn(usize) -> String,
+    client_ip: &str,
+) -> Option<(TestApp, usize)> {
+    let vars = [("ANON_RATE_LIMIT", "3/minute"), ("TRUSTED_PROXY_HOPS", hops)];
+    let app = spawn_app_with(Backend::Sqlite, &vars).await?;
     clear_of_minute_boundary(3.0).await;
     let mut passed = 0;
     for i in 0..10 {
-        let spoofed = Auth::Header("X-Forwarded-For", format!("198.51.100.{i}"));
-        let reply = app.get("/api/whoami", &spoofed).await;
+        let reply = app
+            .get("/api/whoami", &Auth::Header("X-Forwarded-For", chain(i)))
+            .await;
         if reply.status == 200 {
-            assert_eq!(reply.body["client_ip"], "127.0.0.1");
+            assert_eq!(reply.body["client_ip"], client_ip);
             passed += 1;
         }
     }
+    Some((app, passed))
+}
+
+#[actix_web::test]
+async fn without_trusted_proxies_forwarded_for_is_ignored() {
+    let Some((_, passed)) = rotating_forwarded_for("0", |i| format!("198.51.100.{i}"), "127.0.0.1").await
+    else {
+        return;
+    };
     assert_eq!(passed, 3, "rotating X-Forwarded-For never yields a fresh bucket");
 }
 
 #[actix_web::test]
 async fn behind_one_proxy_only_the_rightmost_entry_counts() {
-    let vars = [("ANON_RATE_LIMIT", "3/minute"), ("TRUSTED_PROXY_HOPS", "1")];
-    let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
+    let chain = |i| format!("10.9.8.{i}, 192.0.2.{i}, 203.0.113.7");
+    let Some((app, passed)) = rotating_forwarded_for("1", chain, "203.0.113.7").await else {
         return;
     };
-    clear_of_minute_boundary(3.0).await;
-    let mut passed = 0;
-    for i in 0..10 {
-        let chain = Auth::Header("X-Forwarded-For", format!("10.9.8.{i}, 192.0.2.{i}, 203.0.113.7"));
-        let reply = app.get("/api/whoami", &chain).await;
-        if reply.status == 200 {
-            assert_eq!(reply.body["client_ip"], "203.0.113.7");
-            passed += 1;
-        }
-    }
     assert_eq!(
         passed, 3,
         "rotating everything left of the rightmost entry never yields a fresh bucket"

@@ -45,7 +45,8 @@ pub fn unavailable(service: &str, detail: &str, how: &str) {
     );
 }
 
-fn unique_suffix() -> String {
+/// Unique within this test run: for database names, Redis prefixes and emails.
+pub fn unique_suffix() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -426,6 +427,14 @@ impl TestApp {
         assert_eq!(reply.status, StatusCode::CREATED, "create key: {}", reply.text);
         reply.body
     }
+}
+
+/// `base` with the fields of `extra` added (both JSON objects).
+pub fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        base.extend(extra);
+    }
+    base
 }
 
 /// Asserts the documented key format: `kg_` + 36 base62 characters.

@@ -17,7 +17,7 @@ use crate::keys::cache::KeyInfo;
 use crate::keys::service::{self, KeyPatch, KeyRecord, NewKey};
 use crate::keys::{KeyName, KeyStatus, Limits, parse_limit};
 use crate::limits::Bucket;
-use crate::routes::admin::{Admin, Form, Layout, ago, field, redirect, render};
+use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, ago, field, redirect, render};
 use crate::state::AppState;
 use crate::validation::FieldErrors;
 
@@ -553,83 +553,37 @@ pub async fn update(
     Ok(redirect(&format!("/admin/keys/{id}")))
 }
 
-#[derive(Template)]
-#[template(path = "admin/confirm.html")]
-pub struct ConfirmPage {
-    pub layout: Layout,
-    pub question: String,
-    pub consequence: String,
-    pub action: String,
-    pub button: &'static str,
-    pub danger: bool,
-    pub cancel: String,
-}
-
-async fn set_active(
+/// `POST /admin/keys/{id}/activate|deactivate`, confirmed first.
+pub async fn switch(
     state: web::Data<AppState>,
     admin: Admin,
-    id: i64,
+    path: web::Path<(i64, Switch)>,
     form: Form,
-    active: bool,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
+    let (id, switch) = path.into_inner();
     let record = service::get(&state.pool, admin.actor(), id).await?;
-    let verb = if active { "activate" } else { "deactivate" };
-    if form.get("confirm").map(String::as_str) != Some("yes") {
-        let consequence = if active {
+    let confirmation = Confirmation {
+        switch,
+        noun: "key",
+        section: "keys",
+        subject: format!("the key “{}” ({}…)", record.key.name, record.key.prefix),
+        consequence: if switch.active() {
             "Requests with this key will be accepted again."
         } else {
             "Requests with this key will be refused on every instance within a second. You can reactivate it later."
-        };
-        let page = ConfirmPage {
-            layout: admin.layout(
-                format!("{} key", if active { "Activate" } else { "Deactivate" }),
-                "keys",
-            ),
-            question: format!(
-                "{} the key “{}” ({}…)?",
-                if active { "Activate" } else { "Deactivate" },
-                record.key.name,
-                record.key.prefix
-            ),
-            consequence: consequence.to_owned(),
-            action: format!("/admin/keys/{id}/{verb}"),
-            button: if active { "Activate key" } else { "Deactivate key" },
-            danger: !active,
-            cancel: format!("/admin/keys/{id}"),
-        };
-        return render(&page, StatusCode::OK);
+        },
+        base: format!("/admin/keys/{id}"),
+        cancel: format!("/admin/keys/{id}"),
+    };
+    if let Some(page) = confirmation.ask(&admin, &form) {
+        return page;
     }
     let patch = KeyPatch {
-        is_active: Some(active),
+        is_active: Some(switch.active()),
         ..KeyPatch::default()
     };
     service::update(&state.pool, &state.keys, admin.actor(), id, patch).await?;
-    admin.flash(
-        "success",
-        if active {
-            "Key activated."
-        } else {
-            "Key deactivated."
-        },
-    );
+    admin.flash("success", confirmation.done());
     Ok(redirect(&format!("/admin/keys/{id}")))
-}
-
-pub async fn deactivate(
-    state: web::Data<AppState>,
-    admin: Admin,
-    id: web::Path<i64>,
-    form: Form,
-) -> Result<HttpResponse, AdminError> {
-    set_active(state, admin, *id, form, false).await
-}
-
-pub async fn activate(
-    state: web::Data<AppState>,
-    admin: Admin,
-    id: web::Path<i64>,
-    form: Form,
-) -> Result<HttpResponse, AdminError> {
-    set_active(state, admin, *id, form, true).await
 }

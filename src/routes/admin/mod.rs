@@ -228,6 +228,87 @@ pub fn ago(then: Option<NaiveDateTime>, now: NaiveDateTime) -> String {
     }
 }
 
+/// Activate or deactivate, as the last path segment says (`/admin/keys/7/deactivate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    Activate,
+    Deactivate,
+}
+
+impl Switch {
+    pub fn active(self) -> bool {
+        self == Switch::Activate
+    }
+
+    fn verb(self) -> &'static str {
+        if self.active() { "activate" } else { "deactivate" }
+    }
+
+    pub fn title(self) -> &'static str {
+        if self.active() { "Activate" } else { "Deactivate" }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/confirm.html")]
+struct ConfirmPage {
+    layout: Layout,
+    question: String,
+    consequence: String,
+    action: String,
+    button: String,
+    danger: bool,
+    cancel: String,
+}
+
+/// A state change that is confirmed on a page of its own before it is made.
+pub struct Confirmation<'a> {
+    pub switch: Switch,
+    /// "key" or "user".
+    pub noun: &'static str,
+    pub section: &'static str,
+    /// What is switched, as the question names it.
+    pub subject: String,
+    pub consequence: &'a str,
+    /// The page of the thing: the form posts to `<base>/<verb>`; Cancel leads to `cancel`.
+    pub base: String,
+    pub cancel: String,
+}
+
+impl Confirmation<'_> {
+    /// The confirmation page, unless the form says `confirm=yes`.
+    pub fn ask(
+        &self,
+        admin: &Admin,
+        form: &HashMap<String, String>,
+    ) -> Option<Result<HttpResponse, AdminError>> {
+        if form.get("confirm").map(String::as_str) == Some("yes") {
+            return None;
+        }
+        let (title, noun) = (self.switch.title(), self.noun);
+        let page = ConfirmPage {
+            layout: admin.layout(format!("{title} {noun}"), self.section),
+            question: format!("{title} {}?", self.subject),
+            consequence: self.consequence.to_owned(),
+            action: format!("{}/{}", self.base, self.switch.verb()),
+            button: format!("{title} {noun}"),
+            danger: !self.switch.active(),
+            cancel: self.cancel.clone(),
+        };
+        Some(render(&page, StatusCode::OK))
+    }
+
+    /// The flash message once done: "Key deactivated."
+    pub fn done(&self) -> String {
+        let mut noun = self.noun.chars();
+        let noun = noun
+            .next()
+            .map_or_else(String::new, |c| c.to_uppercase().chain(noun).collect());
+        format!("{noun} {}d.", self.switch.verb())
+    }
+}
+
 /// `/admin` → the keys list.
 pub async fn index() -> HttpResponse {
     redirect("/admin/keys")

@@ -6,11 +6,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use crate::db;
 use crate::db::models::User;
 use crate::error::AdminError;
-use crate::routes::admin::keys::ConfirmPage;
-use crate::routes::admin::{Admin, Form, Layout, field, redirect, render};
+use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, field, redirect, render};
 use crate::state::AppState;
 use crate::users::{self, UserError};
 
@@ -106,74 +104,36 @@ pub async fn create(
     }
 }
 
-async fn set_active(
+/// `POST /admin/users/{id}/activate|deactivate`, confirmed first.
+pub async fn switch(
     state: web::Data<AppState>,
     admin: Admin,
-    id: i64,
+    path: web::Path<(i64, Switch)>,
     form: Form,
-    active: bool,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
-    if id == admin.user.id && !active {
+    let (id, switch) = path.into_inner();
+    if id == admin.user.id && !switch.active() {
         return Err(AdminError::BadRequest("You cannot deactivate yourself.".into()));
     }
-    let user = db::run(&state.pool, move |conn| Ok::<_, UserError>(User::find(conn, id)?))
-        .await?
-        .ok_or(AdminError::NotFound)?;
-    let verb = if active { "activate" } else { "deactivate" };
-    if form.get("confirm").map(String::as_str) != Some("yes") {
-        let confirm = ConfirmPage {
-            layout: admin.layout(
-                format!("{} user", if active { "Activate" } else { "Deactivate" }),
-                "users",
-            ),
-            question: format!(
-                "{} {}?",
-                if active { "Activate" } else { "Deactivate" },
-                user.email
-            ),
-            consequence: if active {
-                "They can log in again.".to_owned()
-            } else {
-                "They can no longer log in, and their bearer tokens and sessions stop working at once. Their API keys are not changed.".to_owned()
-            },
-            action: format!("/admin/users/{id}/{verb}"),
-            button: if active {
-                "Activate user"
-            } else {
-                "Deactivate user"
-            },
-            danger: !active,
-            cancel: "/admin/users".to_owned(),
-        };
-        return render(&confirm, StatusCode::OK);
+    let user = users::find(&state.pool, id).await?;
+    let confirmation = Confirmation {
+        switch,
+        noun: "user",
+        section: "users",
+        subject: user.email.clone(),
+        consequence: if switch.active() {
+            "They can log in again."
+        } else {
+            "They can no longer log in, and their bearer tokens and sessions stop working at once. Their API keys are not changed."
+        },
+        base: format!("/admin/users/{id}"),
+        cancel: "/admin/users".to_owned(),
+    };
+    if let Some(page) = confirmation.ask(&admin, &form) {
+        return page;
     }
-    let user = users::set_active(&state.pool, id, active).await?;
-    admin.flash(
-        "success",
-        format!(
-            "{} {}.",
-            if active { "Activated" } else { "Deactivated" },
-            user.email
-        ),
-    );
+    users::set_active(&state.pool, id, switch.active()).await?;
+    admin.flash("success", format!("{}d {}.", switch.title(), user.email));
     Ok(redirect("/admin/users"))
-}
-
-pub async fn deactivate(
-    state: web::Data<AppState>,
-    admin: Admin,
-    id: web::Path<i64>,
-    form: Form,
-) -> Result<HttpResponse, AdminError> {
-    set_active(state, admin, *id, form, false).await
-}
-
-pub async fn activate(
-    state: web::Data<AppState>,
-    admin: Admin,
-    id: web::Path<i64>,
-    form: Form,
-) -> Result<HttpResponse, AdminError> {
-    set_active(state, admin, *id, form, true).await
 }
