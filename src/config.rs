@@ -21,6 +21,7 @@
 //! | `TOKEN_TTL_SECONDS` | `3600` (bearer-token lifetime) |
 //! | `WEB_CONCURRENCY` | unset: one worker per core |
 //! | `USAGE_FLUSH_MS` | `2000` (how often buffered usage is written) |
+//! | `CLIENT_TIMEOUT_MS` | `5000` (a client must send its request head within this) |
 //! | `UPSTREAM_URL` | unset |
 //!
 //! Every value is checked here, so a bad one stops start-up with a message naming the variable.
@@ -118,6 +119,7 @@ pub struct Settings {
     pub token_ttl: Duration,
     pub workers: Option<usize>,
     pub usage_flush_interval: Duration,
+    pub client_timeout: Duration,
     pub upstream_url: Option<String>,
 }
 
@@ -221,6 +223,7 @@ impl Settings {
                 .map(|_| positive(&get, "WEB_CONCURRENCY", 1))
                 .transpose()?,
             usage_flush_interval: Duration::from_millis(positive(&get, "USAGE_FLUSH_MS", 2000)?),
+            client_timeout: Duration::from_millis(positive(&get, "CLIENT_TIMEOUT_MS", 5000)?),
             upstream_url: get("UPSTREAM_URL"),
         };
         if let Some(url) = &settings.upstream_url

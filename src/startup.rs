@@ -201,7 +201,10 @@ impl Application {
             addr: format!("port {port}"),
             source,
         })?
-        .shutdown_timeout(10);
+        .shutdown_timeout(10)
+        // Slow-loris protection: the request head must arrive within this, or 408.
+        .client_request_timeout(settings.client_timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(1));
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }

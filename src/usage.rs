@@ -1,10 +1,12 @@
 //! Write-behind usage: `last_used_at` and hourly allowed/rejected counts are gathered in memory
 //! and written in one transaction every few seconds and at shutdown, so database writes grow
 //! with the number of active keys, not with the request rate. A failed write keeps its counts
-//! for the next attempt.
+//! for the next attempt. The buffer holds at most `MAX_PENDING_KEYS` keys: during a long
+//! database outage, new keys beyond that are dropped, counted and logged, never grown without
+//! bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,7 +52,13 @@ pub struct UsageRecorder {
     pending: Mutex<HashMap<i64, Pending>>,
     statements: AtomicU64,
     flushes: AtomicU64,
+    dropped: AtomicU64,
+    /// Keys of the batch being written right now.
+    in_flight: AtomicUsize,
 }
+
+/// Keys buffered at most between two successful writes.
+pub const MAX_PENDING_KEYS: usize = 100_000;
 
 fn timestamp(unix: i64) -> chrono::NaiveDateTime {
     DateTime::from_timestamp(unix, 0).unwrap_or_default().naive_utc()
@@ -63,16 +71,37 @@ impl UsageRecorder {
             pending: Mutex::new(HashMap::new()),
             statements: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         }
     }
 
     /// Notes one request of `key_id` at `unix_now` (seconds).
     pub fn record(&self, key_id: i64, allowed: bool, unix_now: i64) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() >= MAX_PENDING_KEYS && !pending.contains_key(&key_id) {
+            if self.dropped.fetch_add(1, Ordering::Relaxed).is_power_of_two() {
+                log::warn!(
+                    "usage buffer full ({MAX_PENDING_KEYS} keys unwritten); dropping usage of further keys"
+                );
+            }
+            return;
+        }
         pending
             .entry(key_id)
             .or_default()
             .add(unix_now, i64::from(allowed), i64::from(!allowed));
+    }
+
+    /// Requests whose usage was dropped because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Keys with usage not yet written: buffered, or in a write under way.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).len()
+            + self.in_flight.load(Ordering::Acquire)
     }
 
     /// Writes everything gathered so far; returns the number of keys written.
@@ -82,6 +111,7 @@ impl UsageRecorder {
             return Ok(0);
         }
         let keys = batch.len();
+        self.in_flight.store(keys, Ordering::Release);
         let rows = batch.clone();
         let written = db::run(&self.pool, move |conn| {
             conn.transaction::<u64, DbError, _>(|conn| {
@@ -112,21 +142,25 @@ impl UsageRecorder {
             })
         })
         .await;
-        match written {
+        // Merge back or count as written before the batch stops counting as in flight.
+        let outcome = match written {
             Ok(statements) => {
                 self.statements.fetch_add(statements, Ordering::Relaxed);
                 self.flushes.fetch_add(1, Ordering::Relaxed);
                 Ok(keys)
             }
             Err(e) => {
-                // Keep the counts for the next attempt.
+                // Keep the counts for the next attempt (the batch's keys were in the buffer, so
+                // this stays within its bound).
                 let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
                 for (key_id, p) in batch {
                     pending.entry(key_id).or_default().merge(p);
                 }
                 Err(e)
             }
-        }
+        };
+        self.in_flight.store(0, Ordering::Release);
+        outcome
     }
 
     /// Statements written so far (for tests and metrics).

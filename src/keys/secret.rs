@@ -229,6 +229,40 @@ mod tests {
         }
     }
 
+    use proptest::prelude::*;
+
+    fn base62_string(len: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(0..62usize, len)
+            .prop_map(|digits| digits.into_iter().map(|d| BASE62[d] as char).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_on_any_text(text in any::<String>()) {
+            let _ = PresentedKey::parse(&text);
+        }
+
+        #[test]
+        fn parsing_never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = PresentedKey::parse(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn any_random_part_with_its_checksum_round_trips_and_any_change_is_caught(
+            random in base62_string(RANDOM_LEN),
+            position in 3..KEY_LEN,
+            replacement in 0..62usize,
+        ) {
+            let key = format!("{KEY_PREFIX}{random}{}", checksum(&random));
+            prop_assert!(PresentedKey::parse(&key).is_ok());
+            let mut changed = key.clone().into_bytes();
+            prop_assume!(changed[position] != BASE62[replacement]);
+            changed[position] = BASE62[replacement];
+            let changed = String::from_utf8(changed).expect("ascii");
+            prop_assert_eq!(PresentedKey::parse(&changed).err(), Some(MalformedKey::Checksum));
+        }
+    }
+
     #[test]
     fn checksum_is_six_zero_padded_base62_digits_of_crc32() {
         assert_eq!(base62_fixed(0), "000000");

@@ -106,6 +106,41 @@ mod tests {
         assert_eq!(resolve(1, &[" 2001:db8::2 "]), Some(ip("2001:db8::2")));
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn resolution_never_panics_and_yields_the_peer_or_a_listed_address(
+            lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 0..5),
+            hops in 0..4usize,
+        ) {
+            let rule = ClientIpRule { trusted_hops: hops, header: None };
+            let peer = ip("10.0.0.1");
+            let got = rule.resolve(Some(peer), lines.iter().map(Vec::as_slice), None);
+            let listed: Vec<IpAddr> = lines
+                .iter()
+                .filter_map(|l| std::str::from_utf8(l).ok())
+                .flat_map(|l| l.split(','))
+                .filter_map(|entry| parse_entry(entry.as_bytes()))
+                .collect();
+            prop_assert!(got == Some(peer) || got.is_some_and(|ip| listed.contains(&ip)));
+            if hops == 0 {
+                prop_assert_eq!(got, Some(peer));
+            }
+        }
+
+        #[test]
+        fn entries_left_of_the_trusted_hops_never_matter(
+            spoofed in proptest::collection::vec(any::<[u8; 4]>(), 0..6),
+            client in any::<[u8; 4]>(),
+        ) {
+            let mut chain: Vec<String> = spoofed.iter().map(|b| IpAddr::from(*b).to_string()).collect();
+            chain.push(IpAddr::from(client).to_string());
+            let line = chain.join(", ");
+            prop_assert_eq!(resolve(1, &[line.as_str()]), Some(IpAddr::from(client)));
+        }
+    }
+
     #[test]
     fn a_configured_client_ip_header_wins() {
         let rule = ClientIpRule {

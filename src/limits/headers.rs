@@ -96,6 +96,34 @@ mod tests {
         assert_eq!(h.retry_after, Some(17));
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn headers_are_plain_ascii_and_consistent_for_any_counts(
+            minute in proptest::option::of(1..1000u32),
+            hour in proptest::option::of(1..100_000u32),
+            prev in 0..5000u64,
+            curr in 0..5000u64,
+            now in 0..4_000_000_000_000u64,
+            cost in 0..2u64,
+        ) {
+            let policy = Policy::new(vec![(Window::Minute, minute), (Window::Hour, hour)]);
+            let d = decide(&policy, now, &[(prev, curr), (prev, curr)], cost);
+            if let Some(h) = RateLimitHeaders::of(&d) {
+                for value in [&h.policy, &h.current] {
+                    prop_assert!(value.bytes().all(|b| (0x20..0x7f).contains(&b)), "{}", value);
+                }
+                prop_assert!(h.remaining <= u64::from(h.limit));
+                prop_assert!(h.reset_at >= now / 1000);
+                prop_assert_eq!(h.retry_after.is_some(), !d.allowed);
+                prop_assert!(h.retry_after.is_none_or(|s| s >= 1));
+            } else {
+                prop_assert!(minute.is_none() && hour.is_none());
+            }
+        }
+    }
+
     #[test]
     fn unlimited_callers_get_no_headers() {
         let open = Policy::new(vec![(Window::Minute, None)]);

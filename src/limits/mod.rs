@@ -483,6 +483,44 @@ mod tests {
         assert_eq!((window.window, wait), (Window::Minute, 59_000 + 1));
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn rate_parsing_never_panics(text in any::<String>()) {
+            let _ = Rate::parse(&text);
+            let _ = Rate::parse_list(&text);
+        }
+
+        #[test]
+        fn rates_round_trip_through_their_text(limit in 1..=i32::MAX as u32, window in 0..4usize) {
+            let rate = Rate { limit, window: Window::ALL[window] };
+            prop_assert_eq!(Rate::parse(&rate.to_string()), Ok(rate));
+        }
+
+        #[test]
+        fn retry_after_is_always_the_first_moment_a_request_fits(
+            limit in 1..40u32,
+            prev in 0..120u64,
+            curr_over in 0..45u32,
+            elapsed in 0..60_000u64,
+        ) {
+            let curr = u64::from(curr_over.min(limit));
+            let c = count(limit, prev, curr, elapsed);
+            let wait = c.retry_after_ms();
+            let fits_at = |t: u64| {
+                let at = elapsed + t;
+                if at < 60_000 { admits(Some(limit), prev, curr, at, 60_000, 1) } else { admits(Some(limit), curr, 0, at - 60_000, 60_000, 1) }
+            };
+            prop_assert!(fits_at(wait));
+            // Nothing earlier fits: checked at a coarse grid and just before.
+            prop_assert!(wait == 0 || !fits_at(wait - 1));
+            for t in (0..wait).step_by(997) {
+                prop_assert!(!fits_at(t), "fits already at {} < {}", t, wait);
+            }
+        }
+    }
+
     #[test]
     fn ipv6_callers_share_a_bucket_per_64_block() {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");

@@ -292,6 +292,12 @@ pub async fn spawn_app_with(backend: Backend, vars: &[(&str, &str)]) -> Option<T
     Some(spawn_instance(Arc::new(db), redis, vars).await)
 }
 
+/// A server on a database the test made (e.g. to reach it through a proxy it controls).
+pub async fn spawn_on(db: TestDb, vars: &[(&str, &str)]) -> TestApp {
+    let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    spawn_instance(Arc::new(db), None, vars).await
+}
+
 async fn spawn_instance(db: Arc<TestDb>, redis: Option<RedisEnv>, vars: Vec<(String, String)>) -> TestApp {
     let mut env: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db.url.clone()),

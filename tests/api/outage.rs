@@ -1,7 +1,10 @@
 //! Redis stopped under a running gate, in each failure mode, on a redis-server of the test's
 //! own (started on a free port, killed and restarted here).
 
+use std::cell::Cell;
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -101,6 +104,25 @@ async fn burst(app: &TestApp, key: &Auth, n: usize, expect_5xx: bool) -> (usize,
     (ok, server_errors)
 }
 
+/// Clients connected to the test's Redis, as Redis counts them (this query's own included).
+fn connected_clients(redis: &OwnRedis) -> u64 {
+    let info: String = redis::Client::open(redis.url().as_str())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+        .and_then(|mut c| redis::cmd("INFO").arg("clients").query(&mut c))
+        .expect("INFO clients");
+    info.lines()
+        .find_map(|line| line.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("connected_clients")
+}
+
+/// Requests sent by the steady load, by outcome.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    server_errors: AtomicUsize,
+}
+
 async fn drill(mode: &str, counters_while_down: &str) {
     let Some(mut redis) = OwnRedis::start() else {
         return;
@@ -115,41 +137,97 @@ async fn drill(mode: &str, counters_while_down: &str) {
     let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
         return;
     };
+    let app = Rc::new(app);
     let owner = app.user("owner@example.com").await;
     let created = app
-        .create_key(&owner, json!({"name": "steady", "rate_limit_per_minute": 1000}))
+        .create_key(&owner, json!({"name": "steady", "rate_limit_per_minute": 100000}))
         .await;
     let key = Auth::Header("Api-Key", created["key"].as_str().expect("key").to_owned());
     assert_eq!(counters(&app).await, "redis");
     assert_eq!(burst(&app, &key, 20, false).await, (20, 0));
 
+    // Steady load from two clients for the whole drill.
+    let (stop, tally) = (Rc::new(Cell::new(false)), Rc::new(Tally::default()));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let (app, key, stop, tally) = (app.clone(), key.clone(), stop.clone(), tally.clone());
+            actix_web::rt::spawn(async move {
+                while !stop.get() {
+                    let status = app.get("/api/whoami", &key).await.status.as_u16();
+                    let counter = if status >= 500 {
+                        &tally.server_errors
+                    } else {
+                        &tally.ok
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+
+    let mut clients = Vec::new();
+    for round in 1..=2 {
+        redis.kill();
+        actix_web::rt::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(counters(&app).await, counters_while_down, "round {round}");
+        let health = app.get("/healthz", &Auth::None).await;
+        assert_eq!(health.body["redis"], "unavailable");
+
+        redis.launch().expect("restart redis-server on the same port");
+        let back = Instant::now();
+        while counters(&app).await != "redis" {
+            assert!(
+                back.elapsed() < Duration::from_secs(5),
+                "back on Redis within 5 s of its return"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+        clients.push(connected_clients(&redis));
+        println!(
+            "mode {mode}, round {round}: back on Redis {:?} after it returned; {} Redis clients",
+            back.elapsed(),
+            clients[round - 1]
+        );
+    }
+    stop.set(true);
+    for worker in load {
+        let _ = worker.await;
+    }
+    let (ok, server_errors) = (
+        tally.ok.load(Ordering::SeqCst),
+        tally.server_errors.load(Ordering::SeqCst),
+    );
+    println!(
+        "mode {mode}: steady load through two Redis outages: {} requests, {ok} answered below 500, {server_errors} × 5xx",
+        ok + server_errors
+    );
+    if mode == "closed" {
+        assert!(server_errors > 0, "closed answers 503 while Redis is down");
+    } else {
+        assert_eq!(server_errors, 0, "{mode} never answers 5xx");
+    }
+    assert!(
+        clients[1] <= clients[0],
+        "no connection leak across outages: {clients:?}"
+    );
+    assert!(clients[1] <= 8, "a handful of connections: {clients:?}");
+    assert_eq!(
+        burst(&app, &key, 20, false).await,
+        (20, 0),
+        "all well after recovery"
+    );
+
+    // And a burst while down, checked request by request.
     redis.kill();
     let closed = mode == "closed";
-    let (ok, server_errors) = burst(&app, &key, 50, closed).await;
-    println!("mode {mode}, Redis down: 50 requests, {ok} × 200, {server_errors} × 5xx");
+    let (ok, server_errors) = burst(&app, &key, 30, closed).await;
     if closed {
-        assert_eq!((ok, server_errors), (0, 50), "closed refuses with 503");
+        assert_eq!((ok, server_errors), (0, 30), "closed refuses with 503 JSON");
     } else {
-        assert_eq!((ok, server_errors), (50, 0), "{mode} never answers 5xx");
+        assert_eq!((ok, server_errors), (30, 0));
     }
-    assert_eq!(counters(&app).await, counters_while_down);
-    let health = app.get("/healthz", &Auth::None).await;
-    assert_eq!(health.body["redis"], "unavailable");
-
-    redis.launch().expect("restart redis-server on the same port");
-    let back = Instant::now();
-    while counters(&app).await != "redis" {
-        assert!(
-            back.elapsed() < Duration::from_secs(5),
-            "back on Redis within 5 s of its return"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    println!(
-        "mode {mode}: back on Redis {:?} after it returned",
-        back.elapsed()
-    );
-    assert_eq!(burst(&app, &key, 20, false).await, (20, 0));
 }
 
 #[actix_web::test]
