@@ -6,8 +6,9 @@
 //! | `BIND_ADDR` | `0.0.0.0` |
 //! | `DATABASE_URL` | `sqlite://keygate.db` |
 //! | `DATABASE_POOL_SIZE` | `10` |
-//! | `REDIS_URL` | unset: counters in process |
+//! | `REDIS_URL` | unset: counters in process (`redis://`, `rediss://`, `redis+cluster://h1:p1,h2:p2`) |
 //! | `REDIS_PREFIX` | `keygate` |
+//! | `REDIS_TLS_INSECURE` | unset; `1` accepts a self-signed Redis certificate (Heroku Redis) |
 //! | `REDIS_TIMEOUT_MS` | `50` |
 //! | `RATE_LIMIT_FAILURE_MODE` | `local` (`local`, `open`, `closed`) |
 //! | `SECRET_KEY` | random at each start (at least 64 bytes when set) |
@@ -23,6 +24,8 @@
 //! | `USAGE_FLUSH_MS` | `2000` (how often buffered usage is written) |
 //! | `CLIENT_TIMEOUT_MS` | `5000` (a client must send its request head within this) |
 //! | `UPSTREAM_URL` | unset |
+//! | `METRICS_TOKEN` | unset: `/metrics` is open |
+//! | `DYNO` | set by Heroku; with SQLite it earns a warning |
 //!
 //! Every value is checked here, so a bad one stops start-up with a message naming the variable.
 //! An empty value counts as unset (platforms sometimes export empty variables).
@@ -33,6 +36,7 @@ use std::time::Duration;
 
 use crate::keys::Limits;
 use crate::limits::Rate;
+use crate::shared_redis::RedisTarget;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {reason}")]
@@ -102,7 +106,7 @@ pub struct Settings {
     pub bind_addr: IpAddr,
     pub database_url: String,
     pub database_pool_size: u32,
-    pub redis_url: Option<String>,
+    pub redis: Option<RedisTarget>,
     pub redis_prefix: String,
     pub redis_timeout: Duration,
     pub failure_mode: FailureMode,
@@ -120,6 +124,9 @@ pub struct Settings {
     pub workers: Option<usize>,
     pub usage_flush_interval: Duration,
     pub client_timeout: Duration,
+    pub metrics_token: Option<String>,
+    /// Heroku's dyno name, when running on one.
+    pub dyno: Option<String>,
     pub upstream_url: Option<String>,
 }
 
@@ -144,12 +151,23 @@ impl Settings {
             ));
         }
 
-        let redis_url = get("REDIS_URL");
-        if let Some(url) = &redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        {
-            return Err(invalid("REDIS_URL", "expected redis://… or rediss://…"));
-        }
+        // Heroku Redis sets REDIS_URL itself (rediss://, self-signed): REDIS_TLS_INSECURE=1 adds
+        // the `#insecure` that the URL cannot be made to carry.
+        let insecure = matches!(
+            get("REDIS_TLS_INSECURE").as_deref().map(str::trim),
+            Some("1" | "true" | "yes")
+        );
+        let redis = get("REDIS_URL")
+            .map(|url| {
+                let url = url.trim();
+                let url = if insecure && url.starts_with("rediss") && !url.contains('#') {
+                    format!("{url}#insecure")
+                } else {
+                    url.to_owned()
+                };
+                RedisTarget::parse(&url).map_err(|e| invalid("REDIS_URL", e))
+            })
+            .transpose()?;
 
         let (secret_key, secret_key_generated) = match get("SECRET_KEY") {
             Some(key) if key.len() < SecretKey::MIN_LEN => {
@@ -204,7 +222,7 @@ impl Settings {
             bind_addr: parsed(&get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
             database_url,
             database_pool_size: positive(&get, "DATABASE_POOL_SIZE", 10)?,
-            redis_url,
+            redis,
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "keygate".into()),
             redis_timeout: Duration::from_millis(positive(&get, "REDIS_TIMEOUT_MS", 50)?),
             failure_mode,
@@ -224,6 +242,8 @@ impl Settings {
                 .transpose()?,
             usage_flush_interval: Duration::from_millis(positive(&get, "USAGE_FLUSH_MS", 2000)?),
             client_timeout: Duration::from_millis(positive(&get, "CLIENT_TIMEOUT_MS", 5000)?),
+            metrics_token: get("METRICS_TOKEN"),
+            dyno: get("DYNO"),
             upstream_url: get("UPSTREAM_URL"),
         };
         if let Some(url) = &settings.upstream_url
@@ -300,7 +320,7 @@ mod tests {
         assert_eq!(s.bind_addr.to_string(), "0.0.0.0");
         assert_eq!(s.database_url, "sqlite://keygate.db");
         assert_eq!(s.database_pool_size, 10);
-        assert!(s.redis_url.is_none());
+        assert!(s.redis.is_none());
         assert_eq!(s.redis_prefix, "keygate");
         assert_eq!(s.redis_timeout, Duration::from_millis(50));
         assert_eq!(s.failure_mode, FailureMode::Local);
@@ -388,10 +408,28 @@ mod tests {
     }
 
     #[test]
+    fn heroku_redis_urls_can_be_told_to_accept_self_signed_certificates() {
+        let s =
+            settings(&[("REDIS_URL", "rediss://:pw@h:6380"), ("REDIS_TLS_INSECURE", "1")]).expect("valid");
+        assert_eq!(
+            s.redis,
+            Some(RedisTarget::Single("rediss://:pw@h:6380#insecure".into()))
+        );
+        let s = settings(&[("REDIS_URL", "rediss://:pw@h:6380")]).expect("valid");
+        assert_eq!(
+            s.redis,
+            Some(RedisTarget::Single("rediss://:pw@h:6380".into())),
+            "verification stays on by default"
+        );
+        let s = settings(&[("REDIS_URL", "redis+cluster://a:1,b:2")]).expect("valid");
+        assert!(matches!(s.redis, Some(RedisTarget::Cluster(ref seeds)) if seeds.len() == 2));
+    }
+
+    #[test]
     fn empty_values_count_as_unset() {
         let s = settings(&[("PORT", ""), ("REDIS_URL", " ")]).expect("valid");
         assert_eq!(s.port, 8080);
-        assert!(s.redis_url.is_none());
+        assert!(s.redis.is_none());
     }
 
     #[test]

@@ -52,9 +52,27 @@ pub struct Caller {
     pub decision: Decision,
 }
 
+/// Who called, for the request log line: `key=42`, `user=7`, `anon` or `invalid` (never a key).
+#[derive(Debug, Clone)]
+pub struct LogTag(pub String);
+
+// Indexes into metrics::TIERS and metrics::OUTCOMES.
+const API_KEY: usize = 0;
+const USER: usize = 1;
+const ANONYMOUS: usize = 2;
+const INVALID: usize = 3;
+const ALLOWED: usize = 0;
+const RATE_LIMITED: usize = 1;
+const UNAUTHORIZED: usize = 2;
+const UNAVAILABLE: usize = 3;
+
 /// Paths the gate does not see.
 fn exempt(path: &str) -> bool {
-    path == "/healthz" || path.starts_with("/static/") || path == "/admin" || path.starts_with("/admin/")
+    path == "/healthz"
+        || path == "/metrics"
+        || path.starts_with("/static/")
+        || path == "/admin"
+        || path.starts_with("/admin/")
 }
 
 /// `GET /api/rate-limit` reports without counting.
@@ -86,7 +104,30 @@ pub async fn gate(
     let client_ip = client_ip(&state, &req);
     let identity = match identify(&state, req.headers()).await {
         Ok(identity) => identity,
-        Err(error) => return Ok(req.into_response(finish(error.error_response(), None, cors))),
+        Err(error) => {
+            let outcome = if matches!(error, ApiError::DatabaseUnavailable(_)) {
+                UNAVAILABLE
+            } else {
+                UNAUTHORIZED
+            };
+            state.requests.count(INVALID, outcome);
+            req.extensions_mut().insert(LogTag("invalid".into()));
+            return Ok(req.into_response(finish(error.error_response(), None, cors)));
+        }
+    };
+    let tier = match &identity {
+        Identity::Key(info) => {
+            req.extensions_mut().insert(LogTag(format!("key={}", info.id)));
+            API_KEY
+        }
+        Identity::User(id) => {
+            req.extensions_mut().insert(LogTag(format!("user={id}")));
+            USER
+        }
+        Identity::Anonymous => {
+            req.extensions_mut().insert(LogTag("anon".into()));
+            ANONYMOUS
+        }
     };
     let (bucket, policy): (Bucket, &Policy) = match &identity {
         Identity::Key(info) => (Bucket::Key(info.id), &info.policy),
@@ -100,6 +141,7 @@ pub async fn gate(
     let decision = match state.limiter.hit(bucket, policy, cost).await {
         Ok(decision) => decision,
         Err(LimiterError::Unavailable) => {
+            state.requests.count(tier, UNAVAILABLE);
             return Ok(req.into_response(finish(
                 ApiError::RateLimiterUnavailable.error_response(),
                 None,
@@ -130,8 +172,10 @@ pub async fn gate(
             window: window.window.name(),
             retry_after,
         };
+        state.requests.count(tier, RATE_LIMITED);
         return Ok(req.into_response(finish(error.error_response(), headers.as_ref(), cors)));
     }
+    state.requests.count(tier, ALLOWED);
 
     req.extensions_mut().insert(Caller {
         identity,

@@ -97,13 +97,13 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
     match command {
         Command::Serve => serve(settings).await,
         Command::Migrate => {
-            let pool = db::pool(&settings.database_url, 1).map_err(|e| e.to_string())?;
-            let applied = db::run(&pool, db::migrate).await.map_err(|e| e.to_string())?;
-            println!("applied {} migration(s)", applied.len());
+            // The release phase: migrations, and the first admin (its password goes to the log).
+            let (_, applied) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
+            println!("applied {applied} migration(s)");
             Ok(())
         }
         Command::Users(UsersCommand::Create { email, admin }) => {
-            let pool = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
+            let (pool, _) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
             let password = read_password()?;
             let user = users::create(&pool, &email, &password, admin)
                 .await
@@ -138,13 +138,14 @@ async fn serve(settings: Settings) -> Result<(), String> {
 }
 
 async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
-    let pool = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
-    let redis = match &settings.redis_url {
-        Some(url) => Some(redis::Client::open(url.as_str()).map_err(|e| format!("REDIS_URL: {e}"))?),
-        None => None,
-    };
+    let (pool, _) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
     // Announces deactivations to running instances through Redis, when there is one.
-    let cache = KeyCache::new(redis.map(|client| (client, settings.redis_prefix.as_str())));
+    let cache = KeyCache::new(
+        settings
+            .redis
+            .as_ref()
+            .map(|target| (target, settings.redis_prefix.as_str())),
+    );
     // Whoever runs the CLI has the server's environment, so acts with admin rights.
     let operator = Actor {
         user_id: 0,

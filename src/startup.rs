@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Logger, NormalizePath, from_fn};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpMessage, HttpServer, web};
 
 use crate::config::Settings;
 use crate::db::{self, DbError, DbPool};
-use crate::gate::gate;
+use crate::gate::{LogTag, gate};
 use crate::keys::cache::KeyCache;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::memory::MemoryStore;
 use crate::limits::{Limiter, Policy};
+use crate::metrics::{self, RequestCounters};
 use crate::routes::api::{self, auth, body, caller, keys};
 use crate::routes::{admin, assets, health};
 use crate::sessions::Sessions;
@@ -30,8 +31,6 @@ pub enum StartupError {
     Db(#[from] DbError),
     #[error("could not create the admin user: {0:?}")]
     Admin(UserError),
-    #[error("REDIS_URL: {0}")]
-    Redis(redis::RedisError),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -51,11 +50,20 @@ pub struct Application {
     state: web::Data<AppState>,
 }
 
-/// Applies migrations and makes sure an admin exists.
-pub async fn prepare(settings: &Settings) -> Result<DbPool, StartupError> {
+/// Applies migrations and makes sure an admin exists: what `serve`, the CLI and the release
+/// phase (`migrate`) all do first. Returns the pool and the number of migrations applied.
+pub async fn prepare(settings: &Settings) -> Result<(DbPool, usize), StartupError> {
+    if let (Some(dyno), Some(db::Backend::Sqlite)) =
+        (&settings.dyno, db::Backend::of_url(&settings.database_url))
+    {
+        log::warn!(
+            "!!! running on Heroku dyno {dyno} with SQLite: the file is lost at every restart and not shared \
+             between dynos. Add heroku-postgresql so that DATABASE_URL points at PostgreSQL. !!!"
+        );
+    }
     let pool = db::pool(&settings.database_url, settings.database_pool_size)?;
     let applied = db::run(&pool, db::migrate).await?;
-    for version in applied {
+    for version in &applied {
         log::info!("applied migration {version}");
     }
     if let Some(admin) = users::bootstrap_admin(&pool, settings.admin.as_ref()).await? {
@@ -65,12 +73,12 @@ pub async fn prepare(settings: &Settings) -> Result<DbPool, StartupError> {
             admin.password
         );
     }
-    Ok(pool)
+    Ok((pool, applied.len()))
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
-        let pool = prepare(&settings).await?;
+        let (pool, _) = prepare(&settings).await?;
         if settings.secret_key_generated {
             log::warn!("SECRET_KEY is not set: using a random key, so tokens and sessions end at restart");
         }
@@ -85,20 +93,18 @@ impl Application {
             .port();
 
         let memory = Arc::new(MemoryStore::new(MemoryStore::DEFAULT_CAPACITY));
-        let (limiter, keys) = match &settings.redis_url {
+        let (limiter, keys) = match &settings.redis {
             None => (Limiter::in_memory(memory), KeyCache::new(None)),
-            Some(url) => {
+            Some(target) => {
                 let limiter = Limiter::with_redis(
-                    url,
+                    target.clone(),
                     &settings.redis_prefix,
                     settings.failure_mode,
                     settings.redis_timeout,
                     memory,
                 )
-                .await
-                .map_err(StartupError::Redis)?;
-                let client = redis::Client::open(url.as_str()).map_err(StartupError::Redis)?;
-                (limiter, KeyCache::new(Some((client, &settings.redis_prefix))))
+                .await;
+                (limiter, KeyCache::new(Some((target, &settings.redis_prefix))))
             }
         };
         let limiter = Arc::new(limiter);
@@ -123,13 +129,20 @@ impl Application {
             anon_policy: Policy::from_rates(&settings.anon_rate_limit),
             anon_message: settings.anon_limit_message.clone(),
             user_policy: Policy::from_rates(&settings.user_rate_limit),
+            requests: RequestCounters::default(),
+            metrics_token: settings.metrics_token.clone(),
         });
         let app_state = state.clone();
-        let redis_session = settings
-            .redis_url
-            .as_deref()
-            .map(|url| (url, settings.redis_prefix.as_str()));
-        let sessions = Sessions::new(&settings.secret_key, redis_session).await;
+        // Sessions share the counters' Redis connection; if Redis was unreachable at start they
+        // stay in cookies for this run.
+        let redis_sessions = state
+            .limiter
+            .redis()
+            .map(|store| (store.connection(), settings.redis_prefix.as_str()));
+        if settings.redis.is_some() && redis_sessions.is_none() {
+            log::warn!("dashboard sessions are kept in cookies: Redis was unreachable at start");
+        }
+        let sessions = Sessions::new(&settings.secret_key, redis_sessions);
         let mut server = HttpServer::new(move || {
             let json = web::JsonConfig::default()
                 .limit(body::MAX_JSON_BYTES)
@@ -157,8 +170,20 @@ impl Application {
                 .wrap(sessions.middleware())
                 .wrap(from_fn(admin::secure_cookies))
                 .wrap(NormalizePath::trim())
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                // One line per request: who (key id, never the key), status, latency.
+                .wrap(
+                    Logger::new("%a \"%r\" %s %b %Dms %{caller}xo").custom_response_replace(
+                        "caller",
+                        |res| {
+                            res.request()
+                                .extensions()
+                                .get::<LogTag>()
+                                .map_or_else(|| "-".to_owned(), |t| t.0.clone())
+                        },
+                    ),
+                )
                 .service(resource("/healthz").route(web::get().to(health::healthz)))
+                .service(resource("/metrics").route(web::get().to(metrics::metrics)))
                 .service(resource("/api/auth/token").route(web::post().to(auth::token)))
                 .service(resource("/api/whoami").route(web::get().to(caller::whoami)))
                 .service(resource("/api/rate-limit").route(web::get().to(caller::rate_limit)))

@@ -9,6 +9,7 @@ use crate::keys::Limits;
 use crate::keys::cache::KeyCache;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::{Limiter, Policy};
+use crate::metrics::RequestCounters;
 use crate::usage::UsageRecorder;
 use crate::users::token::TokenSigner;
 
@@ -27,4 +28,8 @@ pub struct AppState {
     pub anon_message: String,
     /// `USER_RATE_LIMIT`, per bearer-token user.
     pub user_policy: Policy,
+    /// What the gate decided, for `/metrics`.
+    pub requests: RequestCounters,
+    /// `METRICS_TOKEN`: when set, `/metrics` wants it as a bearer token.
+    pub metrics_token: Option<String>,
 }

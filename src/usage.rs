@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use diesel::Connection;
@@ -55,6 +55,8 @@ pub struct UsageRecorder {
     dropped: AtomicU64,
     /// Keys of the batch being written right now.
     in_flight: AtomicUsize,
+    /// When everything buffered was last written (or the recorder made).
+    written_at: Mutex<Instant>,
 }
 
 /// Keys buffered at most between two successful writes.
@@ -73,6 +75,7 @@ impl UsageRecorder {
             flushes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            written_at: Mutex::new(Instant::now()),
         }
     }
 
@@ -108,6 +111,7 @@ impl UsageRecorder {
     pub async fn flush(&self) -> Result<usize, DbError> {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
         if batch.is_empty() {
+            *self.written_at.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
             return Ok(0);
         }
         let keys = batch.len();
@@ -147,6 +151,7 @@ impl UsageRecorder {
             Ok(statements) => {
                 self.statements.fetch_add(statements, Ordering::Relaxed);
                 self.flushes.fetch_add(1, Ordering::Relaxed);
+                *self.written_at.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
                 Ok(keys)
             }
             Err(e) => {
@@ -161,6 +166,14 @@ impl UsageRecorder {
         };
         self.in_flight.store(0, Ordering::Release);
         outcome
+    }
+
+    /// How long usage has waited at most: the time since the buffer was last emptied.
+    pub fn flush_lag(&self) -> Duration {
+        self.written_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
     }
 
     /// Statements written so far (for tests and metrics).

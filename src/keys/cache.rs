@@ -10,6 +10,7 @@
 //! cached key stops working at its expiry second.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -20,6 +21,7 @@ use crate::db::{self, DbError, DbPool};
 use crate::keys::secret::PresentedKey;
 use crate::keys::{KeyStatus, Limits};
 use crate::limits::Policy;
+use crate::shared_redis::RedisTarget;
 
 /// What the gate needs of a key, without its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,14 +63,18 @@ impl KeyInfo {
 pub struct KeyCache {
     known: Cache<String, Arc<KeyInfo>>,
     unknown: Cache<String, ()>,
-    events: Option<(redis::Client, String)>,
+    /// Clients of every Redis node that can carry events (any cluster node can), and the channel.
+    events: Option<(Vec<redis::Client>, String)>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl KeyCache {
     pub const CAPACITY: u64 = 100_000;
 
-    /// A cache for one instance; `redis` (client and key prefix) announces changes to others.
-    pub fn new(redis: Option<(redis::Client, &str)>) -> KeyCache {
+    /// A cache for one instance; `redis` (where Redis is, and the key prefix) announces changes
+    /// to other instances.
+    pub fn new(redis: Option<(&RedisTarget, &str)>) -> KeyCache {
         KeyCache {
             known: Cache::builder()
                 .max_capacity(Self::CAPACITY)
@@ -79,7 +85,16 @@ impl KeyCache {
                 .max_capacity(Self::CAPACITY)
                 .time_to_live(Duration::from_secs(5))
                 .build(),
-            events: redis.map(|(client, prefix)| (client, format!("{prefix}:key-events"))),
+            events: redis.map(|(target, prefix)| {
+                let clients = target
+                    .nodes()
+                    .iter()
+                    .filter_map(|url| redis::Client::open(url.as_str()).ok())
+                    .collect();
+                (clients, format!("{prefix}:key-events"))
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -91,11 +106,14 @@ impl KeyCache {
     ) -> Result<Option<Arc<KeyInfo>>, DbError> {
         let hash = presented.hash().as_str().to_owned();
         if let Some(info) = self.known.get(&hash) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(info));
         }
         if self.unknown.contains_key(&hash) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let lookup = hash.clone();
         let found = db::run(pool, move |conn| {
             ApiKey::find_by_hash(conn, &lookup).map_err(DbError::Query)
@@ -114,6 +132,14 @@ impl KeyCache {
         })
     }
 
+    /// Lookups answered by the cache, and those that went to the database.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn forget(&self, key_id: i64) {
         // Only fails when invalidation closures are not enabled, which `new` does.
         let _ = self.known.invalidate_entries_if(move |_, info| info.id == key_id);
@@ -126,16 +152,27 @@ impl KeyCache {
     /// Announces that a key changed: forgotten here at once, and on every instance through Redis.
     pub async fn changed(&self, key_id: i64) {
         self.forget(key_id);
-        let Some((client, channel)) = &self.events else {
+        let Some((clients, channel)) = &self.events else {
             return;
         };
+        // Any node will do: a cluster forwards PUBLISH to every node.
         let published = async {
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(key_id)
-                .query_async::<i64>(&mut conn)
-                .await
+            let mut last = None;
+            for client in clients {
+                let sent = async {
+                    let mut conn = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(key_id)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                };
+                match sent.await {
+                    Ok(n) => return Ok(n),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "no Redis node"))))
         };
         match tokio::time::timeout(Duration::from_secs(2), published).await {
             Ok(Ok(_)) => {}
@@ -150,12 +187,13 @@ impl KeyCache {
 
     /// Listens for other instances' announcements until the cache is dropped.
     pub fn spawn_listener(self: &Arc<Self>) {
-        let Some((client, channel)) = self.events.clone() else {
+        let Some((clients, channel)) = self.events.clone() else {
             return;
         };
         let cache = Arc::downgrade(self);
         tokio::spawn(async move {
-            loop {
+            // Round the nodes: when one is down, listen on the next.
+            for client in clients.iter().cycle() {
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                         Ok(()) => {

@@ -5,16 +5,16 @@
 //! failure mode (`local`: its own in-process counters, `open`: no limits, `closed`: 503) and a
 //! background probe switches it back as soon as Redis answers. Each switch is logged once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
 use super::{Bucket, Decision, Policy};
 use crate::config::FailureMode;
+use crate::metrics::Latency;
+use crate::shared_redis::{RedisConn, RedisTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimiterError {
@@ -44,7 +44,7 @@ impl CounterState {
 }
 
 struct RedisBackend {
-    client: redis::Client,
+    target: RedisTarget,
     prefix: String,
     store: OnceLock<RedisStore>,
     healthy: AtomicBool,
@@ -55,6 +55,14 @@ struct RedisBackend {
 pub struct Limiter {
     memory: Arc<MemoryStore>,
     redis: Option<RedisBackend>,
+    stats: StoreStats,
+}
+
+/// How the counter store is doing, for `/metrics`.
+#[derive(Default)]
+pub struct StoreStats {
+    pub latency: Latency,
+    pub failures: AtomicU64,
 }
 
 pub fn unix_ms() -> u64 {
@@ -66,20 +74,24 @@ pub fn unix_ms() -> u64 {
 impl Limiter {
     /// In-process counters only: a single instance.
     pub fn in_memory(memory: Arc<MemoryStore>) -> Limiter {
-        Limiter { memory, redis: None }
+        Limiter {
+            memory,
+            redis: None,
+            stats: StoreStats::default(),
+        }
     }
 
     /// Redis counters, with `memory` as the `local` fallback. An unreachable Redis does not stop
     /// start-up: the instance starts degraded and the probe connects when Redis answers.
     pub async fn with_redis(
-        url: &str,
+        target: RedisTarget,
         prefix: &str,
         mode: FailureMode,
         timeout: Duration,
         memory: Arc<MemoryStore>,
-    ) -> redis::RedisResult<Limiter> {
+    ) -> Limiter {
         let backend = RedisBackend {
-            client: redis::Client::open(url)?,
+            target,
             prefix: prefix.to_owned(),
             store: OnceLock::new(),
             healthy: AtomicBool::new(false),
@@ -95,14 +107,22 @@ impl Limiter {
                 "Redis is unreachable at start ({e}); rate limits use failure mode {mode:?} until it answers"
             ),
         }
-        Ok(Limiter {
+        Limiter {
             memory,
             redis: Some(backend),
-        })
+            stats: StoreStats::default(),
+        }
     }
 
     /// Counts `cost` requests (0: only reads) of `bucket` under `policy`.
     pub async fn hit(&self, bucket: Bucket, policy: &Policy, cost: u32) -> Result<Decision, LimiterError> {
+        let started = Instant::now();
+        let decision = self.decide(bucket, policy, cost).await;
+        self.stats.latency.observe(started.elapsed());
+        decision
+    }
+
+    async fn decide(&self, bucket: Bucket, policy: &Policy, cost: u32) -> Result<Decision, LimiterError> {
         let Some(redis) = &self.redis else {
             return Ok(self.memory.hit(bucket, policy, cost, unix_ms()));
         };
@@ -111,8 +131,14 @@ impl Limiter {
         {
             match tokio::time::timeout(redis.timeout, store.hit(bucket, policy, cost, None)).await {
                 Ok(Ok(decision)) => return Ok(decision),
-                Ok(Err(e)) => redis.failed(&e.to_string()),
-                Err(_) => redis.failed(&format!("no answer within {} ms", redis.timeout.as_millis())),
+                Ok(Err(e)) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    redis.failed(&e.to_string());
+                }
+                Err(_) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    redis.failed(&format!("no answer within {} ms", redis.timeout.as_millis()));
+                }
             }
         }
         match redis.mode {
@@ -128,6 +154,10 @@ impl Limiter {
             Some(r) if r.healthy.load(Ordering::Acquire) => CounterState::Redis,
             Some(r) => CounterState::Degraded(r.mode),
         }
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
     }
 
     pub fn redis_configured(&self) -> bool {
@@ -169,11 +199,7 @@ impl Limiter {
 
 impl RedisBackend {
     async fn connect(&self) -> redis::RedisResult<RedisStore> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        let conn = RedisConn::connect(&self.target, Duration::from_secs(1)).await?;
         Ok(RedisStore::new(conn, &self.prefix))
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use redis::aio::ConnectionManager;
+use crate::shared_redis::RedisConn;
 
 use super::{Bucket, Decision, Policy, assemble};
 
@@ -12,12 +12,12 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(inc
 
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
 }
 
 impl RedisStore {
-    pub fn new(conn: ConnectionManager, prefix: &str) -> RedisStore {
+    pub fn new(conn: RedisConn, prefix: &str) -> RedisStore {
         RedisStore {
             conn,
             prefix: prefix.to_owned(),
@@ -61,7 +61,7 @@ impl RedisStore {
         redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 

@@ -29,7 +29,7 @@ fn unix_now() -> f64 {
 
 /// Waits until at least `margin` seconds remain in the current minute, so a test's burst
 /// cannot straddle a window boundary.
-async fn clear_of_minute_boundary(margin: f64) {
+pub async fn clear_of_minute_boundary(margin: f64) {
     let left = 60.0 - unix_now() % 60.0;
     if left < margin {
         actix_web::rt::time::sleep(Duration::from_secs_f64(left + 0.05)).await;

@@ -5,6 +5,8 @@ use futures_util::future::join_all;
 use keygate::limits::memory::MemoryStore;
 use keygate::limits::redis::RedisStore;
 use keygate::limits::{Bucket, Decision, Policy, Window};
+use keygate::shared_redis::{RedisConn, RedisTarget};
+use std::time::Duration;
 
 use crate::helpers::test_redis;
 
@@ -20,8 +22,8 @@ const MINUTE: u64 = 60_000;
 impl Store {
     async fn redis() -> Option<Store> {
         let env = test_redis()?;
-        let client = ::redis::Client::open(env.url.as_str()).expect("redis url");
-        let conn = ::redis::aio::ConnectionManager::new(client)
+        let target = RedisTarget::Single(env.url.clone());
+        let conn = RedisConn::connect(&target, Duration::from_secs(2))
             .await
             .expect("connect to Redis");
         Some(Store::Redis(RedisStore::new(conn, &env.prefix)))
@@ -222,7 +224,7 @@ async fn both_stores_decide_identically_step_by_step() {
 async fn redis_keys_share_one_hash_tag_and_all_expire() {
     let Some(env) = test_redis() else { return };
     let client = ::redis::Client::open(env.url.as_str()).expect("url");
-    let conn = ::redis::aio::ConnectionManager::new(client.clone())
+    let conn = RedisConn::connect(&RedisTarget::Single(env.url.clone()), Duration::from_secs(2))
         .await
         .expect("connect");
     let store = RedisStore::new(conn, &env.prefix);

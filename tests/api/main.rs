@@ -16,3 +16,4 @@ mod limits;
 mod migrations;
 mod outage;
 mod repository;
+mod scale;

@@ -1,0 +1,178 @@
+//! `GET /metrics`: Prometheus text format. Each part counts its own events (the gate by tier
+//! and outcome, the limiter its store latency and failures, the key cache its hits, usage its
+//! flush lag); this module only renders them. Protected by `METRICS_TOKEN` when set.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const TIERS: [&str; 4] = ["api_key", "user", "anonymous", "invalid"];
+pub const OUTCOMES: [&str; 4] = ["allowed", "rate_limited", "unauthorized", "unavailable"];
+
+/// Requests the gate decided, by tier and outcome.
+#[derive(Default)]
+pub struct RequestCounters([[AtomicU64; 4]; 4]);
+
+impl RequestCounters {
+    pub fn count(&self, tier: usize, outcome: usize) {
+        self.0[tier][outcome].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Upper bounds (seconds) of the store-latency histogram.
+pub const LATENCY_BUCKETS: [f64; 9] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25];
+
+/// A latency histogram with fixed buckets.
+#[derive(Default)]
+pub struct Latency {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl Latency {
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| seconds <= le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        let mut cumulative = 0;
+        for (le, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = &state.metrics_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if given.strip_prefix("Bearer ").map(str::trim) != Some(token.as_str()) {
+            return Err(ApiError::AuthenticationRequired(
+                "Send Authorization: Bearer <METRICS_TOKEN>.",
+            ));
+        }
+    }
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "keygate_requests_total",
+        "counter",
+        "Requests the gate decided, by caller tier and outcome.",
+    );
+    for (t, tier) in TIERS.iter().enumerate() {
+        for (o, outcome) in OUTCOMES.iter().enumerate() {
+            let n = state.requests.0[t][o].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "keygate_requests_total{{tier=\"{tier}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+    let limiter = state.limiter.stats();
+    family(
+        &mut out,
+        "keygate_store_latency_seconds",
+        "histogram",
+        "Time of one counter-store decision.",
+    );
+    limiter.latency.render(&mut out, "keygate_store_latency_seconds");
+    family(
+        &mut out,
+        "keygate_store_failures_total",
+        "counter",
+        "Redis errors and timeouts on the counter path.",
+    );
+    let _ = writeln!(
+        out,
+        "keygate_store_failures_total {}",
+        limiter.failures.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "keygate_store_redis_up",
+        "gauge",
+        "1 while decisions are made in Redis (0: failure mode, or no Redis).",
+    );
+    let _ = writeln!(
+        out,
+        "keygate_store_redis_up {}",
+        u8::from(state.limiter.state() == crate::limits::CounterState::Redis)
+    );
+    let (hits, misses) = state.keys.hits_and_misses();
+    family(
+        &mut out,
+        "keygate_key_cache_lookups_total",
+        "counter",
+        "API-key lookups, by whether the cache answered.",
+    );
+    let _ = writeln!(out, "keygate_key_cache_lookups_total{{result=\"hit\"}} {hits}");
+    let _ = writeln!(out, "keygate_key_cache_lookups_total{{result=\"miss\"}} {misses}");
+    family(
+        &mut out,
+        "keygate_key_cache_hit_ratio",
+        "gauge",
+        "Share of key lookups the cache answered.",
+    );
+    let ratio = if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    };
+    let _ = writeln!(out, "keygate_key_cache_hit_ratio {ratio:.4}");
+    family(
+        &mut out,
+        "keygate_usage_flush_lag_seconds",
+        "gauge",
+        "Seconds since buffered usage was last written (or since start).",
+    );
+    let _ = writeln!(
+        out,
+        "keygate_usage_flush_lag_seconds {:.3}",
+        state.usage.flush_lag().as_secs_f64()
+    );
+    family(
+        &mut out,
+        "keygate_usage_pending_keys",
+        "gauge",
+        "Keys whose usage is not yet written.",
+    );
+    let _ = writeln!(out, "keygate_usage_pending_keys {}", state.usage.pending());
+    family(
+        &mut out,
+        "keygate_usage_dropped_total",
+        "counter",
+        "Requests whose usage was dropped because the buffer was full.",
+    );
+    let _ = writeln!(out, "keygate_usage_dropped_total {}", state.usage.dropped());
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
