@@ -23,7 +23,8 @@
 //! | `WEB_CONCURRENCY` | unset: one worker per core |
 //! | `USAGE_FLUSH_MS` | `2000` (how often buffered usage is written) |
 //! | `CLIENT_TIMEOUT_MS` | `5000` (a client must send its request head within this) |
-//! | `UPSTREAM_URL` | unset |
+//! | `UPSTREAM_URL` | unset: no gateway mode (an `http://` base URL) |
+//! | `UPSTREAM_TIMEOUT_MS` | `30000` |
 //! | `METRICS_TOKEN` | unset: `/metrics` is open |
 //! | `DYNO` | set by Heroku; with SQLite it earns a warning |
 //!
@@ -128,6 +129,7 @@ pub struct Settings {
     /// Heroku's dyno name, when running on one.
     pub dyno: Option<String>,
     pub upstream_url: Option<String>,
+    pub upstream_timeout: Duration,
 }
 
 pub const DEFAULT_ANON_LIMIT_MESSAGE: &str =
@@ -244,12 +246,16 @@ impl Settings {
             client_timeout: Duration::from_millis(positive(&get, "CLIENT_TIMEOUT_MS", 5000)?),
             metrics_token: get("METRICS_TOKEN"),
             dyno: get("DYNO"),
-            upstream_url: get("UPSTREAM_URL"),
+            upstream_url: get("UPSTREAM_URL").map(|u| u.trim().trim_end_matches('/').to_owned()),
+            upstream_timeout: Duration::from_millis(positive(&get, "UPSTREAM_TIMEOUT_MS", 30_000)?),
         };
         if let Some(url) = &settings.upstream_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
+            && !url.starts_with("http://")
         {
-            return Err(invalid("UPSTREAM_URL", "expected http://… or https://…"));
+            return Err(invalid(
+                "UPSTREAM_URL",
+                "expected http://… (plain HTTP to a service on your network)",
+            ));
         }
         Ok(settings)
     }

@@ -44,8 +44,14 @@ pub enum ApiError {
     },
     #[error("Rate limits cannot be checked right now; try again shortly.")]
     RateLimiterUnavailable,
+    #[error("Only admins may do this.")]
+    Forbidden,
     #[error("Not found.")]
     NotFound,
+    #[error("The upstream service could not be reached.")]
+    UpstreamUnavailable,
+    #[error("The upstream service did not answer in time.")]
+    UpstreamTimeout,
     #[error("This method is not allowed here.")]
     MethodNotAllowed,
     #[error("The database is unavailable; try again shortly.")]
@@ -73,7 +79,10 @@ impl ApiError {
             ApiError::ApiKeyInactive => "api_key_inactive",
             ApiError::RateLimitExceeded { .. } => "rate_limit_exceeded",
             ApiError::RateLimiterUnavailable => "rate_limiter_unavailable",
+            ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
+            ApiError::UpstreamUnavailable => "upstream_unavailable",
+            ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::InternalError(_) => "internal_error",
@@ -146,7 +155,10 @@ impl ResponseError for ApiError {
             | ApiError::ApiKeyInactive => StatusCode::UNAUTHORIZED,
             ApiError::RateLimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InternalError(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -70,6 +70,7 @@ const UNAVAILABLE: usize = 3;
 fn exempt(path: &str) -> bool {
     path == "/healthz"
         || path == "/metrics"
+        || path == "/api/keys/verify"
         || path.starts_with("/static/")
         || path == "/admin"
         || path.starts_with("/admin/")

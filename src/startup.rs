@@ -17,8 +17,8 @@ use crate::limits::client_ip::ClientIpRule;
 use crate::limits::memory::MemoryStore;
 use crate::limits::{Limiter, Policy};
 use crate::metrics::{self, RequestCounters};
-use crate::routes::api::{self, auth, body, caller, keys};
-use crate::routes::{admin, assets, health};
+use crate::routes::api::{self, auth, body, caller, keys, verify};
+use crate::routes::{admin, assets, gateway, health};
 use crate::sessions::Sessions;
 use crate::state::AppState;
 use crate::usage::UsageRecorder;
@@ -133,6 +133,10 @@ impl Application {
             metrics_token: settings.metrics_token.clone(),
         });
         let app_state = state.clone();
+        let upstream = settings
+            .upstream_url
+            .clone()
+            .map(|base| (base, settings.upstream_timeout));
         // Sessions share the counters' Redis connection; if Redis was unreachable at start they
         // stay in cookies for this run.
         let redis_sessions = state
@@ -157,10 +161,11 @@ impl Application {
             let form = web::FormConfig::default()
                 .limit(16 * 1024)
                 .error_handler(admin::form_error);
-            // Request order: Logger → NormalizePath (so `/x/` and `/x` are one route) →
-            // secure_cookies (marks Set-Cookie Secure over HTTPS) → sessions → gate (identify,
-            // count, 429, RateLimit headers) → handler.
-            App::new()
+            // Request order: remember_uri (the path as sent, for the upstream) → Logger →
+            // NormalizePath (so `/x/` and `/x` are one route) → secure_cookies (marks Set-Cookie
+            // Secure over HTTPS) → sessions → gate (identify, count, 429, RateLimit headers) →
+            // handler, or in gateway mode the upstream.
+            let app = App::new()
                 .app_data(app_state.clone())
                 .app_data(json)
                 .app_data(path)
@@ -187,6 +192,7 @@ impl Application {
                 .service(resource("/api/auth/token").route(web::post().to(auth::token)))
                 .service(resource("/api/whoami").route(web::get().to(caller::whoami)))
                 .service(resource("/api/rate-limit").route(web::get().to(caller::rate_limit)))
+                .service(resource("/api/keys/verify").route(web::post().to(verify::verify)))
                 .service(
                     resource("/api/api-keys")
                         .route(web::get().to(keys::list))
@@ -219,7 +225,20 @@ impl Application {
                         .route("/users/{id}/{switch}", web::post().to(admin::users::switch))
                         .default_service(web::to(admin::not_found)),
                 )
-                .default_service(web::to(api::not_found))
+                .wrap(from_fn(gateway::remember_uri));
+            match &upstream {
+                Some((base, timeout)) => app
+                    .app_data(web::Data::new(gateway::Upstream {
+                        client: awc::Client::builder()
+                            .timeout(*timeout)
+                            .disable_redirects()
+                            .finish(),
+                        base: base.clone(),
+                        timeout: *timeout,
+                    }))
+                    .default_service(web::to(gateway::forward)),
+                None => app.default_service(web::to(api::not_found)),
+            }
         })
         .listen(listener)
         .map_err(|source| StartupError::Bind {

@@ -30,6 +30,7 @@ pub struct KeyInfo {
     pub user_id: i64,
     pub name: String,
     pub prefix: String,
+    pub owner_email: String,
     pub policy: Policy,
     /// Unix seconds.
     pub expires_at: Option<i64>,
@@ -37,16 +38,22 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
-    pub fn of(key: &ApiKey) -> KeyInfo {
+    pub fn of(key: &ApiKey, owner_email: String) -> KeyInfo {
         KeyInfo {
             id: key.id,
             user_id: key.user_id,
             name: key.name.clone(),
             prefix: key.prefix.clone(),
-            policy: Policy::new(Limits::of(key).windows().to_vec()),
+            owner_email,
+            policy: KeyInfo::policy_of(key),
             expires_at: key.expires_at.map(|at| at.and_utc().timestamp()),
             is_active: key.is_active,
         }
+    }
+
+    /// The windows a key is counted in, with its limits (all three, limited or not).
+    pub fn policy_of(key: &ApiKey) -> Policy {
+        Policy::new(Limits::of(key).windows().to_vec())
     }
 
     pub fn status_at(&self, unix_now: i64) -> KeyStatus {
@@ -120,8 +127,8 @@ impl KeyCache {
         })
         .await?;
         Ok(match found {
-            Some(key) => {
-                let info = Arc::new(KeyInfo::of(&key));
+            Some((key, owner_email)) => {
+                let info = Arc::new(KeyInfo::of(&key, owner_email));
                 self.known.insert(hash, info.clone());
                 Some(info)
             }

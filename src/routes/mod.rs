@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod api;
 pub mod assets;
+pub mod gateway;
 pub mod health;

@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod drills;
 mod gate;
+mod gateway;
 mod health;
 mod hostile;
 mod keys;

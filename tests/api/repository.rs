@@ -105,8 +105,10 @@ fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbC
     assert_eq!(first.rate_limit_per_hour, None);
 
     assert_eq!(
-        ApiKey::find_by_hash(conn, "hash-2").expect("find").map(|k| k.id),
-        Some(second.id)
+        ApiKey::find_by_hash(conn, "hash-2")
+            .expect("find")
+            .map(|(k, owner)| (k.id, owner)),
+        Some((second.id, "ada@example.com".to_owned()))
     );
     assert!(ApiKey::find_by_hash(conn, "nope").expect("find").is_none());
     let (found, owner) = ApiKey::find_with_owner(conn, bobs.id)

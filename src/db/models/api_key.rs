@@ -137,10 +137,12 @@ impl ApiKey {
             .optional()
     }
 
-    pub fn find_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<ApiKey>> {
+    /// The key with this hash, and its owner's email.
+    pub fn find_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<(ApiKey, String)>> {
         api_keys::table
+            .inner_join(users::table)
             .filter(api_keys::key_hash.eq(hash))
-            .select(ApiKey::as_select())
+            .select((ApiKey::as_select(), users::email))
             .first(conn)
             .optional()
     }

@@ -469,7 +469,7 @@ async fn detail_page(
 ) -> Result<DetailPage, AdminError> {
     let now = db::now();
     let (_, usage) = service::usage(&state.pool, admin.actor(), record.key.id, now).await?;
-    let policy = KeyInfo::of(&record.key).policy;
+    let policy = KeyInfo::policy_of(&record.key);
     let bars = match state.limiter.hit(Bucket::Key(record.key.id), &policy, 0).await {
         Ok(decision) => decision
             .counts

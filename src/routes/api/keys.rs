@@ -180,7 +180,7 @@ pub async fn stats(
     let now = db::now();
     let (record, usage) = service::usage(&state.pool, who.actor(), *id, now).await?;
     // Live counts of the current windows, read from the counter store without counting.
-    let policy = KeyInfo::of(&record.key).policy;
+    let policy = KeyInfo::policy_of(&record.key);
     let current = state
         .limiter
         .hit(Bucket::Key(record.key.id), &policy, 0)

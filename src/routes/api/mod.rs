@@ -5,6 +5,7 @@ pub mod body;
 pub mod caller;
 pub mod keys;
 pub mod principal;
+pub mod verify;
 
 use actix_web::HttpResponse;
 
