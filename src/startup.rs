@@ -16,9 +16,9 @@ use crate::keys::cache::KeyCache;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::memory::MemoryStore;
 use crate::limits::{Limiter, Policy};
-use crate::metrics::{self, RequestCounters};
-use crate::routes::api::{self, auth, body, caller, keys, verify};
-use crate::routes::{admin, assets, gateway, health};
+use crate::metrics::RequestCounters;
+use crate::routes::api::{self, body, openapi};
+use crate::routes::{admin, assets, gateway};
 use crate::sessions::Sessions;
 use crate::state::AppState;
 use crate::usage::UsageRecorder;
@@ -76,6 +76,53 @@ pub async fn prepare(settings: &Settings) -> Result<(DbPool, usize), StartupErro
     Ok((pool, applied.len()))
 }
 
+/// Everything the gate and the API handlers share: counter store (with its upkeep), key cache
+/// (with its revocation listener), usage recorder (with its flusher), and the tier policies.
+/// Another actix-web app registers it as app data and wraps its routes with
+/// [`crate::gate::gate`] to put keygate in front of them (see `examples/gate_library.rs`).
+pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState> {
+    let memory = Arc::new(MemoryStore::new(MemoryStore::DEFAULT_CAPACITY));
+    let (limiter, keys) = match &settings.redis {
+        None => (Limiter::in_memory(memory), KeyCache::new(None)),
+        Some(target) => {
+            let limiter = Limiter::with_redis(
+                target.clone(),
+                &settings.redis_prefix,
+                settings.failure_mode,
+                settings.redis_timeout,
+                memory,
+            )
+            .await;
+            (limiter, KeyCache::new(Some((target, &settings.redis_prefix))))
+        }
+    };
+    let limiter = Arc::new(limiter);
+    limiter.spawn_upkeep();
+    let keys = Arc::new(keys);
+    keys.spawn_listener();
+    let usage = Arc::new(UsageRecorder::new(pool.clone()));
+    usage.spawn_flusher(settings.usage_flush_interval);
+
+    web::Data::new(AppState {
+        pool: pool.clone(),
+        tokens: TokenSigner::new(&settings.secret_key),
+        token_ttl: settings.token_ttl,
+        key_defaults: settings.key_rate_limit,
+        keys,
+        limiter,
+        usage,
+        client_ip: ClientIpRule {
+            trusted_hops: settings.trusted_proxy_hops,
+            header: settings.client_ip_header.as_ref().map(|h| h.to_ascii_lowercase()),
+        },
+        anon_policy: Policy::from_rates(&settings.anon_rate_limit),
+        anon_message: settings.anon_limit_message.clone(),
+        user_policy: Policy::from_rates(&settings.user_rate_limit),
+        requests: RequestCounters::default(),
+        metrics_token: settings.metrics_token.clone(),
+    })
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let (pool, _) = prepare(&settings).await?;
@@ -92,46 +139,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?
             .port();
 
-        let memory = Arc::new(MemoryStore::new(MemoryStore::DEFAULT_CAPACITY));
-        let (limiter, keys) = match &settings.redis {
-            None => (Limiter::in_memory(memory), KeyCache::new(None)),
-            Some(target) => {
-                let limiter = Limiter::with_redis(
-                    target.clone(),
-                    &settings.redis_prefix,
-                    settings.failure_mode,
-                    settings.redis_timeout,
-                    memory,
-                )
-                .await;
-                (limiter, KeyCache::new(Some((target, &settings.redis_prefix))))
-            }
-        };
-        let limiter = Arc::new(limiter);
-        limiter.spawn_upkeep();
-        let keys = Arc::new(keys);
-        keys.spawn_listener();
-        let usage = Arc::new(UsageRecorder::new(pool.clone()));
-        usage.spawn_flusher(settings.usage_flush_interval);
-
-        let state = web::Data::new(AppState {
-            pool: pool.clone(),
-            tokens: TokenSigner::new(&settings.secret_key),
-            token_ttl: settings.token_ttl,
-            key_defaults: settings.key_rate_limit,
-            keys,
-            limiter,
-            usage,
-            client_ip: ClientIpRule {
-                trusted_hops: settings.trusted_proxy_hops,
-                header: settings.client_ip_header.as_ref().map(|h| h.to_ascii_lowercase()),
-            },
-            anon_policy: Policy::from_rates(&settings.anon_rate_limit),
-            anon_message: settings.anon_limit_message.clone(),
-            user_policy: Policy::from_rates(&settings.user_rate_limit),
-            requests: RequestCounters::default(),
-            metrics_token: settings.metrics_token.clone(),
-        });
+        let state = gate_state(&settings, pool).await;
         let app_state = state.clone();
         let upstream = settings
             .upstream_url
@@ -187,24 +195,9 @@ impl Application {
                         },
                     ),
                 )
-                .service(resource("/healthz").route(web::get().to(health::healthz)))
-                .service(resource("/metrics").route(web::get().to(metrics::metrics)))
-                .service(resource("/api/auth/token").route(web::post().to(auth::token)))
-                .service(resource("/api/whoami").route(web::get().to(caller::whoami)))
-                .service(resource("/api/rate-limit").route(web::get().to(caller::rate_limit)))
-                .service(resource("/api/keys/verify").route(web::post().to(verify::verify)))
-                .service(
-                    resource("/api/api-keys")
-                        .route(web::get().to(keys::list))
-                        .route(web::post().to(keys::create)),
-                )
-                .service(
-                    resource("/api/api-keys/{id}")
-                        .route(web::get().to(keys::get))
-                        .route(web::patch().to(keys::update))
-                        .route(web::delete().to(keys::deactivate)),
-                )
-                .service(resource("/api/api-keys/{id}/stats").route(web::get().to(keys::stats)))
+                // The JSON API (and /healthz, /metrics) from the one table the OpenAPI
+                // document describes.
+                .configure(openapi::register)
                 .service(web::resource("/static/{file}").route(web::get().to(assets::file)))
                 .service(
                     web::scope("/admin")
@@ -286,9 +279,4 @@ impl Application {
         }
         Ok(())
     }
-}
-
-/// A resource whose unserved methods answer 405 in JSON.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(api::method_not_allowed))
 }

@@ -112,7 +112,11 @@ pub async fn forward(
     for spoofable in ["x-keygate-key-id", "x-keygate-user-id", "x-keygate-tier"] {
         headers.remove(spoofable);
     }
-    let info = req.connection_info();
+    // Copied out: the connection-info borrow must not live across the upstream's await.
+    let (scheme, host) = {
+        let info = req.connection_info();
+        (info.scheme().to_owned(), info.host().to_owned())
+    };
     let peer = req.peer_addr().map(|a| a.ip().to_string());
     let forwarded_for = match (
         incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
@@ -131,8 +135,8 @@ pub async fn forward(
     if !forwarded_for.is_empty() {
         add("x-forwarded-for", forwarded_for);
     }
-    add("x-forwarded-proto", info.scheme().to_owned());
-    add("x-forwarded-host", info.host().to_owned());
+    add("x-forwarded-proto", scheme);
+    add("x-forwarded-host", host);
     if let Some(caller) = req.extensions().get::<Caller>() {
         add("x-keygate-tier", caller.identity.tier().to_owned());
         match &caller.identity {

@@ -436,3 +436,63 @@ async fn the_verify_api_answers_every_code_and_counts_only_when_asked() {
         .assert_error(400, "validation_error");
     let _ = PASSWORD;
 }
+
+/// What `examples/gate_library.rs` does: another app's routes behind keygate's gate.
+#[actix_web::test]
+async fn the_gate_protects_another_apps_routes_as_a_library() {
+    let Some(keygate) = spawn_app_with(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let (_, key) = key(&keygate, json!({"rate_limit_per_minute": 2})).await;
+    let database_url = keygate.db.url.clone();
+    let settings = keygate::config::Settings::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(database_url.clone()),
+        _ => None,
+    })
+    .expect("settings");
+    let (pool, _) = keygate::startup::prepare(&settings).await.expect("prepare");
+    let state = keygate::startup::gate_state(&settings, pool).await;
+    async fn hello(caller: web::ReqData<keygate::gate::Caller>) -> String {
+        format!("hello, {}", caller.identity.tier())
+    }
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(keygate::gate::gate))
+            .route("/hello", web::get().to(hello))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind");
+    let port = server.addrs()[0].port();
+    actix_web::rt::spawn(server.run());
+    let client = awc::Client::default();
+    crate::gate::clear_of_minute_boundary(3.0).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let mut response = client
+            .get(format!("http://127.0.0.1:{port}/hello"))
+            .insert_header(("Api-Key", key.as_str()))
+            .send()
+            .await
+            .expect("answer");
+        let body = response.body().await.expect("body");
+        statuses.push((
+            response.status().as_u16(),
+            String::from_utf8_lossy(&body).into_owned(),
+        ));
+    }
+    assert_eq!(statuses[0], (200, "hello, api_key".to_owned()));
+    assert_eq!(statuses[1].0, 200);
+    assert_eq!(
+        statuses[2].0, 429,
+        "the key's limit holds in the other app: {statuses:?}"
+    );
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/hello"))
+        .insert_header(("Api-Key", "kg_wrong"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 401);
+}

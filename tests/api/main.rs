@@ -15,6 +15,7 @@ mod hostile;
 mod keys;
 mod limits;
 mod migrations;
+mod openapi;
 mod outage;
 mod repository;
 mod scale;

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod caller;
 pub mod keys;
+pub mod openapi;
 pub mod principal;
 pub mod verify;
 

@@ -1,0 +1,359 @@
+//! The API's one route table, and the OpenAPI 3.1 document made from it.
+//!
+//! `startup` registers the JSON API from [`OPERATIONS`], and `GET /api/openapi.json` describes
+//! the same table, so the document cannot drift from the routes: an operation that is not in
+//! the table is not served.
+
+use actix_web::{HttpResponse, Route, web};
+use serde_json::{Map, Value, json};
+
+use crate::metrics;
+use crate::routes::api::{auth, caller, keys, verify};
+use crate::routes::health;
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; not rate limited.
+    Open,
+    /// Any caller (API key, bearer token or anonymous), counted by the gate.
+    Gated,
+    /// A user: bearer token, or an admin's dashboard session.
+    User,
+    /// An admin's bearer token.
+    Admin,
+}
+
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    /// The JSON body's schema name in `components.schemas`, if there is a body.
+    pub request: Option<&'static str>,
+    /// Documented answers: status, description, response schema name.
+    pub responses: &'static [(u16, &'static str, Option<&'static str>)],
+    pub route: fn() -> Route,
+}
+
+pub static OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/healthz",
+        summary: "Liveness, and whether the database answers",
+        access: Access::Open,
+        request: None,
+        responses: &[
+            (200, "Healthy", Some("Health")),
+            (503, "The database is unreachable", Some("Health")),
+        ],
+        route: || web::get().to(health::healthz),
+    },
+    Operation {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics (bearer METRICS_TOKEN when set)",
+        access: Access::Open,
+        request: None,
+        responses: &[
+            (200, "Prometheus text format", None),
+            (401, "METRICS_TOKEN is set and was not sent", Some("Error")),
+        ],
+        route: || web::get().to(metrics::metrics),
+    },
+    Operation {
+        method: "get",
+        path: "/api/openapi.json",
+        summary: "This document",
+        access: Access::Gated,
+        request: None,
+        responses: &[
+            (200, "The OpenAPI 3.1 document", None),
+            (429, "Rate limited", Some("RateLimited")),
+        ],
+        route: || web::get().to(openapi),
+    },
+    Operation {
+        method: "post",
+        path: "/api/auth/token",
+        summary: "Exchange email and password for a bearer token",
+        access: Access::Gated,
+        request: Some("Credentials"),
+        responses: &[
+            (200, "A bearer token", Some("Token")),
+            (400, "The body is not valid", Some("Error")),
+            (401, "Wrong email or password", Some("Error")),
+            (429, "Rate limited", Some("RateLimited")),
+        ],
+        route: || web::post().to(auth::token),
+    },
+    Operation {
+        method: "get",
+        path: "/api/whoami",
+        summary: "Who the gate thinks is calling (counted like any request)",
+        access: Access::Gated,
+        request: None,
+        responses: &[
+            (200, "The caller", Some("WhoAmI")),
+            (401, "A bad API key or token", Some("Error")),
+            (429, "Rate limited", Some("RateLimited")),
+        ],
+        route: || web::get().to(caller::whoami),
+    },
+    Operation {
+        method: "get",
+        path: "/api/rate-limit",
+        summary: "The caller's tier and windows (not counted)",
+        access: Access::Gated,
+        request: None,
+        responses: &[
+            (200, "The caller's windows", Some("RateLimitStatus")),
+            (401, "A bad API key or token", Some("Error")),
+        ],
+        route: || web::get().to(caller::rate_limit),
+    },
+    Operation {
+        method: "post",
+        path: "/api/keys/verify",
+        summary: "Verify a key for a service, counting one request unless consume is false",
+        access: Access::Admin,
+        request: Some("VerifyRequest"),
+        responses: &[
+            (200, "The verdict", Some("Verification")),
+            (400, "The body is not valid", Some("Error")),
+            (401, "No bearer token", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+        ],
+        route: || web::post().to(verify::verify),
+    },
+    Operation {
+        method: "get",
+        path: "/api/api-keys",
+        summary: "The caller's keys (an admin's: everyone's), newest first",
+        access: Access::User,
+        request: None,
+        responses: &[
+            (200, "Keys", Some("KeyList")),
+            (400, "A bad `active` filter", Some("Error")),
+            (401, "Not a user", Some("Error")),
+        ],
+        route: || web::get().to(keys::list),
+    },
+    Operation {
+        method: "post",
+        path: "/api/api-keys",
+        summary: "Create a key; the full key is in this answer only",
+        access: Access::User,
+        request: Some("NewKey"),
+        responses: &[
+            (201, "The key, with its secret", Some("CreatedKey")),
+            (400, "Fields are not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (413, "The body is too large", Some("Error")),
+        ],
+        route: || web::post().to(keys::create),
+    },
+    Operation {
+        method: "get",
+        path: "/api/api-keys/{id}",
+        summary: "One key",
+        access: Access::User,
+        request: None,
+        responses: &[
+            (200, "The key", Some("Key")),
+            (401, "Not a user", Some("Error")),
+            (404, "No such key (or not yours)", Some("Error")),
+        ],
+        route: || web::get().to(keys::get),
+    },
+    Operation {
+        method: "patch",
+        path: "/api/api-keys/{id}",
+        summary: "Change a key's name, limits, expiry or state",
+        access: Access::User,
+        request: Some("KeyPatch"),
+        responses: &[
+            (200, "The changed key", Some("Key")),
+            (400, "Fields are not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (404, "No such key (or not yours)", Some("Error")),
+        ],
+        route: || web::patch().to(keys::update),
+    },
+    Operation {
+        method: "delete",
+        path: "/api/api-keys/{id}",
+        summary: "Deactivate a key (the row stays)",
+        access: Access::User,
+        request: None,
+        responses: &[
+            (204, "Deactivated", None),
+            (401, "Not a user", Some("Error")),
+            (404, "No such key (or not yours)", Some("Error")),
+        ],
+        route: || web::delete().to(keys::deactivate),
+    },
+    Operation {
+        method: "get",
+        path: "/api/api-keys/{id}/stats",
+        summary: "Current windows, totals and the last 24 hours of a key",
+        access: Access::User,
+        request: None,
+        responses: &[
+            (200, "Usage", Some("KeyStats")),
+            (401, "Not a user", Some("Error")),
+            (404, "No such key (or not yours)", Some("Error")),
+        ],
+        route: || web::get().to(keys::stats),
+    },
+];
+
+fn schemas() -> Value {
+    let key = json!({
+        "type": "object",
+        "required": ["id", "name", "prefix", "owner", "owner_id", "rate_limit_per_minute", "rate_limit_per_hour",
+                     "rate_limit_per_day", "expires_at", "is_active", "status", "created_at", "updated_at", "last_used_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string", "maxLength": 100},
+            "prefix": {"type": "string", "description": "kg_ and the first 6 characters"},
+            "owner": {"type": "string", "format": "email"},
+            "owner_id": {"type": "integer"},
+            "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1},
+            "rate_limit_per_hour": {"type": ["integer", "null"], "minimum": 1},
+            "rate_limit_per_day": {"type": ["integer", "null"], "minimum": 1},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "is_active": {"type": "boolean"},
+            "status": {"enum": ["active", "inactive", "expired"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"}
+        }
+    });
+    let limit = json!({"type": ["integer", "null"], "minimum": 1, "maximum": 2147483647});
+    let window = json!({"type": "object", "required": ["limit", "remaining", "reset"], "properties": {
+        "limit": {"type": ["integer", "null"]}, "used": {"type": "integer"},
+        "remaining": {"type": ["integer", "null"]}, "reset": {"type": "integer", "description": "seconds"}}});
+    json!({
+        "Error": {"type": "object", "required": ["error", "message"], "properties": {
+            "error": {"type": "string", "description": "snake_case code"},
+            "message": {"type": "string"},
+            "fields": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "RateLimited": {"type": "object", "required": ["error", "message", "limit", "window", "retry_after"], "properties": {
+            "error": {"const": "rate_limit_exceeded"}, "message": {"type": "string"}, "limit": {"type": "integer"},
+            "window": {"enum": ["second", "minute", "hour", "day"]}, "retry_after": {"type": "integer"}}},
+        "Health": {"type": "object", "required": ["status", "database", "counters"], "properties": {
+            "status": {"enum": ["ok", "degraded"]}, "database": {"enum": ["ok", "unavailable"]},
+            "counters": {"enum": ["redis", "memory", "none", "unavailable"]}, "redis": {"enum": ["ok", "unavailable"]}}},
+        "Credentials": {"type": "object", "required": ["email", "password"], "properties": {
+            "email": {"type": "string"}, "password": {"type": "string"}}},
+        "Token": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
+            "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}}},
+        "WhoAmI": {"type": "object", "required": ["tier", "key", "user", "client_ip"], "properties": {
+            "tier": {"enum": ["api_key", "user", "anonymous"]},
+            "key": {"type": ["object", "null"]}, "user": {"type": ["object", "null"]}, "client_ip": {"type": ["string", "null"]}}},
+        "RateLimitStatus": {"type": "object", "required": ["tier", "windows"], "properties": {
+            "tier": {"type": "string"}, "windows": {"type": "object", "additionalProperties": window.clone()}}},
+        "VerifyRequest": {"type": "object", "required": ["key"], "properties": {
+            "key": {"type": "string"}, "consume": {"type": "boolean", "default": true}}},
+        "Verification": {"type": "object", "required": ["valid", "code", "key_id", "owner", "name", "limits", "remaining", "reset"], "properties": {
+            "valid": {"type": "boolean"}, "code": {"enum": ["VALID", "NOT_FOUND", "EXPIRED", "INACTIVE", "RATE_LIMITED"]},
+            "key_id": {"type": ["integer", "null"]}, "owner": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
+            "limits": {"type": ["object", "null"]}, "remaining": {"type": ["integer", "null"]}, "reset": {"type": ["integer", "null"]}}},
+        "Key": key,
+        "KeyList": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}},
+        "CreatedKey": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "required": ["key"], "properties": {
+            "key": {"type": "string", "pattern": "^kg_[0-9A-Za-z]{36}$", "description": "the full key, shown once"}}}]},
+        "NewKey": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+            "name": {"type": "string", "maxLength": 100}, "owner": {"type": "string", "description": "an email; admins only"},
+            "rate_limit_per_minute": limit.clone(), "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
+            "expires_at": {"type": ["string", "null"], "format": "date-time"}}},
+        "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
+            "name": {"type": "string", "maxLength": 100}, "rate_limit_per_minute": limit.clone(),
+            "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit,
+            "expires_at": {"type": ["string", "null"], "format": "date-time"}, "is_active": {"type": "boolean"}}},
+        "KeyStats": {"type": "object", "required": ["id", "last_used_at", "current", "totals", "history"], "properties": {
+            "id": {"type": "integer"}, "last_used_at": {"type": ["string", "null"]},
+            "current": {"type": "object", "additionalProperties": window},
+            "totals": {"type": "object", "required": ["allowed", "rejected"]},
+            "history": {"type": "array", "maxItems": 24, "items": {"type": "object", "required": ["hour", "allowed", "rejected"]}}}}
+    })
+}
+
+/// Registers [`OPERATIONS`]: one resource per path, whose other methods answer 405.
+pub fn register(cfg: &mut web::ServiceConfig) {
+    let mut paths: Vec<&str> = Vec::new();
+    for op in OPERATIONS {
+        if !paths.contains(&op.path) {
+            paths.push(op.path);
+        }
+    }
+    for path in paths {
+        let resource = OPERATIONS.iter().filter(|op| op.path == path).fold(
+            web::resource(path).default_service(web::to(super::method_not_allowed)),
+            |r, op| r.route((op.route)()),
+        );
+        cfg.service(resource);
+    }
+}
+
+/// The OpenAPI 3.1 document of [`OPERATIONS`].
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let mut responses = Map::new();
+        for (status, description, schema) in op.responses {
+            let mut response = json!({"description": description});
+            if let Some(schema) = schema {
+                response["content"] = json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+            }
+            responses.insert(status.to_string(), response);
+        }
+        let security = match op.access {
+            Access::Open => json!([]),
+            Access::Gated => json!([{}, {"apiKey": []}, {"bearer": []}]),
+            Access::User => json!([{"bearer": []}, {"adminSession": []}]),
+            Access::Admin => json!([{"bearer": []}]),
+        };
+        let mut operation = json!({
+            "summary": op.summary,
+            "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '.', '-'], "_")),
+            "security": security,
+            "responses": responses,
+        });
+        if op.path.contains("{id}") {
+            operation["parameters"] =
+                json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}]);
+        }
+        if op.path == "/api/api-keys" && op.method == "get" {
+            operation["parameters"] =
+                json!([{"name": "active", "in": "query", "schema": {"type": "boolean"}}]);
+        }
+        if let Some(body) = op.request {
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+        }
+        let entry = paths.entry(op.path).or_insert_with(|| json!({}));
+        entry[op.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "keygate",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "API keys and rate limits. Every path also answers with a trailing slash. Gated answers carry RateLimit-Policy, RateLimit and X-RateLimit-* headers.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "from POST /api/auth/token"},
+                "adminSession": {"type": "apiKey", "in": "cookie", "name": "keygate_session"},
+            },
+        },
+    })
+}
+
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}
