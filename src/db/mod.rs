@@ -124,13 +124,15 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-/// Builds the pool. Connections open lazily beyond the first, so many test servers can share
-/// one PostgreSQL without exhausting its connection slots.
+/// Builds the pool. Connections open on demand, never in the background: r2d2 refills idle
+/// slots on its own threads, and a TLS handshake still running there when the process exits
+/// races OpenSSL's exit-time cleanup (libpq) and crashes. On demand, every handshake has a
+/// caller waiting for it. It also lets many test servers share one PostgreSQL.
 pub fn pool(url: &str, size: u32) -> Result<DbPool, DbError> {
     Backend::of_url(url).ok_or(DbError::UnsupportedUrl)?;
     r2d2::Pool::builder()
         .max_size(size)
-        .min_idle(Some(1))
+        .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(5))
         .build(Manager { url: url.to_owned() })
         .map_err(DbError::Unavailable)
