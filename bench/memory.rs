@@ -8,12 +8,19 @@ use keygate::limits::{Bucket, Policy, Rate};
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("resident pages");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
     pages * 4096
 }
 
 fn main() {
-    let callers: u32 = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+    let callers: u32 = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
     // The default anonymous policy: one window.
     let policy = Policy::from_rates(&Rate::parse_list("100/hour").expect("rate"));
     let store = MemoryStore::new(MemoryStore::DEFAULT_CAPACITY.max(callers as usize));

@@ -172,7 +172,12 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         "Requests whose usage was dropped because the buffer was full.",
     );
     let _ = writeln!(out, "keygate_usage_dropped_total {}", state.usage.dropped());
-    family(&mut out, "keygate_usage_statements_total", "counter", "SQL statements written for usage, in batches.");
+    family(
+        &mut out,
+        "keygate_usage_statements_total",
+        "counter",
+        "SQL statements written for usage, in batches.",
+    );
     let _ = writeln!(out, "keygate_usage_statements_total {}", state.usage.statements());
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Logger, NormalizePath, from_fn};
+use actix_web::middleware::{Condition, Logger, NormalizePath, from_fn};
 use actix_web::{App, HttpMessage, HttpServer, web};
 
 use crate::config::Settings;
@@ -170,9 +170,9 @@ impl Application {
                 .limit(16 * 1024)
                 .error_handler(admin::form_error);
             // Request order: remember_uri (the path as sent, for the upstream) → Logger →
-            // NormalizePath (so `/x/` and `/x` are one route) → secure_cookies (marks Set-Cookie
-            // Secure over HTTPS) → sessions → gate (identify, count, 429, RateLimit headers) →
-            // handler, or in gateway mode the upstream.
+            // NormalizePath (so `/x/` and `/x` are one route) → gate (identify, count, 429,
+            // RateLimit headers) → [on /admin and key management: secure_cookies (marks
+            // Set-Cookie Secure over HTTPS) → sessions] → handler, or in gateway mode the upstream.
             let app = App::new()
                 .app_data(app_state.clone())
                 .app_data(json)
@@ -180,11 +180,11 @@ impl Application {
                 .app_data(query)
                 .app_data(form)
                 .wrap(from_fn(gate))
-                .wrap(sessions.middleware())
-                .wrap(from_fn(admin::secure_cookies))
                 .wrap(NormalizePath::trim())
-                // One line per request: who (key id, never the key), status, latency.
-                .wrap(
+                // One line per request: who (key id, never the key), status, latency. Skipped
+                // altogether when info logging is off (its bookkeeping costs on every request).
+                .wrap(Condition::new(
+                    log::log_enabled!(log::Level::Info),
                     Logger::new("%a \"%r\" %s %b %Dms %{caller}xo").custom_response_replace(
                         "caller",
                         |res| {
@@ -194,13 +194,17 @@ impl Application {
                                 .map_or_else(|| "-".to_owned(), |t| t.0.clone())
                         },
                     ),
-                )
+                ))
                 // The JSON API (and /healthz, /metrics) from the one table the OpenAPI
                 // document describes.
-                .configure(openapi::register)
+                .configure(|cfg| openapi::register(cfg, &sessions))
                 .service(web::resource("/static/{file}").route(web::get().to(assets::file)))
                 .service(
+                    // Sessions only where they are used: the dashboard (and key management, in
+                    // openapi::register), not on every gated request.
                     web::scope("/admin")
+                        .wrap(sessions.middleware())
+                        .wrap(from_fn(admin::secure_cookies))
                         .app_data(admin_path)
                         .route("", web::get().to(admin::index))
                         .route("/login", web::get().to(admin::auth::form))

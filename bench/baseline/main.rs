@@ -15,6 +15,12 @@ async fn whoami() -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9100);
-    HttpServer::new(|| App::new().default_service(web::to(whoami))).bind(("127.0.0.1", port))?.run().await
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9100);
+    HttpServer::new(|| App::new().default_service(web::to(whoami)))
+        .bind(("127.0.0.1", port))?
+        .run()
+        .await
 }

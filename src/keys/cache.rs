@@ -18,7 +18,7 @@ use moka::sync::Cache;
 
 use crate::db::models::ApiKey;
 use crate::db::{self, DbError, DbPool};
-use crate::keys::secret::PresentedKey;
+use crate::keys::secret::{KeyHash, PresentedKey};
 use crate::keys::{KeyStatus, Limits};
 use crate::limits::Policy;
 use crate::shared_redis::RedisTarget;
@@ -68,8 +68,9 @@ impl KeyInfo {
 }
 
 pub struct KeyCache {
-    known: Cache<String, Arc<KeyInfo>>,
-    unknown: Cache<String, ()>,
+    /// Keyed by the raw SHA-256 of the key.
+    known: Cache<[u8; 32], Arc<KeyInfo>>,
+    unknown: Cache<[u8; 32], ()>,
     /// Clients of every Redis node that can carry events (any cluster node can), and the channel.
     events: Option<(Vec<redis::Client>, String)>,
     hits: AtomicU64,
@@ -111,7 +112,7 @@ impl KeyCache {
         pool: &DbPool,
         presented: &PresentedKey,
     ) -> Result<Option<Arc<KeyInfo>>, DbError> {
-        let hash = presented.hash().as_str().to_owned();
+        let hash = presented.digest();
         if let Some(info) = self.known.get(&hash) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(info));
@@ -121,7 +122,7 @@ impl KeyCache {
             return Ok(None);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let lookup = hash.clone();
+        let lookup = KeyHash::from_digest(&hash).as_str().to_owned();
         let found = db::run(pool, move |conn| {
             ApiKey::find_by_hash(conn, &lookup).map_err(DbError::Query)
         })

@@ -28,7 +28,11 @@ pub struct KeyHash(String);
 
 impl KeyHash {
     fn of(key: &str) -> KeyHash {
-        KeyHash(hex::encode(Sha256::digest(key.as_bytes())))
+        KeyHash::from_digest(&Sha256::digest(key.as_bytes()).into())
+    }
+
+    pub fn from_digest(digest: &[u8; 32]) -> KeyHash {
+        KeyHash(hex::encode(digest))
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,6 +109,11 @@ impl PresentedKey {
             return Err(MalformedKey::Checksum);
         }
         Ok(PresentedKey(raw.to_owned()))
+    }
+
+    /// The raw SHA-256 of the key: the in-process cache's key (no hex encoding per request).
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
     }
 
     pub fn hash(&self) -> KeyHash {

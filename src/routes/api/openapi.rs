@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::metrics;
 use crate::routes::api::{auth, caller, keys, verify};
 use crate::routes::health;
+use crate::sessions::Sessions;
 
 /// Who may call an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,8 +281,9 @@ fn schemas() -> Value {
     })
 }
 
-/// Registers [`OPERATIONS`]: one resource per path, whose other methods answer 405.
-pub fn register(cfg: &mut web::ServiceConfig) {
+/// Registers [`OPERATIONS`]: one resource per path, whose other methods answer 405. Paths a
+/// user reaches (where an admin's dashboard session counts) get the session middleware.
+pub fn register(cfg: &mut web::ServiceConfig, sessions: &Sessions) {
     let mut paths: Vec<&str> = Vec::new();
     for op in OPERATIONS {
         if !paths.contains(&op.path) {
@@ -293,7 +295,14 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             web::resource(path).default_service(web::to(super::method_not_allowed)),
             |r, op| r.route((op.route)()),
         );
-        cfg.service(resource);
+        if OPERATIONS
+            .iter()
+            .any(|op| op.path == path && op.access == Access::User)
+        {
+            cfg.service(resource.wrap(sessions.middleware()));
+        } else {
+            cfg.service(resource);
+        }
     }
 }
 
