@@ -11,7 +11,9 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, TestDb, spawn_on, test_database_url};
+use crate::helpers::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Process, TestDb, spawn_on, test_database_url, unknown_key,
+};
 
 /// A TCP proxy that can be cut (every connection dropped, new ones refused) and restored.
 struct Cuttable {
@@ -108,10 +110,7 @@ async fn postgres_outage_keeps_cached_keys_working_and_loses_no_usage() {
         }
     }
     assert_eq!(during, (20, 0), "a cached key keeps working without the database");
-    let fresh = Auth::Header(
-        "Api-Key",
-        keygate::keys::secret::IssuedKey::generate().expose().to_owned(),
-    );
+    let fresh = unknown_key();
     app.get("/api/whoami", &fresh)
         .await
         .assert_error(503, "database_unavailable");
@@ -180,29 +179,9 @@ async fn sigterm_under_load_finishes_requests_writes_usage_and_exits_cleanly() {
         .expect("start keygate");
     let base = format!("http://127.0.0.1:{port}");
     let client = awc::Client::builder().timeout(Duration::from_secs(15)).finish();
-    let started = Instant::now();
-    let token = loop {
-        let login = client
-            .post(format!("{base}/api/auth/token"))
-            .send_json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-            .await;
-        if let Ok(mut response) = login {
-            let body: serde_json::Value = response.json().await.expect("token json");
-            break body["access_token"].as_str().expect("token").to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "keygate did not start"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut created = client
-        .post(format!("{base}/api/api-keys/"))
-        .insert_header(("Authorization", format!("Bearer {token}")))
-        .send_json(&json!({"name": "load", "rate_limit_per_minute": null, "rate_limit_per_hour": null, "rate_limit_per_day": null}))
-        .await
-        .expect("create key");
-    let created: serde_json::Value = created.json().await.expect("json");
+    let server = Process::logged_in(&base).await;
+    let unlimited = json!({"name": "load", "rate_limit_per_minute": null, "rate_limit_per_hour": null, "rate_limit_per_day": null});
+    let created = server.create_key(unlimited).await;
     let key = created["key"].as_str().expect("key").to_owned();
 
     let ok = Arc::new(AtomicUsize::new(0));

@@ -486,15 +486,7 @@ async fn malformed_keys_are_refused_without_touching_the_database_or_redis() {
         return;
     };
     // And no database: any lookup would answer 503 too.
-    let name = app.db.url.rsplit('/').next().expect("database name").to_owned();
-    let mut admin =
-        <diesel::PgConnection as diesel::Connection>::establish(&crate::helpers::test_database_url())
-            .expect("admin");
-    diesel::connection::SimpleConnection::batch_execute(
-        &mut admin,
-        &format!("DROP DATABASE {name} WITH (FORCE)"),
-    )
-    .expect("drop database");
+    app.drop_database();
 
     let good = keygate::keys::secret::IssuedKey::generate().expose().to_owned();
     let mut bad_checksum = good.clone().into_bytes();
@@ -521,23 +513,12 @@ async fn cached_keys_and_cached_unknown_keys_need_no_database() {
     };
     let (_, known) = key_with(&app, json!({})).await;
     assert_eq!(app.get("/api/whoami", &known).await.status, 200);
-    let unknown = Auth::Header(
-        "Api-Key",
-        keygate::keys::secret::IssuedKey::generate().expose().to_owned(),
-    );
+    let unknown = crate::helpers::unknown_key();
     app.get("/api/whoami", &unknown)
         .await
         .assert_error(401, "invalid_api_key");
 
-    let name = app.db.url.rsplit('/').next().expect("database name").to_owned();
-    let mut admin =
-        <diesel::PgConnection as diesel::Connection>::establish(&crate::helpers::test_database_url())
-            .expect("admin");
-    diesel::connection::SimpleConnection::batch_execute(
-        &mut admin,
-        &format!("DROP DATABASE {name} WITH (FORCE)"),
-    )
-    .expect("drop database");
+    app.drop_database();
 
     assert_eq!(
         app.get("/api/whoami", &known).await.status,
@@ -547,10 +528,7 @@ async fn cached_keys_and_cached_unknown_keys_need_no_database() {
     app.get("/api/whoami", &unknown)
         .await
         .assert_error(401, "invalid_api_key");
-    let fresh = Auth::Header(
-        "Api-Key",
-        keygate::keys::secret::IssuedKey::generate().expose().to_owned(),
-    );
+    let fresh = crate::helpers::unknown_key();
     app.get("/api/whoami", &fresh)
         .await
         .assert_error(503, "database_unavailable");

@@ -1,10 +1,8 @@
 //! `GET /healthz`.
 
-use diesel::Connection;
-use diesel::connection::SimpleConnection;
 use serde_json::json;
 
-use crate::helpers::{Auth, Backend, TestApp, on_both_backends, spawn_app, test_database_url};
+use crate::helpers::{Auth, Backend, TestApp, on_both_backends, spawn_app};
 
 on_both_backends!(health_reports_the_database_and_the_counter_store);
 
@@ -25,11 +23,7 @@ async fn health_and_the_api_answer_503_when_the_database_is_gone() {
         return;
     };
     let ada = app.user("ada@example.com").await;
-    let name = app.db.url.rsplit('/').next().expect("a database name").to_owned();
-    let mut admin = diesel::PgConnection::establish(&test_database_url()).expect("admin connection");
-    admin
-        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .expect("drop the app's database");
+    app.drop_database();
 
     let reply = app.get("/healthz", &Auth::None).await;
     assert_eq!(reply.status, 503, "{}", reply.text);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, spawn_app_with, unique_suffix};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Process, spawn_app_with, unique_suffix};
 
 /// Sends raw bytes and returns the status line of the answer ("" if the connection was dropped).
 fn raw(port: u16, request: &[u8]) -> String {
@@ -138,29 +138,10 @@ async fn the_full_key_never_reaches_the_logs_or_the_database() {
         .expect("start keygate");
     let base = format!("http://127.0.0.1:{port}");
     let client = awc::Client::default();
-    let started = Instant::now();
-    let token = loop {
-        if let Ok(mut response) = client
-            .post(format!("{base}/api/auth/token"))
-            .send_json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-            .await
-        {
-            let body: serde_json::Value = response.json().await.expect("json");
-            break body["access_token"].as_str().expect("token").to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "keygate did not start"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut created = client
-        .post(format!("{base}/api/api-keys/"))
-        .insert_header(("Authorization", format!("Bearer {token}")))
-        .send_json(&json!({"name": "secret-keeping", "rate_limit_per_minute": 2}))
-        .await
-        .expect("create");
-    let created: serde_json::Value = created.json().await.expect("json");
+    let server = Process::logged_in(&base).await;
+    let created = server
+        .create_key(json!({"name": "secret-keeping", "rate_limit_per_minute": 2}))
+        .await;
     let key = created["key"].as_str().expect("key").to_owned();
     let mut typo = key.clone().into_bytes();
     typo[12] = if typo[12] == b'Q' { b'R' } else { b'Q' };

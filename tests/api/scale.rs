@@ -526,13 +526,8 @@ async fn the_procfile_release_and_web_commands_run_a_working_service() {
         actix_web::rt::time::sleep(Duration::from_millis(10)).await;
     }
     let bound = started.elapsed();
-    let app = TestAppLite {
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let token = app.token().await;
-    let created = app
-        .post_json("/api/api-keys/", &token, json!({"name": "heroku"}))
-        .await;
+    let app = crate::helpers::Process::logged_in(&format!("http://127.0.0.1:{port}")).await;
+    let created = app.create_key(json!({"name": "heroku"})).await;
     let key = created["key"].as_str().expect("key").to_owned();
     let client = awc::Client::default();
     let response = client
@@ -608,31 +603,4 @@ async fn the_procfile_release_and_web_commands_run_a_working_service() {
         .expect("migrate");
     let stderr = String::from_utf8_lossy(&sqlite.stderr);
     assert!(stderr.contains("Heroku dyno web.1 with SQLite"), "{stderr}");
-}
-
-/// Just enough of a client for a server this test started as a process.
-struct TestAppLite {
-    base: String,
-}
-
-impl TestAppLite {
-    async fn token(&self) -> String {
-        let mut response = awc::Client::default()
-            .post(format!("{}/api/auth/token", self.base))
-            .send_json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-            .await
-            .expect("token");
-        let body: serde_json::Value = response.json().await.expect("json");
-        body["access_token"].as_str().expect("token").to_owned()
-    }
-
-    async fn post_json(&self, path: &str, token: &str, body: serde_json::Value) -> serde_json::Value {
-        let mut response = awc::Client::default()
-            .post(format!("{}{path}", self.base))
-            .insert_header(("Authorization", format!("Bearer {token}")))
-            .send_json(&body)
-            .await
-            .expect("post");
-        response.json().await.expect("json")
-    }
 }
