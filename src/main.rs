@@ -132,7 +132,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let url = format!("http://{host}:{}", app.port());
     log::info!("keygate listening on {url} (health: {url}/healthz)");
     log::info!(
-        "log in: curl -X POST {url}/api/auth/token -H 'Content-Type: application/json' -d '{{\"email\":\"…\",\"password\":\"…\"}}'"
+        "log in: the dashboard at {url}/admin/, or for a bearer token: curl -X POST {url}/api/auth/token -H 'Content-Type: application/json' -d '{{\"email\":\"…\",\"password\":\"…\"}}'"
     );
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
