@@ -200,6 +200,10 @@ async fn with_no_configuration_it_serves_on_8080_and_says_how_to_log_in() {
         "the log says how to log in: {log}"
     );
     assert!(
+        log.contains(&format!("http://localhost:{port}/admin/")),
+        "and where the dashboard is: {log}"
+    );
+    assert!(
         status.success(),
         "SIGTERM ends keygate cleanly: {status:?}\n{log}"
     );
