@@ -52,9 +52,26 @@ pub struct Caller {
     pub decision: Decision,
 }
 
-/// Who called, for the request log line: `key=42`, `user=7`, `anon` or `invalid` (never a key).
-#[derive(Debug, Clone)]
-pub struct LogTag(pub String);
+/// Who called, for the request log line (never the key). `Copy`, so tagging a request costs no
+/// allocation; it is formatted only when a log line is written.
+#[derive(Debug, Clone, Copy)]
+pub enum LogTag {
+    Key(i64),
+    User(i64),
+    Anonymous,
+    Invalid,
+}
+
+impl std::fmt::Display for LogTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogTag::Key(id) => write!(f, "key={id}"),
+            LogTag::User(id) => write!(f, "user={id}"),
+            LogTag::Anonymous => f.write_str("anon"),
+            LogTag::Invalid => f.write_str("invalid"),
+        }
+    }
+}
 
 // Indexes into metrics::TIERS and metrics::OUTCOMES.
 const API_KEY: usize = 0;
@@ -112,21 +129,21 @@ pub async fn gate(
                 UNAUTHORIZED
             };
             state.requests.count(INVALID, outcome);
-            req.extensions_mut().insert(LogTag("invalid".into()));
+            req.extensions_mut().insert(LogTag::Invalid);
             return Ok(req.into_response(finish(error.error_response(), None, cors)));
         }
     };
     let tier = match &identity {
         Identity::Key(info) => {
-            req.extensions_mut().insert(LogTag(format!("key={}", info.id)));
+            req.extensions_mut().insert(LogTag::Key(info.id));
             API_KEY
         }
         Identity::User(id) => {
-            req.extensions_mut().insert(LogTag(format!("user={id}")));
+            req.extensions_mut().insert(LogTag::User(*id));
             USER
         }
         Identity::Anonymous => {
-            req.extensions_mut().insert(LogTag("anon".into()));
+            req.extensions_mut().insert(LogTag::Anonymous);
             ANONYMOUS
         }
     };

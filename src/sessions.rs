@@ -185,10 +185,6 @@ impl Sessions {
         }
     }
 
-    pub fn in_redis(&self) -> bool {
-        self.redis.is_some()
-    }
-
     pub fn middleware(&self) -> SessionMiddleware<AnySessionStore> {
         let store = match &self.redis {
             Some(store) => AnySessionStore::Redis(store.clone()),

@@ -191,7 +191,7 @@ impl Application {
                             res.request()
                                 .extensions()
                                 .get::<LogTag>()
-                                .map_or_else(|| "-".to_owned(), |t| t.0.clone())
+                                .map_or_else(|| "-".to_owned(), LogTag::to_string)
                         },
                     ),
                 ))
@@ -267,10 +267,6 @@ impl Application {
     /// The shared state, for tests that look inside (usage, limiter).
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
-    }
-
-    pub fn server(&self) -> &Server {
-        &self.server
     }
 
     /// Serves until SIGTERM/SIGINT, then finishes in-flight requests, writes buffered usage and

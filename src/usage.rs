@@ -51,7 +51,6 @@ pub struct UsageRecorder {
     pool: DbPool,
     pending: Mutex<HashMap<i64, Pending>>,
     statements: AtomicU64,
-    flushes: AtomicU64,
     dropped: AtomicU64,
     /// Keys of the batch being written right now.
     in_flight: AtomicUsize,
@@ -72,7 +71,6 @@ impl UsageRecorder {
             pool,
             pending: Mutex::new(HashMap::new()),
             statements: AtomicU64::new(0),
-            flushes: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             written_at: Mutex::new(Instant::now()),
@@ -150,7 +148,6 @@ impl UsageRecorder {
         let outcome = match written {
             Ok(statements) => {
                 self.statements.fetch_add(statements, Ordering::Relaxed);
-                self.flushes.fetch_add(1, Ordering::Relaxed);
                 *self.written_at.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
                 Ok(keys)
             }

@@ -148,13 +148,6 @@ pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     Ok(applied.iter().map(ToString::to_string).collect())
 }
 
-pub fn backend(conn: &DbConnection) -> Backend {
-    match conn {
-        DbConnection::Postgresql(_) => Backend::Postgres,
-        DbConnection::Sqlite(_) => Backend::Sqlite,
-    }
-}
-
 /// Runs blocking Diesel work on tokio's blocking pool with a pooled connection taken inside
 /// the closure, so async workers never wait on the database.
 pub async fn run<T, E, F>(pool: &DbPool, work: F) -> Result<T, E>

@@ -169,10 +169,6 @@ impl Limiter {
         self.redis.as_ref().and_then(|r| r.store.get())
     }
 
-    pub fn memory(&self) -> &MemoryStore {
-        &self.memory
-    }
-
     /// Background upkeep: sweeps the in-process store, and while Redis is failing probes it
     /// every 250 ms to switch back.
     pub fn spawn_upkeep(self: &Arc<Self>) {

@@ -64,8 +64,4 @@ impl RedisStore {
     pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
 }
