@@ -289,13 +289,7 @@ impl From<KeyError> for AdminError {
     fn from(e: KeyError) -> AdminError {
         match e {
             KeyError::NotFound => AdminError::NotFound,
-            KeyError::Invalid(fields) => AdminError::BadRequest(
-                fields
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
+            KeyError::Invalid(fields) => AdminError::BadRequest(fields.sentence()),
             KeyError::Db(e) => e.into(),
         }
     }
@@ -305,13 +299,7 @@ impl From<UserError> for AdminError {
     fn from(e: UserError) -> AdminError {
         match e {
             UserError::NotFound => AdminError::NotFound,
-            UserError::Invalid(fields) => AdminError::BadRequest(
-                fields
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
+            UserError::Invalid(fields) => AdminError::BadRequest(fields.sentence()),
             UserError::InvalidCredentials => AdminError::LoginRequired,
             UserError::Db(e) => e.into(),
             UserError::Hash(e) => AdminError::internal(e),

@@ -241,11 +241,7 @@ fn read_password() -> Result<String, String> {
 
 fn describe_user_error(e: users::UserError) -> String {
     match e {
-        users::UserError::Invalid(fields) => fields
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join("; "),
+        users::UserError::Invalid(fields) => fields.sentence(),
         other => other.to_string(),
     }
 }
@@ -253,11 +249,7 @@ fn describe_user_error(e: users::UserError) -> String {
 fn describe_key_error(e: &service::KeyError) -> String {
     match e {
         service::KeyError::NotFound => "no key has this id".to_owned(),
-        service::KeyError::Invalid(fields) => fields
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join("; "),
+        service::KeyError::Invalid(fields) => fields.sentence(),
         service::KeyError::Db(e) => e.to_string(),
     }
 }

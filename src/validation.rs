@@ -30,8 +30,35 @@ impl FieldErrors {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// Every problem as one sentence, for places without a `fields` object (CLI, HTML pages):
+    /// "name must not be empty; owner no user has this email".
+    pub fn sentence(&self) -> String {
+        self.iter()
+            .map(|(field, message)| format!("{field} {message}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// `Ok(value)` when nothing was recorded.
     pub fn into_result<T>(self, value: T) -> Result<T, FieldErrors> {
         if self.is_empty() { Ok(value) } else { Err(self) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_named_in_one_sentence() {
+        let mut errors = FieldErrors::single("name", "must not be empty");
+        errors.add("owner", "no user has this email");
+        errors.add("name", "is ignored: the first message per field is kept");
+        assert_eq!(
+            errors.sentence(),
+            "name must not be empty; owner no user has this email"
+        );
+        assert!(FieldErrors::new().into_result(1).is_ok());
+        assert!(errors.into_result(1).is_err());
     }
 }

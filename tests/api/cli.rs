@@ -175,11 +175,7 @@ async fn with_no_configuration_it_serves_on_8080_and_says_how_to_log_in() {
         }
         actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let stop = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(stop.success());
+    crate::helpers::sigterm(&child);
     let status = child.wait().expect("keygate exits");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);

@@ -219,13 +219,7 @@ async fn sigterm_under_load_finishes_requests_writes_usage_and_exits_cleanly() {
     actix_web::rt::time::sleep(Duration::from_millis(800)).await;
     let sent_at_signal = ok.load(Ordering::SeqCst);
     let term = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    crate::helpers::sigterm(&child);
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     let refused = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
     let status = loop {

@@ -435,6 +435,23 @@ impl TestApp {
     }
 }
 
+/// Sends SIGTERM to a keygate the test started, as a platform stops a process.
+pub fn sigterm(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(sent.expect("run kill").success(), "SIGTERM delivered");
+}
+
+/// The CSRF token of the first form in a dashboard page.
+pub fn csrf_token_in(html: &str) -> String {
+    html.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a CSRF token")
+        .to_owned()
+}
+
 /// A well-formed key (valid checksum) that no database holds.
 pub fn unknown_key() -> Auth {
     Auth::Header(

@@ -166,13 +166,7 @@ async fn the_full_key_never_reaches_the_logs_or_the_database() {
         .send()
         .await;
     actix_web::rt::time::sleep(Duration::from_millis(400)).await;
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    crate::helpers::sigterm(&child);
     let _ = child.wait();
 
     let logs = std::fs::read_to_string(&log_path).expect("logs");
