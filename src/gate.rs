@@ -301,29 +301,30 @@ fn finish(mut response: HttpResponse, headers: Option<&RateLimitHeaders>, cors: 
 }
 
 fn decorate(map: &mut HeaderMap, headers: Option<&RateLimitHeaders>, cors: bool) {
-    let mut set = |name: HeaderName, value: String| {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            map.insert(name, value);
-        }
-    };
     if let Some(h) = headers {
-        set(HeaderName::from_static("ratelimit-policy"), h.policy.clone());
-        set(HeaderName::from_static("ratelimit"), h.current.clone());
-        set(HeaderName::from_static("x-ratelimit-limit"), h.limit.to_string());
-        set(
-            HeaderName::from_static("x-ratelimit-remaining"),
-            h.remaining.to_string(),
-        );
-        set(
-            HeaderName::from_static("x-ratelimit-reset"),
-            h.reset_at.to_string(),
-        );
+        // Rendered from numbers and known-good text: every value is a valid header value.
+        let text = |s: &str| HeaderValue::from_str(s).ok();
+        let values = [
+            ("ratelimit-policy", text(&h.policy)),
+            ("ratelimit", text(&h.current)),
+            ("x-ratelimit-limit", Some(h.limit.into())),
+            ("x-ratelimit-remaining", Some(h.remaining.into())),
+            ("x-ratelimit-reset", Some(h.reset_at.into())),
+        ];
+        for (name, value) in values {
+            if let Some(value) = value {
+                map.insert(HeaderName::from_static(name), value);
+            }
+        }
         if let Some(seconds) = h.retry_after {
-            set(header::RETRY_AFTER, seconds.to_string());
+            map.insert(header::RETRY_AFTER, seconds.into());
         }
     }
     if cors {
-        set(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into());
-        set(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED.into());
+        map.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        map.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED),
+        );
     }
 }

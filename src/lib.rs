@@ -7,6 +7,7 @@ pub mod gate;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod normalize;
 pub mod routes;
 pub mod sessions;
 pub mod shared_redis;

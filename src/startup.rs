@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, Logger, NormalizePath, from_fn};
+use actix_web::middleware::{Condition, Logger, from_fn};
 use actix_web::{App, HttpMessage, HttpServer, web};
 
 use crate::config::Settings;
@@ -17,6 +17,7 @@ use crate::limits::client_ip::ClientIpRule;
 use crate::limits::memory::MemoryStore;
 use crate::limits::{Limiter, Policy};
 use crate::metrics::RequestCounters;
+use crate::normalize::NormalizePath;
 use crate::routes::api::{self, body, openapi};
 use crate::routes::{admin, assets, gateway};
 use crate::sessions::Sessions;
@@ -169,8 +170,8 @@ impl Application {
             let form = web::FormConfig::default()
                 .limit(16 * 1024)
                 .error_handler(admin::form_error);
-            // Request order: remember_uri (the path as sent, for the upstream) → Logger →
-            // NormalizePath (so `/x/` and `/x` are one route) → gate (identify, count, 429,
+            // Request order: Logger → NormalizePath (so `/x/` and `/x` are one route; keeps
+            // the path as sent, for the upstream) → gate (identify, count, 429,
             // RateLimit headers) → [on /admin and key management: secure_cookies (marks
             // Set-Cookie Secure over HTTPS) → sessions] → handler, or in gateway mode the upstream.
             let app = App::new()
@@ -180,7 +181,7 @@ impl Application {
                 .app_data(query)
                 .app_data(form)
                 .wrap(from_fn(gate))
-                .wrap(NormalizePath::trim())
+                .wrap(NormalizePath)
                 // One line per request: who (key id, never the key), status, latency. Skipped
                 // altogether when info logging is off (its bookkeeping costs on every request).
                 .wrap(Condition::new(
@@ -221,8 +222,7 @@ impl Application {
                         .route("/users", web::post().to(admin::users::create))
                         .route("/users/{id}/{switch}", web::post().to(admin::users::switch))
                         .default_service(web::to(admin::not_found)),
-                )
-                .wrap(from_fn(gateway::remember_uri));
+                );
             match &upstream {
                 Some((base, timeout)) => app
                     .app_data(web::Data::new(gateway::Upstream {

@@ -2,14 +2,15 @@
 //! strings from a [`Decision`]; the gate puts them on the response.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
-use super::Decision;
+use super::{Decision, Window};
 
 /// Header values for one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitHeaders {
     /// `RateLimit-Policy`: `"minute";q=60;w=60, "hour";q=1000;w=3600`
-    pub policy: String,
+    pub policy: Arc<str>,
     /// `RateLimit`: `"minute";r=12;t=37`, for the window with the least room.
     pub current: String,
     pub limit: u32,
@@ -36,27 +37,33 @@ impl RateLimitHeaders {
             }
         };
         let limit = window.limit?;
-        let mut policy = String::new();
-        for c in decision.counts.iter().filter(|c| c.limit.is_some()) {
-            let sep = if policy.is_empty() { "" } else { ", " };
-            let _ = write!(
-                policy,
-                "{sep}\"{}\";q={};w={}",
-                c.window.name(),
-                c.limit.unwrap_or(0),
-                c.window.seconds()
-            );
-        }
         let remaining = window.remaining().unwrap_or(0);
         Some(RateLimitHeaders {
             current: format!("\"{}\";r={remaining};t={seconds}", window.window.name()),
-            policy,
+            policy: decision.policy.header().clone(),
             limit,
             remaining,
             reset_at: decision.now_ms / 1000 + seconds,
             retry_after: refusal.map(|_| seconds),
         })
     }
+}
+
+/// The `RateLimit-Policy` value of a policy's windows: the limited ones, shortest first.
+pub(crate) fn policy_header(windows: &[(Window, Option<u32>)]) -> String {
+    let mut policy = String::new();
+    for (window, limit) in windows {
+        if let Some(limit) = limit {
+            let sep = if policy.is_empty() { "" } else { ", " };
+            let _ = write!(
+                policy,
+                "{sep}\"{}\";q={limit};w={}",
+                window.name(),
+                window.seconds()
+            );
+        }
+    }
+    policy
 }
 
 #[cfg(test)]
@@ -80,7 +87,7 @@ mod tests {
         let h = RateLimitHeaders::of(&d).expect("limited");
         assert_eq!(
             h.policy,
-            "\"minute\";q=60;w=60, \"hour\";q=1000;w=3600, \"day\";q=10000;w=86400"
+            "\"minute\";q=60;w=60, \"hour\";q=1000;w=3600, \"day\";q=10000;w=86400".into()
         );
         assert_eq!(h.current, "\"minute\";r=12;t=37");
         assert_eq!((h.limit, h.remaining, h.retry_after), (60, 12, None));
@@ -111,7 +118,7 @@ mod tests {
             let policy = Policy::new(vec![(Window::Minute, minute), (Window::Hour, hour)]);
             let d = decide(&policy, now, &[(prev, curr), (prev, curr)], cost);
             if let Some(h) = RateLimitHeaders::of(&d) {
-                for value in [&h.policy, &h.current] {
+                for value in [&*h.policy, h.current.as_str()] {
                     prop_assert!(value.bytes().all(|b| (0x20..0x7f).contains(&b)), "{}", value);
                 }
                 prop_assert!(h.remaining <= u64::from(h.limit));

@@ -15,38 +15,49 @@ use super::{Bucket, Decision, Policy, Window, decide};
 
 const SHARDS: usize = 64;
 
-/// The counts of one window, `idx` being the clock-aligned window number.
+/// One caller's counts in every window: the current clock-aligned window's and the previous
+/// one's. Each window's number is derived from `at`, the second of the last update (all windows
+/// move together), which keeps a caller at 36 bytes.
 #[derive(Debug, Clone, Copy, Default)]
-struct Counter {
-    idx: u32,
-    curr: u32,
-    prev: u32,
+struct Counters {
+    at: u32,
+    curr: [u32; WINDOWS],
+    prev: [u32; WINDOWS],
 }
 
-impl Counter {
-    /// Moves the counter to window `idx`, returning (prev, curr) there.
-    fn roll(&mut self, idx: u32) -> (u64, u64) {
-        if self.idx != idx {
-            self.prev = if self.idx.wrapping_add(1) == idx {
-                self.curr
-            } else {
-                0
-            };
-            self.curr = 0;
-            self.idx = idx;
+const WINDOWS: usize = Window::ALL.len();
+
+impl Counters {
+    /// Moves every window to the one `now_s` (Unix seconds) falls in.
+    fn roll(&mut self, now_s: u32) {
+        if now_s == self.at {
+            return;
         }
-        (u64::from(self.prev), u64::from(self.curr))
+        for (i, window) in Window::ALL.iter().enumerate() {
+            let seconds = window.seconds() as u32;
+            let (was, idx) = (self.at / seconds, now_s / seconds);
+            if was != idx {
+                self.prev[i] = if was.wrapping_add(1) == idx {
+                    self.curr[i]
+                } else {
+                    0
+                };
+                self.curr[i] = 0;
+            }
+        }
+        self.at = now_s;
     }
 
-    fn is_stale(&self, idx: u32) -> bool {
-        self.idx.wrapping_add(1) < idx || (self.curr == 0 && self.prev == 0)
+    /// True when no window's counts matter at `now_s` any more.
+    fn is_stale(&self, now_s: u32) -> bool {
+        let mut rolled = *self;
+        rolled.roll(now_s);
+        rolled.curr.iter().chain(&rolled.prev).all(|&c| c == 0)
     }
 }
 
-type Counters = [Counter; Window::ALL.len()];
-
-fn window_index(window: Window, now_ms: u64) -> u32 {
-    (now_ms / window.millis()) as u32
+fn unix_seconds(now_ms: u64) -> u32 {
+    (now_ms / 1000) as u32
 }
 
 pub struct MemoryStore {
@@ -80,16 +91,17 @@ impl MemoryStore {
             make_room(&mut map, now_ms, self.per_shard);
         }
         let counters = map.entry(bucket).or_default();
-        let counts: Vec<(u64, u64)> = policy
-            .windows()
-            .iter()
-            .map(|&(window, _)| counters[window.index()].roll(window_index(window, now_ms)))
-            .collect();
-        let decision = decide(policy, now_ms, &counts, u64::from(cost));
+        counters.roll(unix_seconds(now_ms));
+        let mut counts = [(0, 0); WINDOWS];
+        for (slot, &(window, _)) in counts.iter_mut().zip(policy.windows()) {
+            let i = window.index();
+            *slot = (u64::from(counters.prev[i]), u64::from(counters.curr[i]));
+        }
+        let decision = decide(policy, now_ms, &counts[..policy.windows().len()], u64::from(cost));
         if decision.allowed && cost > 0 {
             for &(window, _) in policy.windows() {
-                let c = &mut counters[window.index()];
-                c.curr = c.curr.saturating_add(cost);
+                let c = &mut counters.curr[window.index()];
+                *c = c.saturating_add(cost);
             }
         }
         decision
@@ -101,7 +113,7 @@ impl MemoryStore {
             shard
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .retain(|_, c| !all_stale(c, now_ms));
+                .retain(|_, c| !c.is_stale(unix_seconds(now_ms)));
         }
     }
 
@@ -117,14 +129,8 @@ impl MemoryStore {
     }
 }
 
-fn all_stale(counters: &Counters, now_ms: u64) -> bool {
-    Window::ALL
-        .iter()
-        .all(|&w| counters[w.index()].is_stale(window_index(w, now_ms)))
-}
-
 fn make_room(map: &mut HashMap<Bucket, Counters>, now_ms: u64, limit: usize) {
-    map.retain(|_, c| !all_stale(c, now_ms));
+    map.retain(|_, c| !c.is_stale(unix_seconds(now_ms)));
     if map.len() >= limit
         && let Some(victim) = map.keys().next().copied()
     {

@@ -17,6 +17,7 @@ pub mod redis;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 pub use limiter::{CounterState, Limiter, LimiterError};
 
@@ -183,15 +184,24 @@ impl fmt::Display for Bucket {
 }
 
 /// The limits one caller is held to: windows in order from the shortest, each at most once.
-/// A window with no limit is still counted (for `stats`), but never refuses.
+/// A window with no limit is still counted (for `stats`), but never refuses. Shared, so the
+/// copy each request's decision carries costs no allocation, and its `RateLimit-Policy` header
+/// value is rendered once, not per request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Policy(Vec<(Window, Option<u32>)>);
+pub struct Policy {
+    windows: Arc<[(Window, Option<u32>)]>,
+    header: Arc<str>,
+}
 
 impl Policy {
     pub fn new(mut windows: Vec<(Window, Option<u32>)>) -> Policy {
         windows.sort_by_key(|(w, _)| *w);
         windows.dedup_by_key(|(w, _)| *w);
-        Policy(windows)
+        let header = headers::policy_header(&windows).into();
+        Policy {
+            windows: windows.into(),
+            header,
+        }
     }
 
     pub fn from_rates(rates: &[Rate]) -> Policy {
@@ -199,11 +209,16 @@ impl Policy {
     }
 
     pub fn windows(&self) -> &[(Window, Option<u32>)] {
-        &self.0
+        &self.windows
     }
 
     pub fn is_unlimited(&self) -> bool {
-        self.0.iter().all(|(_, limit)| limit.is_none())
+        self.windows.iter().all(|(_, limit)| limit.is_none())
+    }
+
+    /// `RateLimit-Policy`: `"minute";q=60;w=60, "hour";q=1000;w=3600` (limited windows only).
+    pub fn header(&self) -> &Arc<str> {
+        &self.header
     }
 }
 
@@ -283,6 +298,8 @@ pub struct Decision {
     /// The store's clock (Redis server time with Redis), Unix milliseconds.
     pub now_ms: u64,
     pub counts: Vec<WindowCount>,
+    /// The policy decided under (for its `RateLimit-Policy` header).
+    pub policy: Policy,
 }
 
 impl Decision {
@@ -292,6 +309,7 @@ impl Decision {
             allowed: true,
             now_ms,
             counts: Vec::new(),
+            policy: Policy::default(),
         }
     }
 
@@ -354,6 +372,7 @@ pub(crate) fn assemble(
         allowed,
         now_ms,
         counts,
+        policy: policy.clone(),
     }
 }
 

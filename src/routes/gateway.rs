@@ -6,15 +6,13 @@
 
 use std::time::Duration;
 
-use actix_web::dev::ServiceRequest;
-use actix_web::http::Uri;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, body::SizedStream, web};
 use awc::error::SendRequestError;
 
 use crate::error::ApiError;
 use crate::gate::{Caller, Identity};
+use crate::normalize::OriginalUri;
 
 /// The upstream and a client for it; one per worker (awc's client is not `Send`).
 pub struct Upstream {
@@ -22,19 +20,6 @@ pub struct Upstream {
     /// `http://host:port`, without a trailing slash.
     pub base: String,
     pub timeout: Duration,
-}
-
-/// The request's URI as the client sent it, before path normalisation, so the upstream sees
-/// exactly the path it was sent.
-#[derive(Clone)]
-pub struct OriginalUri(pub Uri);
-
-pub async fn remember_uri(
-    req: ServiceRequest,
-    next: Next<impl actix_web::body::MessageBody + 'static>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    req.extensions_mut().insert(OriginalUri(req.uri().clone()));
-    next.call(req).await
 }
 
 const HOP_BY_HOP: [&str; 9] = [

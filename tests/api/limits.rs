@@ -26,7 +26,11 @@ impl Store {
         let conn = RedisConn::connect(&target, Duration::from_secs(2))
             .await
             .expect("connect to Redis");
-        Some(Store::Redis(RedisStore::new(conn, &env.prefix)))
+        Some(Store::Redis(RedisStore::new(
+            conn,
+            &env.prefix,
+            Duration::from_secs(2),
+        )))
     }
 
     async fn hit(&self, bucket: Bucket, policy: &Policy, cost: u32, now_ms: u64) -> Decision {
@@ -221,13 +225,13 @@ async fn both_stores_decide_identically_step_by_step() {
 }
 
 #[actix_web::test]
-async fn redis_keys_share_one_hash_tag_and_all_expire() {
+async fn a_caller_is_one_redis_hash_that_expires() {
     let Some(env) = test_redis() else { return };
     let client = ::redis::Client::open(env.url.as_str()).expect("url");
     let conn = RedisConn::connect(&RedisTarget::Single(env.url.clone()), Duration::from_secs(2))
         .await
         .expect("connect");
-    let store = RedisStore::new(conn, &env.prefix);
+    let store = RedisStore::new(conn, &env.prefix, Duration::from_secs(2));
     let p = policy(&[
         (Window::Minute, Some(5)),
         (Window::Hour, None),
@@ -240,19 +244,53 @@ async fn redis_keys_share_one_hash_tag_and_all_expire() {
         .query_async(&mut conn)
         .await
         .expect("keys");
-    assert_eq!(keys.len(), 3, "{keys:?}");
-    for key in &keys {
-        assert!(key.starts_with(&format!("{}:rl:{{k:42}}:", env.prefix)), "{key}");
-        let ttl: i64 = ::redis::cmd("PTTL")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .expect("ttl");
-        assert!(ttl > 0 && ttl <= 2 * 86_400_000, "{key} has TTL {ttl}");
-    }
+    assert_eq!(keys, [format!("{}:rl:{{k:42}}", env.prefix)]);
+    let fields: std::collections::HashMap<String, i64> = ::redis::cmd("HGETALL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .expect("hgetall");
+    assert_eq!(fields.len(), 9, "{fields:?}");
+    assert_eq!((fields["60c"], fields["3600c"], fields["86400c"]), (1, 1, 1));
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .expect("ttl");
+    assert!(ttl > 86_400_000 && ttl <= 2 * 86_400_000, "TTL {ttl}");
     let _: () = ::redis::cmd("DEL")
         .arg(&keys)
         .query_async(&mut conn)
         .await
         .expect("clean up");
+}
+
+/// Many callers, reads and two policies for one caller, all racing: coalesced into shared
+/// script calls, every request is still decided as if it had run alone, in order.
+#[actix_web::test]
+async fn coalesced_requests_are_decided_exactly_per_caller() {
+    let Some(redis) = Store::redis().await else { return };
+    let strict = policy(&[(Window::Minute, Some(3))]);
+    let loose = policy(&[(Window::Minute, Some(7))]);
+    let hits = (0..600u32).map(|i| {
+        let bucket = Bucket::Key(i64::from(i % 30));
+        // Every seventh request only reads; caller 0 is also re-limited midway.
+        let p = if i % 30 == 0 && i >= 300 { &loose } else { &strict };
+        let cost = u32::from(i % 7 != 3);
+        let redis = &redis;
+        async move { (bucket, cost, redis.hit(bucket, p, cost, T0 + 1_000).await) }
+    });
+    let results = join_all(hits).await;
+    for caller in 0..30 {
+        let counted = results
+            .iter()
+            .filter(|(b, cost, d)| *b == Bucket::Key(caller) && *cost == 1 && d.allowed)
+            .count();
+        let expected = if caller == 0 { 7 } else { 3 };
+        assert_eq!(counted, expected, "caller {caller}");
+    }
+    assert!(
+        results.iter().all(|(_, cost, d)| *cost == 1 || d.allowed),
+        "reads always pass"
+    );
 }

@@ -1,7 +1,10 @@
 //! `GET /api/whoami` (counted like any request: lets a consumer try a key) and
 //! `GET /api/rate-limit` (not counted: the caller's windows).
 
+use std::net::IpAddr;
+
 use actix_web::{HttpResponse, web};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -9,30 +12,59 @@ use crate::gate::{Caller, Identity};
 use crate::state::AppState;
 use crate::users::{self, UserError};
 
+/// `/api/whoami`'s answer, serialised straight from borrowed fields.
+#[derive(Serialize)]
+struct WhoAmI<'a> {
+    tier: &'static str,
+    key: Option<KeyRef<'a>>,
+    user: Option<UserRef>,
+    client_ip: Option<IpAddr>,
+}
+
+#[derive(Serialize)]
+struct KeyRef<'a> {
+    id: i64,
+    name: &'a str,
+    prefix: &'a str,
+}
+
+#[derive(Serialize)]
+struct UserRef {
+    id: i64,
+    email: String,
+}
+
 pub async fn whoami(
     state: web::Data<AppState>,
     caller: web::ReqData<Caller>,
 ) -> Result<HttpResponse, ApiError> {
     let key = match &caller.identity {
-        Identity::Key(info) => json!({"id": info.id, "name": info.name, "prefix": info.prefix}),
-        _ => Value::Null,
+        Identity::Key(info) => Some(KeyRef {
+            id: info.id,
+            name: &info.name,
+            prefix: &info.prefix,
+        }),
+        _ => None,
     };
     let user = match &caller.identity {
         Identity::User(id) => match users::find(&state.pool, *id).await {
-            Ok(user) if user.is_active => json!({"id": user.id, "email": user.email}),
+            Ok(user) if user.is_active => Some(UserRef {
+                id: user.id,
+                email: user.email,
+            }),
             Ok(_) | Err(UserError::NotFound) => {
                 Err(ApiError::InvalidToken("its user is no longer active".into()))?
             }
             Err(e) => Err(e)?,
         },
-        _ => Value::Null,
+        _ => None,
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "tier": caller.identity.tier(),
-        "key": key,
-        "user": user,
-        "client_ip": caller.client_ip.map(|ip| ip.to_string()),
-    })))
+    Ok(HttpResponse::Ok().json(WhoAmI {
+        tier: caller.identity.tier(),
+        key,
+        user,
+        client_ip: caller.client_ip,
+    }))
 }
 
 pub async fn rate_limit(caller: web::ReqData<Caller>) -> HttpResponse {
