@@ -3,7 +3,8 @@
 //!   - one multiplexed connection (redis's ConnectionManager), one script call per request;
 //!   - a deadpool-redis pool (16 connections), one script call per request;
 //!   - keygate's RedisStore: the multiplexed connection with requests coalesced into batches.
-//! each for one hot key and for 1,000 keys round-robin, interleaved over three rounds (median).
+//!
+//! Each for one hot key and for 1,000 keys round-robin, interleaved over three rounds (median).
 //!
 //! `cargo run --release --example bench_redis_clients [redis-url]` (default redis://127.0.0.1:6379)
 
