@@ -107,7 +107,12 @@ async fn main() {
         ("deadpool (16), one call per request", Client::Pool(pool)),
         (
             "multiplexed + coalescing (keygate)",
-            Client::Coalesced(RedisStore::new(conn, PREFIX, Duration::from_secs(2))),
+            Client::Coalesced(RedisStore::new(
+                conn,
+                RedisTarget::Single(url.clone()),
+                PREFIX,
+                Duration::from_secs(2),
+            )),
         ),
     ];
     let mut results = vec![vec![Vec::new(); 2]; clients.len()];

@@ -196,7 +196,12 @@ impl Limiter {
 impl RedisBackend {
     async fn connect(&self) -> redis::RedisResult<RedisStore> {
         let conn = RedisConn::connect(&self.target, Duration::from_secs(1)).await?;
-        Ok(RedisStore::new(conn, &self.prefix, self.timeout))
+        Ok(RedisStore::new(
+            conn,
+            self.target.clone(),
+            &self.prefix,
+            self.timeout,
+        ))
     }
 
     fn failed(&self, reason: &str) {

@@ -2,14 +2,16 @@
 //! clock, so instances with skewed clocks agree, and made by one script (EVALSHA, loaded once)
 //! that checks and counts atomically.
 //!
-//! Requests are coalesced: callers queue their request and one dispatcher task sends whatever
-//! has queued while the previous call was out as a single script call (one per caller on a
+//! Requests are coalesced: callers queue their request and their thread's dispatcher task sends
+//! whatever has queued while the previous call was out as a single script call (one per caller on a
 //! cluster, where a call must stay within one slot). Under load a hot key costs one Redis round
 //! trip per batch instead of per request; with no load a request goes out at once. Exactness is
 //! untouched: the script decides each request in arrival order as if it ran alone.
 
+use std::cell::RefCell;
 use std::fmt::Write;
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -18,7 +20,7 @@ use futures_util::stream::FuturesUnordered;
 use redis::{ErrorKind, RedisError, RedisResult};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::shared_redis::RedisConn;
+use crate::shared_redis::{RedisConn, RedisTarget};
 
 use super::{Bucket, Decision, Policy, assemble};
 
@@ -26,8 +28,9 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(inc
 
 /// Requests sent in one script call at most.
 const MAX_BATCH: usize = 256;
-/// Script calls out at once.
+/// Script calls out at once, per lane.
 const IN_FLIGHT: usize = 2;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Request {
     bucket: Bucket,
@@ -40,21 +43,45 @@ struct Request {
 #[derive(Clone)]
 pub struct RedisStore {
     conn: RedisConn,
-    queue: mpsc::UnboundedSender<Request>,
+    lanes: Arc<Lanes>,
+}
+
+/// A dispatcher per thread that uses the store ("lane"), spawned on that thread's runtime on
+/// first use: a request and its answer never cross threads (each actix worker coalesces its
+/// own requests), only a whole batch does, to the connection.
+struct Lanes {
+    /// Tells this store's lanes apart from other stores' in [`LANES`].
+    id: u64,
+    dispatcher: Dispatcher,
+    /// The open lanes. Threads hold only weak senders, so dropping the store ends its
+    /// dispatchers.
+    senders: Mutex<Vec<mpsc::UnboundedSender<Request>>>,
+}
+
+thread_local! {
+    static LANES: RefCell<Vec<(u64, mpsc::WeakUnboundedSender<Request>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl RedisStore {
-    /// A store over `conn`, its keys under `prefix`; a script call that takes longer than
-    /// `timeout` fails every request in it. Spawns the dispatcher on the current runtime.
-    pub fn new(conn: RedisConn, prefix: &str, timeout: Duration) -> RedisStore {
-        let (queue, requests) = mpsc::unbounded_channel();
+    /// A store over `conn` (to `target`), its keys under `prefix`; a script call that takes
+    /// longer than `timeout` fails every request in it.
+    pub fn new(conn: RedisConn, target: RedisTarget, prefix: &str, timeout: Duration) -> RedisStore {
+        static IDS: AtomicU64 = AtomicU64::new(0);
         let dispatcher = Dispatcher {
             conn: conn.clone(),
+            target,
             prefix: format!("{prefix}:rl:").into(),
             timeout,
         };
-        tokio::spawn(dispatcher.run(requests));
-        RedisStore { conn, queue }
+        let lanes = Lanes {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            dispatcher,
+            senders: Mutex::new(Vec::new()),
+        };
+        RedisStore {
+            conn,
+            lanes: Arc::new(lanes),
+        }
     }
 
     /// Counts `cost` requests of `bucket` if every window of `policy` has room. `clock`
@@ -75,8 +102,28 @@ impl RedisStore {
             reply,
         };
         let gone = || RedisError::from((ErrorKind::IoError, "the Redis dispatcher has stopped"));
-        self.queue.send(request).map_err(|_| gone())?;
+        self.lane().send(request).map_err(|_| gone())?;
         decision.await.map_err(|_| gone())?
+    }
+
+    /// This thread's lane, opened (its dispatcher spawned on the current runtime) when the
+    /// thread has none or its runtime has gone.
+    fn lane(&self) -> mpsc::UnboundedSender<Request> {
+        let id = self.lanes.id;
+        LANES.with_borrow_mut(|lanes| {
+            let open = |weak: &mpsc::WeakUnboundedSender<Request>| weak.upgrade().filter(|s| !s.is_closed());
+            if let Some(sender) = lanes.iter().find(|(i, _)| *i == id).and_then(|(_, w)| open(w)) {
+                return sender;
+            }
+            lanes.retain(|(_, w)| open(w).is_some());
+            let (sender, requests) = mpsc::unbounded_channel();
+            tokio::spawn(self.lanes.dispatcher.clone().run(requests));
+            let mut senders = self.lanes.senders.lock().unwrap_or_else(PoisonError::into_inner);
+            senders.retain(|s| !s.is_closed());
+            senders.push(sender.clone());
+            lanes.push((id, sender.downgrade()));
+            sender
+        })
     }
 
     pub async fn ping(&self) -> RedisResult<()> {
@@ -89,8 +136,11 @@ impl RedisStore {
     }
 }
 
+#[derive(Clone)]
 struct Dispatcher {
     conn: RedisConn,
+    /// Where each lane opens a connection of its own, so its driver runs on the lane's thread.
+    target: RedisTarget,
     /// "<prefix>:rl:"
     prefix: Arc<str>,
     timeout: Duration,
@@ -105,7 +155,12 @@ impl Dispatcher {
     /// Until every [`RedisStore`] clone is dropped: takes what has queued (at least one
     /// request) and decides it in one call, with up to `IN_FLIGHT` calls out at once, so
     /// Redis works on one batch while this process encodes the next and answers the last.
-    async fn run(self, mut requests: mpsc::UnboundedReceiver<Request>) {
+    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+        // Requests queue meanwhile. Without a connection of its own, the lane uses the shared
+        // one (it reconnects by itself).
+        if let Ok(conn) = RedisConn::connect(&self.target, CONNECT_TIMEOUT).await {
+            self.conn = conn;
+        }
         let mut in_flight = FuturesUnordered::new();
         let mut open = true;
         while open || !in_flight.is_empty() {

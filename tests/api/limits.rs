@@ -28,6 +28,7 @@ impl Store {
             .expect("connect to Redis");
         Some(Store::Redis(RedisStore::new(
             conn,
+            target,
             &env.prefix,
             Duration::from_secs(2),
         )))
@@ -228,10 +229,11 @@ async fn both_stores_decide_identically_step_by_step() {
 async fn a_caller_is_one_redis_hash_that_expires() {
     let Some(env) = test_redis() else { return };
     let client = ::redis::Client::open(env.url.as_str()).expect("url");
-    let conn = RedisConn::connect(&RedisTarget::Single(env.url.clone()), Duration::from_secs(2))
+    let target = RedisTarget::Single(env.url.clone());
+    let conn = RedisConn::connect(&target, Duration::from_secs(2))
         .await
         .expect("connect");
-    let store = RedisStore::new(conn, &env.prefix, Duration::from_secs(2));
+    let store = RedisStore::new(conn, target, &env.prefix, Duration::from_secs(2));
     let p = policy(&[
         (Window::Minute, Some(5)),
         (Window::Hour, None),
