@@ -115,12 +115,12 @@ pub async fn gate(
     {
         return Ok(req.into_response(preflight()));
     }
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(state) = req.app_data::<web::Data<AppState>>().map(|d| d.get_ref()) else {
         return Err(ApiError::internal(std::io::Error::other("AppState is not registered")).into());
     };
 
-    let client_ip = client_ip(&state, &req);
-    let identity = match identify(&state, req.headers()).await {
+    let client_ip = client_ip(state, &req);
+    let identity = match identify(state, req.headers()).await {
         Ok(identity) => identity,
         Err(error) => {
             let outcome = if matches!(error, ApiError::DatabaseUnavailable(_)) {

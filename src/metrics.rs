@@ -3,7 +3,7 @@
 //! flush lag); this module only renders them. Protected by `METRICS_TOKEN` when set.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -15,13 +15,57 @@ use crate::state::AppState;
 pub const TIERS: [&str; 4] = ["api_key", "user", "anonymous", "invalid"];
 pub const OUTCOMES: [&str; 4] = ["allowed", "rate_limited", "unauthorized", "unavailable"];
 
+/// Per-thread copies of some counters, a cache line apart, summed when read: workers counting
+/// the same event then do not pass one cache line between cores on every request (measured:
+/// about 5% of the gate's throughput with a valid key).
+pub struct Striped<T> {
+    stripes: Box<[Padded<T>]>,
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+const STRIPES: usize = 8;
+
+impl<T: Default> Default for Striped<T> {
+    fn default() -> Self {
+        Striped {
+            stripes: (0..STRIPES).map(|_| Padded::default()).collect(),
+        }
+    }
+}
+
+impl<T> Striped<T> {
+    /// This thread's copy.
+    pub fn mine(&self) -> &T {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        }
+        &self.stripes[STRIPE.with(|s| *s)].0
+    }
+
+    /// The sum over every thread's copy of what `read` takes from one.
+    pub fn sum(&self, read: impl Fn(&T) -> &AtomicU64) -> u64 {
+        self.stripes
+            .iter()
+            .map(|p| read(&p.0).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
 /// Requests the gate decided, by tier and outcome.
 #[derive(Default)]
-pub struct RequestCounters([[AtomicU64; 4]; 4]);
+pub struct RequestCounters(Striped<[[AtomicU64; 4]; 4]>);
 
 impl RequestCounters {
     pub fn count(&self, tier: usize, outcome: usize) {
-        self.0[tier][outcome].fetch_add(1, Ordering::Relaxed);
+        self.0.mine()[tier][outcome].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, tier: usize, outcome: usize) -> u64 {
+        self.0.sum(|c| &c[tier][outcome])
     }
 }
 
@@ -30,7 +74,10 @@ pub const LATENCY_BUCKETS: [f64; 9] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0
 
 /// A latency histogram with fixed buckets.
 #[derive(Default)]
-pub struct Latency {
+pub struct Latency(Striped<LatencyCells>);
+
+#[derive(Default)]
+struct LatencyCells {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     count: AtomicU64,
     micros: AtomicU64,
@@ -38,27 +85,24 @@ pub struct Latency {
 
 impl Latency {
     pub fn observe(&self, took: Duration) {
+        let cells = self.0.mine();
         let seconds = took.as_secs_f64();
         if let Some(i) = LATENCY_BUCKETS.iter().position(|&le| seconds <= le) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            cells.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        cells.count.fetch_add(1, Ordering::Relaxed);
+        cells.micros.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str) {
         let mut cumulative = 0;
-        for (le, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.0.sum(|c| &c.buckets[i]);
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
         }
-        let count = self.count.load(Ordering::Relaxed);
+        let count = self.0.sum(|c| &c.count);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", self.0.sum(|c| &c.micros) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -89,7 +133,7 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
     );
     for (t, tier) in TIERS.iter().enumerate() {
         for (o, outcome) in OUTCOMES.iter().enumerate() {
-            let n = state.requests.0[t][o].load(Ordering::Relaxed);
+            let n = state.requests.get(t, o);
             let _ = writeln!(
                 out,
                 "keygate_requests_total{{tier=\"{tier}\",outcome=\"{outcome}\"}} {n}"

@@ -212,6 +212,14 @@ impl Policy {
         &self.windows
     }
 
+    /// A copy with allocations of its own, for a thread to keep (see `keys::cache`).
+    pub fn deep_copy(&self) -> Policy {
+        Policy {
+            windows: self.windows.iter().copied().collect(),
+            header: self.header.as_ref().into(),
+        }
+    }
+
     pub fn is_unlimited(&self) -> bool {
         self.windows.iter().all(|(_, limit)| limit.is_none())
     }
