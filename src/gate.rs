@@ -14,7 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
 
 use crate::error::ApiError;
 use crate::keys::KeyStatus;
@@ -115,9 +115,7 @@ pub async fn gate(
     {
         return Ok(req.into_response(preflight()));
     }
-    let Some(state) = req.app_data::<web::Data<AppState>>().map(|d| d.get_ref()) else {
-        return Err(ApiError::internal(std::io::Error::other("AppState is not registered")).into());
-    };
+    let state = AppState::of(req.request())?;
 
     let client_ip = client_ip(state, &req);
     let identity = match identify(state, req.headers()).await {

@@ -13,6 +13,7 @@ pub mod sessions;
 pub mod shared_redis;
 pub mod startup;
 pub mod state;
+pub mod striped;
 pub mod usage;
 pub mod users;
 pub mod validation;

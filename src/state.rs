@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::{HttpRequest, web};
+
 use crate::db::DbPool;
+use crate::error::ApiError;
 use crate::keys::Limits;
 use crate::keys::cache::KeyCache;
 use crate::limits::client_ip::ClientIpRule;
@@ -32,4 +35,14 @@ pub struct AppState {
     pub requests: RequestCounters,
     /// `METRICS_TOKEN`: when set, `/metrics` wants it as a bearer token.
     pub metrics_token: Option<String>,
+}
+
+impl AppState {
+    /// The state registered on the app, borrowed from the request: no reference count is
+    /// taken (a shared one costs a cache-line transfer between workers per request).
+    pub fn of(req: &HttpRequest) -> Result<&AppState, ApiError> {
+        req.app_data::<web::Data<AppState>>()
+            .map(|data| data.get_ref())
+            .ok_or_else(|| ApiError::internal(std::io::Error::other("AppState is not registered")))
+    }
 }

@@ -6,6 +6,7 @@
 //! bound.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use diesel::prelude::*;
 use crate::db::models::UsageRow;
 use crate::db::schema::api_keys;
 use crate::db::{self, DbError, DbPool};
+use crate::striped::Striped;
 
 #[derive(Debug, Default, Clone)]
 struct Pending {
@@ -49,7 +51,12 @@ impl Pending {
 
 pub struct UsageRecorder {
     pool: DbPool,
-    pending: Mutex<HashMap<i64, Pending>>,
+    /// Per thread, so workers noting the same key do not share a lock; a key used on two
+    /// workers has an entry in each until the flush merges them.
+    pending: Striped<Mutex<HashMap<i64, Pending>>>,
+    /// Entries over all stripes: written only when an entry is added or flushed, so reading
+    /// it on every request costs no cache-line transfer.
+    entries: AtomicUsize,
     statements: AtomicU64,
     dropped: AtomicU64,
     /// Keys of the batch being written right now.
@@ -69,7 +76,8 @@ impl UsageRecorder {
     pub fn new(pool: DbPool) -> UsageRecorder {
         UsageRecorder {
             pool,
-            pending: Mutex::new(HashMap::new()),
+            pending: Striped::default(),
+            entries: AtomicUsize::new(0),
             statements: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -79,19 +87,36 @@ impl UsageRecorder {
 
     /// Notes one request of `key_id` at `unix_now` (seconds).
     pub fn record(&self, key_id: i64, allowed: bool, unix_now: i64) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending.len() >= MAX_PENDING_KEYS && !pending.contains_key(&key_id) {
-            if self.dropped.fetch_add(1, Ordering::Relaxed).is_power_of_two() {
-                log::warn!(
-                    "usage buffer full ({MAX_PENDING_KEYS} keys unwritten); dropping usage of further keys"
-                );
+        let mut pending = self.pending.mine().lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = match pending.entry(key_id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(_) if self.entries.load(Ordering::Relaxed) >= MAX_PENDING_KEYS => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed).is_power_of_two() {
+                    log::warn!(
+                        "usage buffer full ({MAX_PENDING_KEYS} keys unwritten); dropping usage of further keys"
+                    );
+                }
+                return;
             }
-            return;
+            Entry::Vacant(entry) => {
+                self.entries.fetch_add(1, Ordering::Relaxed);
+                entry.insert(Pending::default())
+            }
+        };
+        entry.add(unix_now, i64::from(allowed), i64::from(!allowed));
+    }
+
+    /// Everything buffered, merged per key; the buffer is left empty.
+    fn take(&self) -> HashMap<i64, Pending> {
+        let mut batch: HashMap<i64, Pending> = HashMap::new();
+        for stripe in self.pending.all() {
+            let taken = std::mem::take(&mut *stripe.lock().unwrap_or_else(PoisonError::into_inner));
+            self.entries.fetch_sub(taken.len(), Ordering::Relaxed);
+            for (key_id, p) in taken {
+                batch.entry(key_id).or_default().merge(p);
+            }
         }
-        pending
-            .entry(key_id)
-            .or_default()
-            .add(unix_now, i64::from(allowed), i64::from(!allowed));
+        batch
     }
 
     /// Requests whose usage was dropped because the buffer was full.
@@ -101,13 +126,12 @@ impl UsageRecorder {
 
     /// Keys with usage not yet written: buffered, or in a write under way.
     pub fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).len()
-            + self.in_flight.load(Ordering::Acquire)
+        self.entries.load(Ordering::Relaxed) + self.in_flight.load(Ordering::Acquire)
     }
 
     /// Writes everything gathered so far; returns the number of keys written.
     pub async fn flush(&self) -> Result<usize, DbError> {
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let batch = self.take();
         if batch.is_empty() {
             *self.written_at.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
             return Ok(0);
@@ -154,9 +178,15 @@ impl UsageRecorder {
             Err(e) => {
                 // Keep the counts for the next attempt (the batch's keys were in the buffer, so
                 // this stays within its bound).
-                let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut pending = self.pending.mine().lock().unwrap_or_else(PoisonError::into_inner);
                 for (key_id, p) in batch {
-                    pending.entry(key_id).or_default().merge(p);
+                    match pending.entry(key_id) {
+                        Entry::Occupied(mut entry) => entry.get_mut().merge(p),
+                        Entry::Vacant(entry) => {
+                            self.entries.fetch_add(1, Ordering::Relaxed);
+                            entry.insert(p);
+                        }
+                    }
                 }
                 Err(e)
             }

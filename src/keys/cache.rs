@@ -23,8 +23,8 @@ use crate::db::{self, DbError, DbPool};
 use crate::keys::secret::{KeyHash, PresentedKey};
 use crate::keys::{KeyStatus, Limits};
 use crate::limits::Policy;
-use crate::metrics::Striped;
 use crate::shared_redis::RedisTarget;
+use crate::striped::Striped;
 
 /// What the gate needs of a key, without its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]

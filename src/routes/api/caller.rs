@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -34,10 +34,7 @@ struct UserRef {
     email: String,
 }
 
-pub async fn whoami(
-    state: web::Data<AppState>,
-    caller: web::ReqData<Caller>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn whoami(req: HttpRequest, caller: web::ReqData<Caller>) -> Result<HttpResponse, ApiError> {
     let key = match &caller.identity {
         Identity::Key(info) => Some(KeyRef {
             id: info.id,
@@ -47,7 +44,8 @@ pub async fn whoami(
         _ => None,
     };
     let user = match &caller.identity {
-        Identity::User(id) => match users::find(&state.pool, *id).await {
+        // The state only where it is needed: taking it costs a shared reference count.
+        Identity::User(id) => match users::find(&AppState::of(&req)?.pool, *id).await {
             Ok(user) if user.is_active => Some(UserRef {
                 id: user.id,
                 email: user.email,
