@@ -3,9 +3,9 @@
 //!
 //! Memory is bounded two ways: entries whose windows have all passed are swept, and each shard
 //! holds at most `capacity / SHARDS` callers. When a flood of distinct callers (say, spoofed
-//! addresses through a misconfigured proxy) fills a shard, its stale entries go first, then an
-//! arbitrary one: that caller's counts restart, which costs accuracy for one caller instead of
-//! unbounded memory for the process.
+//! addresses through a misconfigured proxy) fills a shard, its stale entries go first, then a
+//! 64th of the shard, arbitrary callers: their counts restart, which costs accuracy for a few
+//! callers instead of unbounded memory for the process.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -129,12 +129,17 @@ impl MemoryStore {
     }
 }
 
+/// Frees room in a full shard: stale callers first; if none, a 64th of the shard, arbitrary
+/// ones, so that a flood of new callers pays for the scan once per that many callers rather
+/// than on every request.
 fn make_room(map: &mut HashMap<Bucket, Counters>, now_ms: u64, limit: usize) {
     map.retain(|_, c| !c.is_stale(unix_seconds(now_ms)));
-    if map.len() >= limit
-        && let Some(victim) = map.keys().next().copied()
-    {
-        map.remove(&victim);
+    if map.len() >= limit {
+        let evict = (limit / 64).max(1);
+        let victims: Vec<Bucket> = map.keys().take(evict).copied().collect();
+        for victim in victims {
+            map.remove(&victim);
+        }
     }
 }
 
