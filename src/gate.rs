@@ -127,24 +127,16 @@ pub async fn gate(
                 UNAUTHORIZED
             };
             state.requests.count(INVALID, outcome);
-            req.extensions_mut().insert(LogTag::Invalid);
+            tag(state, &req, LogTag::Invalid);
             return Ok(req.into_response(finish(error.error_response(), None, cors)));
         }
     };
-    let tier = match &identity {
-        Identity::Key(info) => {
-            req.extensions_mut().insert(LogTag::Key(info.id));
-            API_KEY
-        }
-        Identity::User(id) => {
-            req.extensions_mut().insert(LogTag::User(*id));
-            USER
-        }
-        Identity::Anonymous => {
-            req.extensions_mut().insert(LogTag::Anonymous);
-            ANONYMOUS
-        }
+    let (tier, log_tag) = match &identity {
+        Identity::Key(info) => (API_KEY, LogTag::Key(info.id)),
+        Identity::User(id) => (USER, LogTag::User(*id)),
+        Identity::Anonymous => (ANONYMOUS, LogTag::Anonymous),
     };
+    tag(state, &req, log_tag);
     let (bucket, policy): (Bucket, &Policy) = match &identity {
         Identity::Key(info) => (Bucket::Key(info.id), &info.policy),
         Identity::User(id) => (Bucket::User(*id), &state.user_policy),
@@ -203,6 +195,14 @@ pub async fn gate(
         decorate(&mut head.headers, headers.as_ref(), cors);
         body
     }))
+}
+
+/// Leaves the log tag for the request log line, when requests are logged (a request extension
+/// is an allocation: not when nothing reads it).
+fn tag(state: &AppState, req: &ServiceRequest, tag: LogTag) {
+    if state.log_requests {
+        req.extensions_mut().insert(tag);
+    }
 }
 
 fn client_ip(state: &AppState, req: &ServiceRequest) -> Option<IpAddr> {

@@ -121,6 +121,7 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
         user_policy: Policy::from_rates(&settings.user_rate_limit),
         requests: RequestCounters::default(),
         metrics_token: settings.metrics_token.clone(),
+        log_requests: log::log_enabled!(log::Level::Info),
     })
 }
 
@@ -185,7 +186,7 @@ impl Application {
                 // One line per request: who (key id, never the key), status, latency. Skipped
                 // altogether when info logging is off (its bookkeeping costs on every request).
                 .wrap(Condition::new(
-                    log::log_enabled!(log::Level::Info),
+                    app_state.log_requests,
                     Logger::new("%a \"%r\" %s %b %Dms %{caller}xo").custom_response_replace(
                         "caller",
                         |res| {

@@ -35,6 +35,8 @@ pub struct AppState {
     pub requests: RequestCounters,
     /// `METRICS_TOKEN`: when set, `/metrics` wants it as a bearer token.
     pub metrics_token: Option<String>,
+    /// Whether requests are logged (info logging on): the gate then tags them for the line.
+    pub log_requests: bool,
 }
 
 impl AppState {

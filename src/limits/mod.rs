@@ -299,13 +299,65 @@ impl WindowCount {
     }
 }
 
+/// A decision's window counts, at most one per window: kept inline, so a decision (made, and
+/// copied into the request, on every request) costs no allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Counts {
+    len: usize,
+    items: [WindowCount; Window::ALL.len()],
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        let unused = WindowCount {
+            window: Window::Second,
+            limit: None,
+            prev: 0,
+            curr: 0,
+            elapsed_ms: 0,
+        };
+        Counts {
+            len: 0,
+            items: [unused; Window::ALL.len()],
+        }
+    }
+}
+
+impl std::ops::Deref for Counts {
+    type Target = [WindowCount];
+
+    fn deref(&self) -> &[WindowCount] {
+        &self.items[..self.len]
+    }
+}
+
+impl PartialEq for Counts {
+    fn eq(&self, other: &Counts) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Counts {}
+
+impl FromIterator<WindowCount> for Counts {
+    /// Takes the first `Window::ALL.len()` counts (a policy has no more: one per window).
+    fn from_iter<I: IntoIterator<Item = WindowCount>>(iter: I) -> Counts {
+        let mut counts = Counts::default();
+        for (slot, count) in counts.items.iter_mut().zip(iter) {
+            *slot = count;
+            counts.len += 1;
+        }
+        counts
+    }
+}
+
 /// What a store decided for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
     /// The store's clock (Redis server time with Redis), Unix milliseconds.
     pub now_ms: u64,
-    pub counts: Vec<WindowCount>,
+    pub counts: Counts,
     /// The policy decided under (for its `RateLimit-Policy` header).
     pub policy: Policy,
 }
@@ -316,7 +368,7 @@ impl Decision {
         Decision {
             allowed: true,
             now_ms,
-            counts: Vec::new(),
+            counts: Counts::default(),
             policy: Policy::default(),
         }
     }
