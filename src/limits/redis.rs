@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::join_all;
-use futures_util::stream::FuturesUnordered;
 use redis::{ErrorKind, RedisError, RedisResult};
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,8 +26,6 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(inc
 
 /// Requests sent in one script call at most.
 const MAX_BATCH: usize = 256;
-/// Script calls out at once, per lane.
-const IN_FLIGHT: usize = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Request {
@@ -152,25 +148,18 @@ struct Group {
 }
 
 impl Dispatcher {
-    /// Until every [`RedisStore`] clone is dropped: takes what has queued (at least one
-    /// request) and decides it in one call, with up to `IN_FLIGHT` calls out at once, so
-    /// Redis works on one batch while this process encodes the next and answers the last.
+    /// Until the store is dropped: takes what has queued (at least one request), decides it
+    /// in one call, answers, repeats. One call out at a time per lane: measured against two,
+    /// it makes larger batches, so fewer script calls (1,000 keys round-robin: about 11% more
+    /// requests per second, one hot key and the half-load p99 unchanged).
     async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
         // Requests queue meanwhile. Without a connection of its own, the lane uses the shared
         // one (it reconnects by itself).
         if let Ok(conn) = RedisConn::connect(&self.target, CONNECT_TIMEOUT).await {
             self.conn = conn;
         }
-        let mut in_flight = FuturesUnordered::new();
-        let mut open = true;
-        while open || !in_flight.is_empty() {
-            tokio::select! {
-                batch = take(&mut requests), if open && in_flight.len() < IN_FLIGHT => match batch {
-                    Some(batch) => in_flight.push(self.settle(batch)),
-                    None => open = false,
-                },
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            }
+        while let Some(batch) = take(&mut requests).await {
+            self.settle(batch).await;
         }
     }
 
