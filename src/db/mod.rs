@@ -81,11 +81,22 @@ impl DbError {
     }
 }
 
+/// Initialises OpenSSL, which libpq uses, before any PostgreSQL connection and without its
+/// exit-time cleanup (OPENSSL_INIT_NO_ATEXIT): that cleanup crashes any thread still using TLS
+/// when the process exits (seen: a test process that had passed every test died with SIGSEGV
+/// at exit). Idempotent and cheap after the first call.
+pub fn init_tls() {
+    openssl_sys::init();
+}
+
 /// Opens one connection, choosing the backend by scheme. SQLite connections get the pragmas a
 /// pooled, concurrently written file needs.
 pub fn establish(url: &str) -> Result<DbConnection, DbError> {
     match Backend::of_url(url) {
-        Some(Backend::Postgres) => Ok(DbConnection::Postgresql(PgConnection::establish(url)?)),
+        Some(Backend::Postgres) => {
+            init_tls();
+            Ok(DbConnection::Postgresql(PgConnection::establish(url)?))
+        }
         Some(Backend::Sqlite) => {
             let path = url.trim_start_matches("sqlite://");
             let mut conn = SqliteConnection::establish(path)?;

@@ -103,6 +103,8 @@ pub struct RedisEnv {
 }
 
 pub fn test_database_url() -> String {
+    // Before this process's first PostgreSQL connection (see db::init_tls).
+    keygate::db::init_tls();
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
