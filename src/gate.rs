@@ -162,7 +162,7 @@ pub async fn gate(
             .usage
             .record(info.id, decision.allowed, (decision.now_ms / 1000) as i64);
     }
-    let headers = RateLimitHeaders::of(&decision);
+    let headers = RateLimitHeaders::of(&decision, policy);
     if let Some((window, wait_ms)) = decision.refusal() {
         let retry_after = wait_ms.div_ceil(1000).max(1);
         let limit = window.limit.unwrap_or(0);

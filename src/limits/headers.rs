@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::{Decision, Window};
+use super::{Decision, Policy, Window};
 
 /// Header values for one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,9 @@ fn ceil_secs(ms: u64) -> u64 {
 
 impl RateLimitHeaders {
     /// `None` when nothing limits the caller (no limited window, or failure mode `open`).
-    pub fn of(decision: &Decision) -> Option<RateLimitHeaders> {
+    /// `policy` is the one `decision` was made under (its `RateLimit-Policy` value is rendered
+    /// once, with the policy).
+    pub fn of(decision: &Decision, policy: &Policy) -> Option<RateLimitHeaders> {
         let refusal = decision.refusal();
         let (window, seconds) = match refusal {
             Some((window, wait)) => (window, ceil_secs(wait).max(1)),
@@ -40,7 +42,7 @@ impl RateLimitHeaders {
         let remaining = window.remaining().unwrap_or(0);
         Some(RateLimitHeaders {
             current: format!("\"{}\";r={remaining};t={seconds}", window.window.name()),
-            policy: decision.policy.header().clone(),
+            policy: policy.header().clone(),
             limit,
             remaining,
             reset_at: decision.now_ms / 1000 + seconds,
@@ -84,7 +86,7 @@ mod tests {
         // 23 s into a minute, 47 used this minute, 100 this hour, none today before.
         let now = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000 + 3_600_000 * 5 + 23_000;
         let d = decide(&policy(), now, &[(0, 47), (0, 100), (0, 100)], 1);
-        let h = RateLimitHeaders::of(&d).expect("limited");
+        let h = RateLimitHeaders::of(&d, &policy()).expect("limited");
         assert_eq!(
             h.policy,
             "\"minute\";q=60;w=60, \"hour\";q=1000;w=3600, \"day\";q=10000;w=86400".into()
@@ -98,7 +100,7 @@ mod tests {
     fn a_refused_request_reports_the_wait() {
         let now = 1_700_000_000_000 - 1_700_000_000_000 % 60_000 + 43_500;
         let d = decide(&policy(), now, &[(0, 60), (0, 60), (0, 60)], 1);
-        let h = RateLimitHeaders::of(&d).expect("limited");
+        let h = RateLimitHeaders::of(&d, &policy()).expect("limited");
         assert_eq!(h.current, "\"minute\";r=0;t=17");
         assert_eq!(h.retry_after, Some(17));
     }
@@ -117,7 +119,7 @@ mod tests {
         ) {
             let policy = Policy::new(vec![(Window::Minute, minute), (Window::Hour, hour)]);
             let d = decide(&policy, now, &[(prev, curr), (prev, curr)], cost);
-            if let Some(h) = RateLimitHeaders::of(&d) {
+            if let Some(h) = RateLimitHeaders::of(&d, &policy) {
                 for value in [&*h.policy, h.current.as_str()] {
                     prop_assert!(value.bytes().all(|b| (0x20..0x7f).contains(&b)), "{}", value);
                 }
@@ -134,7 +136,7 @@ mod tests {
     #[test]
     fn unlimited_callers_get_no_headers() {
         let open = Policy::new(vec![(Window::Minute, None)]);
-        assert!(RateLimitHeaders::of(&decide(&open, 0, &[(0, 5)], 1)).is_none());
-        assert!(RateLimitHeaders::of(&Decision::unlimited(0)).is_none());
+        assert!(RateLimitHeaders::of(&decide(&open, 0, &[(0, 5)], 1), &open).is_none());
+        assert!(RateLimitHeaders::of(&Decision::unlimited(0), &policy()).is_none());
     }
 }

@@ -185,8 +185,8 @@ impl fmt::Display for Bucket {
 
 /// The limits one caller is held to: windows in order from the shortest, each at most once.
 /// A window with no limit is still counted (for `stats`), but never refuses. Shared, so the
-/// copy each request's decision carries costs no allocation, and its `RateLimit-Policy` header
-/// value is rendered once, not per request.
+/// copy a request takes to the Redis store costs no allocation, and its `RateLimit-Policy`
+/// header value is rendered once, not per request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     windows: Arc<[(Window, Option<u32>)]>,
@@ -358,8 +358,6 @@ pub struct Decision {
     /// The store's clock (Redis server time with Redis), Unix milliseconds.
     pub now_ms: u64,
     pub counts: Counts,
-    /// The policy decided under (for its `RateLimit-Policy` header).
-    pub policy: Policy,
 }
 
 impl Decision {
@@ -369,7 +367,6 @@ impl Decision {
             allowed: true,
             now_ms,
             counts: Counts::default(),
-            policy: Policy::default(),
         }
     }
 
@@ -432,7 +429,6 @@ pub(crate) fn assemble(
         allowed,
         now_ms,
         counts,
-        policy: policy.clone(),
     }
 }
 
