@@ -102,9 +102,15 @@ pub struct RedisEnv {
     pub prefix: String,
 }
 
-pub fn test_database_url() -> String {
-    // Before this process's first PostgreSQL connection (see db::init_tls).
+/// A plain PostgreSQL connection for test bookkeeping (creating and dropping databases,
+/// reading server statistics). Like keygate's own, it initialises OpenSSL first, without its
+/// exit-time cleanup (see db::init_tls).
+pub fn pg_connect(url: &str) -> diesel::ConnectionResult<PgConnection> {
     keygate::db::init_tls();
+    PgConnection::establish(url)
+}
+
+pub fn test_database_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
@@ -120,7 +126,7 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let admin_url = test_database_url();
-                let mut admin = match PgConnection::establish(&admin_url) {
+                let mut admin = match pg_connect(&admin_url) {
                     Ok(conn) => conn,
                     Err(e) => {
                         unavailable(
@@ -169,7 +175,7 @@ impl Drop for TestDb {
                 }
             }
             Cleanup::Postgres { admin_url, name } => {
-                if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                if let Ok(mut admin) = pg_connect(admin_url) {
                     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
                 }
             }
@@ -472,7 +478,7 @@ impl TestApp {
             .next()
             .expect("a database name")
             .to_owned();
-        let mut admin = PgConnection::establish(&test_database_url()).expect("admin connection");
+        let mut admin = pg_connect(&test_database_url()).expect("admin connection");
         admin
             .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
             .expect("drop the app's database");

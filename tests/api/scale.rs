@@ -10,8 +10,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, TestApp, TestDb, spawn_app_with, spawn_on, test_database_url,
-    test_redis, unavailable, unique_suffix,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, TestApp, TestDb, pg_connect, spawn_app_with, spawn_on,
+    test_database_url, test_redis, unavailable, unique_suffix,
 };
 
 /// redis-server processes of a test's own, in a scratch directory; all stopped when dropped.
@@ -431,8 +431,7 @@ async fn postgres_with_sslmode_require_connects_over_tls() {
     let app = spawn_on(db, &[("DATABASE_URL", url.as_str())]).await;
     let admin = app.admin().await;
     app.create_key(&admin, json!({"name": "tls"})).await;
-    let mut conn =
-        <diesel::PgConnection as diesel::Connection>::establish(&test_database_url()).expect("admin");
+    let mut conn = pg_connect(&test_database_url()).expect("admin");
     #[derive(diesel::QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
