@@ -192,9 +192,9 @@ impl Dispatcher {
         // One call for everything on a single node; on a cluster, one per caller (slot).
         // Clock overrides (tests only) split calls too: a call has one clock.
         let mut calls: Vec<Vec<&Group>> = Vec::new();
+        let joinable = matches!(self.conn, RedisConn::Single(_));
         for g in &groups {
             let clock = batch[g.members[0]].clock;
-            let joinable = matches!(self.conn, RedisConn::Single(_));
             match calls
                 .iter_mut()
                 .find(|c| joinable && batch[c[0].members[0]].clock == clock)
