@@ -44,10 +44,15 @@ pub enum ApiError {
     },
     #[error("Rate limits cannot be checked right now; try again shortly.")]
     RateLimiterUnavailable,
-    #[error("Only admins may do this.")]
-    Forbidden,
+    /// An authorization rule refused the request; the message says which.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("Not found.")]
     NotFound,
+    #[error("The path is not allowed: it has a dot segment (. or ..) or an encoded slash.")]
+    InvalidPath,
+    #[error("Too many failed attempts. Try again in {retry_after} seconds.")]
+    TooManyAttempts { retry_after: u64 },
     #[error("The upstream service could not be reached.")]
     UpstreamUnavailable,
     #[error("The upstream service did not answer in time.")]
@@ -79,8 +84,10 @@ impl ApiError {
             ApiError::ApiKeyInactive => "api_key_inactive",
             ApiError::RateLimitExceeded { .. } => "rate_limit_exceeded",
             ApiError::RateLimiterUnavailable => "rate_limiter_unavailable",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
+            ApiError::InvalidPath => "invalid_path",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::UpstreamUnavailable => "upstream_unavailable",
             ApiError::UpstreamTimeout => "upstream_timeout",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -105,6 +112,7 @@ impl From<KeyError> for ApiError {
         match e {
             KeyError::NotFound => ApiError::NotFound,
             KeyError::Invalid(fields) => ApiError::ValidationError(fields),
+            KeyError::Forbidden(refusal) => ApiError::Forbidden(refusal.0),
             KeyError::Db(e) => e.into(),
         }
     }
@@ -116,6 +124,7 @@ impl From<UserError> for ApiError {
             UserError::Invalid(fields) => ApiError::ValidationError(fields),
             UserError::InvalidCredentials => ApiError::InvalidCredentials,
             UserError::NotFound => ApiError::NotFound,
+            UserError::Throttled(retry_after) => ApiError::TooManyAttempts { retry_after },
             UserError::Db(e) => e.into(),
             UserError::Hash(e) => ApiError::internal(e),
         }
@@ -143,9 +152,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidJson(_) | ApiError::InvalidQuery(_) | ApiError::ValidationError(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::ValidationError(_)
+            | ApiError::InvalidPath => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::AuthenticationRequired(_)
             | ApiError::InvalidToken(_)
@@ -153,9 +163,11 @@ impl ResponseError for ApiError {
             | ApiError::InvalidApiKey(_)
             | ApiError::ApiKeyExpired
             | ApiError::ApiKeyInactive => StatusCode::UNAUTHORIZED,
-            ApiError::RateLimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimitExceeded { .. } | ApiError::TooManyAttempts { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -206,7 +218,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimiterUnavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
-            ApiError::RateLimitExceeded { retry_after, .. } => {
+            ApiError::RateLimitExceeded { retry_after, .. } | ApiError::TooManyAttempts { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, *retry_after));
             }
             _ => {}
@@ -261,6 +273,9 @@ pub enum AdminError {
     CsrfRejected,
     #[error("Only admins can use the dashboard.")]
     Forbidden,
+    /// An authorization rule refused the action; the sentence says which.
+    #[error("{0}")]
+    Refused(String),
     #[error("There is no such page.")]
     NotFound,
     #[error("The database is unavailable; try again shortly.")]
@@ -290,6 +305,7 @@ impl From<KeyError> for AdminError {
         match e {
             KeyError::NotFound => AdminError::NotFound,
             KeyError::Invalid(fields) => AdminError::BadRequest(fields.sentence()),
+            KeyError::Forbidden(refusal) => AdminError::Refused(refusal.0),
             KeyError::Db(e) => e.into(),
         }
     }
@@ -301,6 +317,9 @@ impl From<UserError> for AdminError {
             UserError::NotFound => AdminError::NotFound,
             UserError::Invalid(fields) => AdminError::BadRequest(fields.sentence()),
             UserError::InvalidCredentials => AdminError::LoginRequired,
+            UserError::Throttled(seconds) => AdminError::Refused(format!(
+                "Too many failed attempts. Try again in {seconds} seconds."
+            )),
             UserError::Db(e) => e.into(),
             UserError::Hash(e) => AdminError::internal(e),
         }
@@ -318,7 +337,9 @@ impl ResponseError for AdminError {
         match self {
             AdminError::LoginRequired => StatusCode::SEE_OTHER,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AdminError::CsrfRejected | AdminError::Forbidden => StatusCode::FORBIDDEN,
+            AdminError::CsrfRejected | AdminError::Forbidden | AdminError::Refused(_) => {
+                StatusCode::FORBIDDEN
+            }
             AdminError::NotFound => StatusCode::NOT_FOUND,
             AdminError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::InternalError(_) => StatusCode::INTERNAL_SERVER_ERROR,

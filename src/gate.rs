@@ -1,10 +1,17 @@
-//! The gate: the middleware in front of every route but `/healthz`, `/static/…` and
-//! `/admin/…`. Per request: who is calling (API key, else bearer token, else client address)
+//! The gate: the middleware in front of every route that is not keygate's own exempt one.
+//! Which routes those are is decided where routes are registered (`startup`: health, metrics,
+//! key verification, the static files by exact name and the dashboard are registered outside
+//! the gated scope; everything else, the gateway's catch-all included, inside it), never here
+//! from a path: the gate gates whatever it wraps, in keygate and in an embedding app alike.
+//!
+//! Per request: who is calling (`credentials`: API key, else keygate bearer token, else the
+//! client address; a foreign `Authorization` is the upstream's and makes the caller anonymous)
 //! → one counter-store decision for all of the caller's windows → usage noted for keys → 429 or
 //! the handler → RateLimit headers on whatever answers. The caller travels to handlers as a
 //! [`Caller`] request extension.
 //!
-//! A cached key costs no database I/O; a malformed key is refused before any lookup.
+//! A cached key costs no database I/O; a malformed key is refused before any lookup. A token's
+//! user standing (active, epoch) is cached the same way, so a deactivated user's tokens stop.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,12 +21,12 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::credentials::{self, Credential};
 use crate::error::ApiError;
 use crate::keys::KeyStatus;
 use crate::keys::cache::KeyInfo;
-use crate::keys::secret::{MAX_PRESENTED_LEN, PresentedKey};
 use crate::limits::headers::RateLimitHeaders;
 use crate::limits::{Bucket, Decision, LimiterError, Policy};
 use crate::state::AppState;
@@ -83,16 +90,6 @@ const RATE_LIMITED: usize = 1;
 const UNAUTHORIZED: usize = 2;
 const UNAVAILABLE: usize = 3;
 
-/// Paths the gate does not see.
-fn exempt(path: &str) -> bool {
-    path == "/healthz"
-        || path == "/metrics"
-        || path == "/api/keys/verify"
-        || path.starts_with("/static/")
-        || path == "/admin"
-        || path.starts_with("/admin/")
-}
-
 /// `GET /api/rate-limit` reports without counting.
 fn cost(path: &str) -> u32 {
     if path == "/api/rate-limit" { 0 } else { 1 }
@@ -105,9 +102,6 @@ pub async fn gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if exempt(req.path()) {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
-    }
     let cors = req.headers().contains_key(header::ORIGIN);
     if cors
         && req.method() == Method::OPTIONS
@@ -117,7 +111,7 @@ pub async fn gate(
     }
     let state = AppState::of(req.request())?;
 
-    let client_ip = client_ip(state, &req);
+    let client_ip = client_ip(state, req.request());
     let identity = match identify(state, req.headers()).await {
         Ok(identity) => identity,
         Err(error) => {
@@ -205,7 +199,9 @@ fn tag(state: &AppState, req: &ServiceRequest, tag: LogTag) {
     }
 }
 
-fn client_ip(state: &AppState, req: &ServiceRequest) -> Option<IpAddr> {
+/// The client's address, by the trusted-proxy rules (`limits::client_ip`): the one resolution
+/// the gate, the login throttle and the dashboard share.
+pub fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
     let headers = req.headers();
     let forwarded = headers.get_all("x-forwarded-for").map(HeaderValue::as_bytes);
     let header = state
@@ -219,63 +215,36 @@ fn client_ip(state: &AppState, req: &ServiceRequest) -> Option<IpAddr> {
         .resolve(req.peer_addr().map(|a| a.ip()), forwarded, header)
 }
 
-/// The presented API key, if any: from `Api-Key` or `Authorization: Api-Key …`, exactly one.
-fn presented_key(headers: &HeaderMap) -> Option<Result<PresentedKey, ApiError>> {
-    let from_authorization = headers.get_all(header::AUTHORIZATION).filter_map(|v| {
-        let bytes = v.as_bytes();
-        (bytes.len() > 8 && bytes[..8].eq_ignore_ascii_case(b"api-key ")).then(|| &bytes[8..])
-    });
-    let mut values = headers
-        .get_all("api-key")
-        .map(HeaderValue::as_bytes)
-        .chain(from_authorization);
-    let first = values.next()?;
-    let invalid = |message: &str| Some(Err(ApiError::InvalidApiKey(message.to_owned())));
-    if values.next().is_some() {
-        return invalid("Send exactly one API key.");
-    }
-    if first.len() > MAX_PRESENTED_LEN {
-        return invalid("The API key is too long.");
-    }
-    let Ok(text) = std::str::from_utf8(first) else {
-        return invalid("The API key does not have the kg_… format.");
-    };
-    Some(PresentedKey::parse(text).map_err(|e| ApiError::InvalidApiKey(capitalise(&e.to_string()))))
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |c| {
-        format!("{}{}.", c.to_uppercase(), chars.as_str())
-    })
-}
-
 async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
-    if let Some(presented) = presented_key(headers) {
-        let presented = presented?;
-        let info = state
-            .keys
-            .lookup(&state.pool, &presented)
-            .await?
-            .ok_or_else(|| ApiError::InvalidApiKey("This API key is not valid.".into()))?;
-        return match info.status_at(chrono::Utc::now().timestamp()) {
-            KeyStatus::Active => Ok(Identity::Key(info)),
-            KeyStatus::Expired => Err(ApiError::ApiKeyExpired),
-            KeyStatus::Inactive => Err(ApiError::ApiKeyInactive),
-        };
-    }
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let bytes = value.as_bytes();
-        if bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ") {
-            let token = std::str::from_utf8(&bytes[7..])
-                .map_err(|_| ApiError::InvalidToken("it is not ASCII".into()))?;
-            let claims = state
-                .tokens
-                .verify(token.trim(), chrono::Utc::now().timestamp())?;
-            return Ok(Identity::User(claims.user_id));
+    match credentials::of(headers) {
+        Credential::ApiKey(presented) => {
+            let info = state
+                .keys
+                .lookup(&state.pool, &presented)
+                .await?
+                .ok_or_else(|| ApiError::InvalidApiKey("This API key is not valid.".into()))?;
+            match info.status_at(chrono::Utc::now().timestamp()) {
+                KeyStatus::Active => Ok(Identity::Key(info)),
+                KeyStatus::Expired => Err(ApiError::ApiKeyExpired),
+                KeyStatus::Inactive => Err(ApiError::ApiKeyInactive),
+            }
         }
+        Credential::Token(token) => {
+            let claims = state.tokens.verify(token, chrono::Utc::now().timestamp())?;
+            match state.keys.user(&state.pool, claims.user_id).await? {
+                Some(user) if user.is_active && user.epoch == claims.epoch => {
+                    Ok(Identity::User(claims.user_id))
+                }
+                Some(user) if user.is_active => Err(ApiError::InvalidToken(
+                    "it was issued before the user's password or status changed".into(),
+                )),
+                _ => Err(ApiError::InvalidToken("its user is no longer active".into())),
+            }
+        }
+        Credential::Invalid(message) => Err(ApiError::InvalidApiKey(message)),
+        // Another `Authorization` is the upstream's business.
+        Credential::Foreign | Credential::None => Ok(Identity::Anonymous),
     }
-    Ok(Identity::Anonymous)
 }
 
 fn preflight() -> HttpResponse {

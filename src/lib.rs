@@ -1,6 +1,7 @@
 //! keygate: API keys and rate limits for an HTTP API.
 
 pub mod config;
+pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod gate;
@@ -8,6 +9,7 @@ pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod normalize;
+pub mod policy;
 pub mod routes;
 pub mod sessions;
 pub mod shared_redis;

@@ -42,6 +42,24 @@ enum UsersCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// List users with their ceilings.
+    List,
+    /// Deactivate a user: they cannot log in, and their tokens and sessions end everywhere.
+    Deactivate { email: String },
+    /// Activate a user again (their old tokens and sessions stay ended).
+    Activate { email: String },
+    /// Set the most a user may set on their own keys; `none` for no ceiling in a window.
+    SetCeiling {
+        email: String,
+        #[arg(long)]
+        per_minute: String,
+        #[arg(long)]
+        per_hour: String,
+        #[arg(long)]
+        per_day: String,
+    },
+    /// Set a user's password (read from stdin or KEYGATE_PASSWORD); their tokens and sessions end.
+    SetPassword { email: String },
 }
 
 #[derive(Subcommand)]
@@ -102,20 +120,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
             println!("applied {applied} migration(s)");
             Ok(())
         }
-        Command::Users(UsersCommand::Create { email, admin }) => {
-            let (pool, _) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
-            let password = read_password()?;
-            let user = users::create(&pool, &email, &password, admin)
-                .await
-                .map_err(describe_user_error)?;
-            println!(
-                "created user {} (id {}){}",
-                user.email,
-                user.id,
-                if admin { ", admin" } else { "" }
-            );
-            Ok(())
-        }
+        Command::Users(command) => users_command(command, settings).await,
         Command::Keys(command) => keys(command, settings).await,
     }
 }
@@ -137,15 +142,134 @@ async fn serve(settings: Settings) -> Result<(), String> {
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
-async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
-    let (pool, _) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
-    // Announces deactivations to running instances through Redis, when there is one.
-    let cache = KeyCache::new(
+/// Announces changes of keys and users to running instances through Redis, when there is one.
+fn announcer(settings: &Settings) -> KeyCache {
+    KeyCache::new(
         settings
             .redis
             .as_ref()
             .map(|target| (target, settings.redis_prefix.as_str())),
-    );
+    )
+}
+
+/// A ceiling as the command line gives it: a positive number, or `none`.
+fn ceiling_arg(name: &str, value: &str) -> Result<Option<u32>, String> {
+    if value.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let number: i64 = value
+        .parse()
+        .map_err(|_| format!("--{name} must be a positive whole number or none"))?;
+    parse_limit(number).map(Some).map_err(|e| format!("--{name} {e}"))
+}
+
+fn shown(limit: Option<u32>) -> String {
+    limit.map_or_else(|| "none".to_owned(), |n| n.to_string())
+}
+
+async fn users_command(command: UsersCommand, settings: Settings) -> Result<(), String> {
+    let (pool, _) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
+    let cache = announcer(&settings);
+    let by_email = |email: &str| {
+        let pool = pool.clone();
+        let email = users::Email::parse(email).map_err(|e| format!("{email}: {e}"));
+        async move {
+            users::find_by_email(&pool, &email?)
+                .await
+                .map_err(describe_user_error)
+        }
+    };
+    match command {
+        UsersCommand::Create { email, admin } => {
+            let password = read_password()?;
+            let user = users::create(&pool, &email, &password, admin)
+                .await
+                .map_err(describe_user_error)?;
+            println!(
+                "created user {} (id {}){}",
+                user.email,
+                user.id,
+                if admin { ", admin" } else { "" }
+            );
+        }
+        UsersCommand::List => {
+            println!(
+                "{:>6}  {:<32} {:<6} {:<8} {:>10} {:>10} {:>10}",
+                "id", "email", "admin", "active", "max/min", "max/hour", "max/day"
+            );
+            for user in users::list(&pool).await.map_err(describe_user_error)? {
+                let ceiling = users::ceiling(&user, &settings.key_rate_limit);
+                println!(
+                    "{:>6}  {:<32} {:<6} {:<8} {:>10} {:>10} {:>10}",
+                    user.id,
+                    user.email,
+                    if user.is_admin { "yes" } else { "no" },
+                    if user.is_active { "yes" } else { "no" },
+                    shown(ceiling.per_minute),
+                    shown(ceiling.per_hour),
+                    shown(ceiling.per_day),
+                );
+            }
+        }
+        UsersCommand::Deactivate { email } => {
+            let user = by_email(&email).await?;
+            users::set_active(&pool, &cache, user.id, false)
+                .await
+                .map_err(describe_user_error)?;
+            println!("deactivated {}; their tokens and sessions have ended", user.email);
+        }
+        UsersCommand::Activate { email } => {
+            let user = by_email(&email).await?;
+            users::set_active(&pool, &cache, user.id, true)
+                .await
+                .map_err(describe_user_error)?;
+            println!("activated {}", user.email);
+        }
+        UsersCommand::SetCeiling {
+            email,
+            per_minute,
+            per_hour,
+            per_day,
+        } => {
+            let ceiling = Limits {
+                per_minute: ceiling_arg("per-minute", &per_minute)?,
+                per_hour: ceiling_arg("per-hour", &per_hour)?,
+                per_day: ceiling_arg("per-day", &per_day)?,
+            };
+            let user = by_email(&email).await?;
+            let patch = users::UserPatch {
+                ceiling: Some(ceiling),
+                ..users::UserPatch::default()
+            };
+            users::update(&pool, &cache, user.id, patch)
+                .await
+                .map_err(describe_user_error)?;
+            println!(
+                "{} may set at most {}/minute, {}/hour, {}/day on their keys",
+                user.email,
+                shown(ceiling.per_minute),
+                shown(ceiling.per_hour),
+                shown(ceiling.per_day)
+            );
+        }
+        UsersCommand::SetPassword { email } => {
+            let user = by_email(&email).await?;
+            let password = read_password()?;
+            users::set_password(&pool, &cache, user.id, &password)
+                .await
+                .map_err(describe_user_error)?;
+            println!(
+                "set the password of {}; their tokens and sessions have ended",
+                user.email
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
+    let (pool, _) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
+    let cache = announcer(&settings);
     // Whoever runs the CLI has the server's environment, so acts with admin rights.
     let operator = Actor {
         user_id: 0,
@@ -178,7 +302,7 @@ async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
                 limits,
                 expires_at,
             };
-            let (record, issued) = service::create(&pool, operator, new)
+            let (record, issued) = service::create(&pool, operator, settings.key_rate_limit, new)
                 .await
                 .map_err(|e| describe_key_error(&e))?;
             eprintln!(
@@ -213,7 +337,7 @@ async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
             }
         }
         KeysCommand::Deactivate { id } => {
-            let record = service::deactivate(&pool, &cache, operator, id)
+            let record = service::deactivate(&pool, &cache, operator, settings.key_rate_limit, id)
                 .await
                 .map_err(|e| describe_key_error(&e))?;
             println!("deactivated key {} ({})", record.key.id, record.key.prefix);
@@ -250,6 +374,7 @@ fn describe_key_error(e: &service::KeyError) -> String {
     match e {
         service::KeyError::NotFound => "no key has this id".to_owned(),
         service::KeyError::Invalid(fields) => fields.sentence(),
+        service::KeyError::Forbidden(refusal) => refusal.to_string(),
         service::KeyError::Db(e) => e.to_string(),
     }
 }

@@ -6,7 +6,6 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::ApiError;
@@ -74,12 +73,8 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if let Some(token) = &state.metrics_token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if given.strip_prefix("Bearer ").map(str::trim) != Some(token.as_str()) {
+        let given = crate::credentials::bearer(req.headers()).unwrap_or_default();
+        if !crate::credentials::constant_time_eq(given, token.as_bytes()) {
             return Err(ApiError::AuthenticationRequired(
                 "Send Authorization: Bearer <METRICS_TOKEN>.",
             ));

@@ -1,9 +1,15 @@
-//! Path normalisation, so `/api/keys/` and `/api//keys` are `/api/keys`: repeated slashes are
-//! merged and a trailing slash is trimmed, as actix's `NormalizePath::trim()` does. Unlike it,
-//! a path that is already normal (nearly every request) costs one scan of its bytes and no
-//! allocation; a rewritten request keeps the URI as sent in [`OriginalUri`], for gateway mode.
+//! Path hygiene before routing. A path with a dot segment (`.`, `..`, or either spelled with
+//! `%2e`), an encoded slash or backslash (`%2f`, `%5c`) or a raw backslash is refused with a
+//! JSON 400 `invalid_path`: the router and an upstream could read such a path differently, and
+//! the gate must decide on the path that is served. Then normalisation, so `/api/keys/` and
+//! `/api//keys` are `/api/keys`: repeated slashes are merged and a trailing slash is trimmed, as
+//! actix's `NormalizePath::trim()` does. Unlike it, a path that is already normal (nearly every
+//! request) costs one scan of its bytes and no allocation; a rewritten request keeps the URI as
+//! sent in [`OriginalUri`], for gateway mode.
 
 use std::future::{Ready, ready};
+
+use futures_util::future::Either;
 
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, Url, forward_ready};
 use actix_web::http::Uri;
@@ -41,11 +47,14 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = S::Future;
+    type Future = Either<S::Future, Ready<Result<ServiceResponse<B>, Error>>>;
 
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        if ambiguous(req.path()) {
+            return Either::Right(ready(Err(crate::error::ApiError::InvalidPath.into())));
+        }
         if let Some(path) = normalized(req.path()) {
             let original = req.uri().clone();
             let path_and_query = match original.query() {
@@ -64,8 +73,29 @@ where
                 }
             }
         }
-        self.service.call(req)
+        Either::Left(self.service.call(req))
     }
+}
+
+/// Whether `path` has a dot segment or an encoded slash or backslash (see the module comment).
+/// Only paths with a `.`, `%` or `\\` are looked at closely.
+fn ambiguous(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
+        return false;
+    }
+    if bytes.contains(&b'\\') {
+        return true;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return true;
+    }
+    lower.split('/').any(|segment| {
+        // `..;x` is `..` to servers that read `;` as a parameter separator.
+        let segment = segment.split(';').next().unwrap_or(segment).replace("%2e", ".");
+        segment == "." || segment == ".."
+    })
 }
 
 /// The normal form of `path`, or `None` when it already is.
@@ -89,7 +119,39 @@ fn normalized(path: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalized;
+    use super::{ambiguous, normalized};
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_are_ambiguous() {
+        for path in [
+            "/static/../x",
+            "/static/./x",
+            "/static/%2e%2e/x",
+            "/static/%2E%2E/x",
+            "/static/.%2e/x",
+            "/static/%2e",
+            "/x/..",
+            "/x/.",
+            "/..;/x",
+            "/a%2fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a\\b",
+        ] {
+            assert!(ambiguous(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/api/keys",
+            "/static/admin.css",
+            "/a/.well-known/x",
+            "/a/..b/c",
+            "/a%20b",
+            "/v1.2/x",
+        ] {
+            assert!(!ambiguous(path), "{path}");
+        }
+    }
 
     #[test]
     fn merges_slashes_and_trims_the_trailing_one() {

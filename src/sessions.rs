@@ -172,6 +172,10 @@ pub struct Sessions {
 }
 
 pub const COOKIE_NAME: &str = "keygate_session";
+/// The dashboard's path: the cookie is sent nowhere else (not to the API, not to an upstream).
+pub const COOKIE_PATH: &str = "/admin";
+/// How long a session lives; a logout's revocation is kept as long.
+pub const SESSION_HOURS: i64 = 8;
 
 impl Sessions {
     /// Sessions in Redis over `redis` (the counters' connection) when given; otherwise in cookies.
@@ -193,10 +197,11 @@ impl Sessions {
         SessionMiddleware::builder(store, self.key.clone())
             .cookie_name(COOKIE_NAME.into())
             .cookie_http_only(true)
+            .cookie_path(COOKIE_PATH.into())
             .cookie_same_site(SameSite::Lax)
             // Marked Secure per request when it came over HTTPS (see routes::admin::secure_cookies).
             .cookie_secure(false)
-            .session_lifecycle(PersistentSession::default().session_ttl(time::Duration::hours(8)))
+            .session_lifecycle(PersistentSession::default().session_ttl(time::Duration::hours(SESSION_HOURS)))
             .build()
     }
 }

@@ -1,6 +1,7 @@
-//! Wiring: the only place where routes, middleware and app data are registered.
-//! `Application::build` prepares the database, binds the listener (port 0 in tests) and returns
-//! the server ready to run.
+//! Wiring: middleware, app data, and which routes stand behind the gate. The routes themselves
+//! come from their modules (`routes::api::openapi::OPERATIONS`, `routes::assets`,
+//! `routes::admin::scope`, the gateway). `Application::build` prepares the database, binds the
+//! listener (port 0 in tests) and returns the server ready to run.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::config::Settings;
 use crate::db::{self, DbError, DbPool};
 use crate::gate::{LogTag, gate};
 use crate::keys::cache::KeyCache;
+use crate::keys::handoff::Handoff;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::memory::MemoryStore;
 use crate::limits::{Limiter, Policy};
@@ -101,6 +103,11 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
     limiter.spawn_upkeep();
     let keys = Arc::new(keys);
     keys.spawn_listener();
+    let handoff = Handoff::new(
+        limiter
+            .redis()
+            .map(|store| (store.connection(), settings.redis_prefix.as_str())),
+    );
     let usage = Arc::new(UsageRecorder::new(pool.clone()));
     usage.spawn_flusher(settings.usage_flush_interval);
 
@@ -110,6 +117,7 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
         token_ttl: settings.token_ttl,
         key_defaults: settings.key_rate_limit,
         keys,
+        handoff,
         limiter,
         usage,
         client_ip: ClientIpRule {
@@ -171,17 +179,24 @@ impl Application {
             let form = web::FormConfig::default()
                 .limit(16 * 1024)
                 .error_handler(admin::form_error);
-            // Request order: Logger → NormalizePath (so `/x/` and `/x` are one route; keeps
-            // the path as sent, for the upstream) → gate (identify, count, 429,
-            // RateLimit headers) → [on /admin and key management: secure_cookies (marks
-            // Set-Cookie Secure over HTTPS) → sessions] → handler, or in gateway mode the upstream.
+            // Request order: Logger → NormalizePath (refuses dot segments and encoded slashes;
+            // `/x/` and `/x` are one route; keeps the path as sent, for the upstream) → the
+            // router. keygate's own exempt routes are registered first, outside the gate; every
+            // other request (the gateway's catch-all included) lands in the gated scope:
+            // gate (identify, count, 429, RateLimit headers) → handler or upstream.
+            let gated = web::scope("")
+                .wrap(from_fn(gate))
+                .configure(|cfg| openapi::register(cfg, true));
+            let gated = match &upstream {
+                Some(_) => gated.default_service(web::to(gateway::forward)),
+                None => gated.default_service(web::to(api::not_found)),
+            };
             let app = App::new()
                 .app_data(app_state.clone())
                 .app_data(json)
                 .app_data(path)
                 .app_data(query)
                 .app_data(form)
-                .wrap(from_fn(gate))
                 .wrap(NormalizePath)
                 // One line per request: who (key id, never the key), status, latency. Skipped
                 // altogether when info logging is off (its bookkeeping costs on every request).
@@ -197,46 +212,23 @@ impl Application {
                         },
                     ),
                 ))
-                // The JSON API (and /healthz, /metrics) from the one table the OpenAPI
-                // document describes.
-                .configure(|cfg| openapi::register(cfg, &sessions))
-                .service(web::resource("/static/{file}").route(web::get().to(assets::file)))
-                .service(
-                    // Sessions only where they are used: the dashboard (and key management, in
-                    // openapi::register), not on every gated request.
-                    web::scope("/admin")
-                        .wrap(sessions.middleware())
-                        .wrap(from_fn(admin::secure_cookies))
-                        .app_data(admin_path)
-                        .route("", web::get().to(admin::index))
-                        .route("/login", web::get().to(admin::auth::form))
-                        .route("/login", web::post().to(admin::auth::submit))
-                        .route("/logout", web::post().to(admin::auth::logout))
-                        .route("/keys", web::get().to(admin::keys::list))
-                        .route("/keys", web::post().to(admin::keys::create))
-                        .route("/keys/new", web::get().to(admin::keys::new))
-                        .route("/keys/{id}", web::get().to(admin::keys::detail))
-                        .route("/keys/{id}", web::post().to(admin::keys::update))
-                        .route("/keys/{id}/created", web::get().to(admin::keys::created))
-                        .route("/keys/{id}/{switch}", web::post().to(admin::keys::switch))
-                        .route("/users", web::get().to(admin::users::list))
-                        .route("/users", web::post().to(admin::users::create))
-                        .route("/users/{id}/{switch}", web::post().to(admin::users::switch))
-                        .default_service(web::to(admin::not_found)),
-                );
-            match &upstream {
-                Some((base, timeout)) => app
-                    .app_data(web::Data::new(gateway::Upstream {
-                        client: awc::Client::builder()
-                            .timeout(*timeout)
-                            .disable_redirects()
-                            .finish(),
-                        base: base.clone(),
-                        timeout: *timeout,
-                    }))
-                    .default_service(web::to(gateway::forward)),
-                None => app.default_service(web::to(api::not_found)),
-            }
+                // Not gated: health, metrics, key verification, the static files by exact name,
+                // the dashboard (sessions and its own login throttle).
+                .configure(|cfg| openapi::register(cfg, false))
+                .configure(assets::register)
+                .service(admin::scope(sessions.clone()).app_data(admin_path));
+            let app = match &upstream {
+                Some((base, timeout)) => app.app_data(web::Data::new(gateway::Upstream {
+                    client: awc::Client::builder()
+                        .timeout(*timeout)
+                        .disable_redirects()
+                        .finish(),
+                    base: base.clone(),
+                    timeout: *timeout,
+                })),
+                None => app,
+            };
+            app.service(gated)
         })
         .listen(listener)
         .map_err(|source| StartupError::Bind {

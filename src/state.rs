@@ -10,6 +10,7 @@ use crate::db::DbPool;
 use crate::error::ApiError;
 use crate::keys::Limits;
 use crate::keys::cache::KeyCache;
+use crate::keys::handoff::Handoff;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::{Limiter, Policy};
 use crate::metrics::RequestCounters;
@@ -23,6 +24,8 @@ pub struct AppState {
     /// Limits of a new key when its creator gives none (`KEY_RATE_LIMIT`).
     pub key_defaults: Limits,
     pub keys: Arc<KeyCache>,
+    /// New keys' secrets on their way to the dashboard page that shows them once.
+    pub handoff: Handoff,
     pub limiter: Arc<Limiter>,
     pub usage: Arc<UsageRecorder>,
     pub client_ip: ClientIpRule,

@@ -10,6 +10,11 @@ diesel::table! {
         is_active -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        auth_epoch -> BigInt,
+        max_rate_limit_per_minute -> Nullable<Integer>,
+        max_rate_limit_per_hour -> Nullable<Integer>,
+        max_rate_limit_per_day -> Nullable<Integer>,
+        ceiling_set -> Bool,
     }
 }
 
@@ -28,6 +33,14 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
+        deactivated_by_admin -> Bool,
+    }
+}
+
+diesel::table! {
+    revoked_sessions (session_id) {
+        session_id -> Text,
+        expires_at -> Timestamp,
     }
 }
 
@@ -42,4 +55,4 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(api_key_usage -> api_keys (api_key_id));
-diesel::allow_tables_to_appear_in_same_query!(users, api_keys, api_key_usage);
+diesel::allow_tables_to_appear_in_same_query!(users, api_keys, api_key_usage, revoked_sessions);

@@ -8,6 +8,13 @@
 //! subscription is re-established after a Redis outage, the whole cache is dropped, since
 //! events may have been missed. Expiry is checked on every request against the clock, so a
 //! cached key stops working at its expiry second.
+//!
+//! Users' standing (active, token epoch) is cached the same way for bearer tokens: a change of a
+//! user is announced as `u<id>` on the same channel, so a deactivated user's tokens end on every
+//! instance within milliseconds (at worst, with Redis unreachable, within the 60 s lifetime).
+//!
+//! A lookup that raced a change (read the database before the change, came back after the
+//! `forget`) does not cache what it read: the generation it started with has moved.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -18,7 +25,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use moka::sync::Cache;
 
-use crate::db::models::ApiKey;
+use crate::db::models::{ApiKey, User};
 use crate::db::{self, DbError, DbPool};
 use crate::keys::secret::{KeyHash, PresentedKey};
 use crate::keys::{KeyStatus, Limits};
@@ -41,6 +48,31 @@ pub struct KeyInfo {
 }
 
 static IDS: AtomicU64 = AtomicU64::new(0);
+
+/// A change announced on `<prefix>:key-events`: a key id as a number, a user id as `u<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Key(i64),
+    User(i64),
+}
+
+impl Event {
+    fn parse(payload: &str) -> Option<Event> {
+        match payload.strip_prefix('u') {
+            Some(user) => user.parse().ok().map(Event::User),
+            None => payload.parse().ok().map(Event::Key),
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Key(id) => write!(f, "{id}"),
+            Event::User(id) => write!(f, "u{id}"),
+        }
+    }
+}
 const HIT: usize = 0;
 const MISS: usize = 1;
 
@@ -82,9 +114,19 @@ impl KeyInfo {
     }
 }
 
+/// What the gate needs of a bearer token's user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserStanding {
+    pub is_active: bool,
+    /// Tokens carry the epoch they were issued in; only the current one is accepted.
+    pub epoch: i64,
+}
+
 pub struct KeyCache {
     /// Keyed by the raw SHA-256 of the key.
     known: Cache<[u8; 32], Arc<KeyInfo>>,
+    /// Users by id (`None`: no such user).
+    users: Cache<i64, Option<UserStanding>>,
     unknown: Cache<[u8; 32], ()>,
     /// Clients of every Redis node that can carry events (any cluster node can), and the channel.
     events: Option<(Vec<redis::Client>, String)>,
@@ -128,6 +170,10 @@ impl KeyCache {
             unknown: Cache::builder()
                 .max_capacity(Self::CAPACITY)
                 .time_to_live(Duration::from_secs(5))
+                .build(),
+            users: Cache::builder()
+                .max_capacity(Self::CAPACITY)
+                .time_to_live(Duration::from_secs(60))
                 .build(),
             events: redis.map(|(target, prefix)| {
                 let clients = target
@@ -204,17 +250,45 @@ impl KeyCache {
             ApiKey::find_by_hash(conn, &lookup).map_err(DbError::Query)
         })
         .await?;
+        // Cached only if no key was forgotten meanwhile: what was read may predate the change.
+        let current = self.generation.load(Ordering::Acquire) == generation;
         Ok(match found {
             Some((key, owner_email)) => {
                 let info = Arc::new(KeyInfo::of(&key, owner_email));
-                self.known.insert(hash, info.clone());
+                if current {
+                    self.known.insert(hash, info.clone());
+                }
                 Some(info)
             }
             None => {
-                self.unknown.insert(hash, ());
+                if current {
+                    self.unknown.insert(hash, ());
+                }
                 None
             }
         })
+    }
+
+    /// The standing of user `id`, from the cache or else the database.
+    pub async fn user(&self, pool: &DbPool, id: i64) -> Result<Option<UserStanding>, DbError> {
+        if let Some(standing) = self.users.get(&id) {
+            return Ok(standing);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let found = db::run(pool, move |conn| User::find(conn, id).map_err(DbError::Query)).await?;
+        let standing = found.map(|u| UserStanding {
+            is_active: u.is_active,
+            epoch: u.auth_epoch,
+        });
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.users.insert(id, standing);
+        }
+        Ok(standing)
+    }
+
+    pub fn forget_user(&self, user_id: i64) {
+        self.users.invalidate(&user_id);
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Lookups answered by the cache, and those that went to the database.
@@ -230,15 +304,28 @@ impl KeyCache {
 
     pub fn forget_all(&self) {
         self.known.invalidate_all();
+        self.users.invalidate_all();
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Announces that a key changed: forgotten here at once, and on every instance through Redis.
     pub async fn changed(&self, key_id: i64) {
         self.forget(key_id);
+        self.announce(Event::Key(key_id)).await;
+    }
+
+    /// Announces that a user changed (deactivated, reactivated, new password): their standing
+    /// is forgotten here at once, and on every instance through Redis.
+    pub async fn user_changed(&self, user_id: i64) {
+        self.forget_user(user_id);
+        self.announce(Event::User(user_id)).await;
+    }
+
+    async fn announce(&self, event: Event) {
         let Some((clients, channel)) = &self.events else {
             return;
         };
+        let payload = event.to_string();
         // Any node will do: a cluster forwards PUBLISH to every node.
         let published = async {
             let mut last = None;
@@ -247,7 +334,7 @@ impl KeyCache {
                     let mut conn = client.get_multiplexed_async_connection().await?;
                     redis::cmd("PUBLISH")
                         .arg(channel)
-                        .arg(key_id)
+                        .arg(&payload)
                         .query_async::<i64>(&mut conn)
                         .await
                 };
@@ -261,10 +348,10 @@ impl KeyCache {
         match tokio::time::timeout(Duration::from_secs(2), published).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => log::warn!(
-                "could not announce the change of key {key_id}: {e}; other instances see it within 60 s"
+                "could not announce the change of {event}: {e}; other instances see it within 60 s"
             ),
             Err(_) => log::warn!(
-                "could not announce the change of key {key_id} in time; other instances see it within 60 s"
+                "could not announce the change of {event} in time; other instances see it within 60 s"
             ),
         }
     }
@@ -288,9 +375,14 @@ impl KeyCache {
                             let mut messages = pubsub.on_message();
                             while let Some(message) = messages.next().await {
                                 let Some(cache) = cache.upgrade() else { return };
-                                match message.get_payload::<i64>() {
-                                    Ok(id) => cache.forget(id),
-                                    Err(_) => cache.forget_all(),
+                                match message
+                                    .get_payload::<String>()
+                                    .ok()
+                                    .and_then(|p| Event::parse(&p))
+                                {
+                                    Some(Event::Key(id)) => cache.forget(id),
+                                    Some(Event::User(id)) => cache.forget_user(id),
+                                    None => cache.forget_all(),
                                 }
                             }
                             log::warn!("lost the Redis key-event subscription; reconnecting");
@@ -305,5 +397,23 @@ impl KeyCache {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    #[test]
+    fn events_name_keys_and_users() {
+        for event in [Event::Key(7), Event::User(7)] {
+            assert_eq!(Event::parse(&event.to_string()), Some(event));
+        }
+        assert_eq!(
+            Event::parse("7"),
+            Some(Event::Key(7)),
+            "what older instances send"
+        );
+        assert_eq!(Event::parse("x"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! types both share. Knows nothing of HTTP.
 
 pub mod cache;
+pub mod handoff;
 pub mod secret;
 pub mod service;
 

@@ -1,6 +1,8 @@
 //! The key life cycle: issue, list, read, change, deactivate, and read usage. Every call is
 //! made on behalf of an [`Actor`]: users reach only their own keys, admins reach all; a key the
-//! actor may not see is reported as not found, so ids cannot be probed.
+//! actor may not see is reported as not found, so ids cannot be probed. What an owner may
+//! change is the authorization policy's to say (`crate::policy`), asked inside the transaction
+//! that makes the change.
 
 use chrono::{Duration, NaiveDateTime, Timelike};
 use diesel::Connection;
@@ -10,6 +12,8 @@ use crate::db::{self, DbConnection, DbError, DbPool};
 use crate::keys::cache::KeyCache;
 use crate::keys::secret::IssuedKey;
 use crate::keys::{KeyName, Limits};
+use crate::policy::{self, Refusal};
+use crate::users;
 use crate::validation::FieldErrors;
 
 /// Who is acting.
@@ -38,6 +42,8 @@ pub enum KeyError {
     NotFound,
     #[error("invalid key fields")]
     Invalid(FieldErrors),
+    #[error(transparent)]
+    Forbidden(#[from] Refusal),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -87,10 +93,17 @@ fn column(limit: Option<u32>) -> Option<i32> {
     limit.and_then(|n| i32::try_from(n).ok())
 }
 
-/// Issues a key. The returned [`IssuedKey`] is the only copy of the secret.
-pub async fn create(pool: &DbPool, actor: Actor, new: NewKey) -> Result<(KeyRecord, IssuedKey), KeyError> {
+/// Issues a key. The returned [`IssuedKey`] is the only copy of the secret. `defaults` is the
+/// default ceiling (`KEY_RATE_LIMIT`) of owners who have none of their own.
+pub async fn create(
+    pool: &DbPool,
+    actor: Actor,
+    defaults: Limits,
+    new: NewKey,
+) -> Result<(KeyRecord, IssuedKey), KeyError> {
     db::run(pool, move |conn| {
         let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
+        policy::may_create(actor, &users::ceiling(&owner, &defaults), &new.limits)?;
         let issued = IssuedKey::generate();
         let now = db::now();
         let key = ApiKey::insert(
@@ -120,17 +133,21 @@ pub async fn create(pool: &DbPool, actor: Actor, new: NewKey) -> Result<(KeyReco
     .await
 }
 
+/// The owner of a new key: the actor, or the account an admin names. A non-admin naming any
+/// other email is refused before anything is looked up, so the answer reveals no account.
 fn resolve_owner(conn: &mut DbConnection, actor: Actor, email: Option<&str>) -> Result<User, KeyError> {
-    let owner = match email {
-        None => User::find(conn, actor.user_id)?,
-        Some(email) => User::find_by_email(conn, &email.trim().to_lowercase())?,
+    let requested = email.map(|e| e.trim().to_lowercase());
+    let owner = match requested {
+        Some(email) if actor.is_admin => User::find_by_email(conn, &email)?,
+        requested => {
+            let me = User::find(conn, actor.user_id)?.ok_or(KeyError::NotFound)?;
+            policy::may_create_for(actor, &me.email, requested.as_deref())?;
+            Some(me)
+        }
     };
     let invalid = |message: &str| KeyError::Invalid(FieldErrors::single("owner", message));
     match owner {
         None => Err(invalid("no user has this email")),
-        Some(user) if user.id != actor.user_id && !actor.is_admin => {
-            Err(invalid("only admins can create keys for other users"))
-        }
         Some(user) if !user.is_active => Err(invalid("this user is deactivated")),
         Some(user) => Ok(user),
     }
@@ -163,14 +180,17 @@ pub async fn get(pool: &DbPool, actor: Actor, id: i64) -> Result<KeyRecord, KeyE
     db::run(pool, move |conn| visible(conn, actor, id)).await
 }
 
-/// Applies `patch` and announces the change, so every instance's gate sees it within a second.
+/// Applies `patch` (as far as the policy allows `actor`) and announces the change, so every
+/// instance's gate sees it within a second.
 pub async fn update(
     pool: &DbPool,
     cache: &KeyCache,
     actor: Actor,
+    defaults: Limits,
     id: i64,
     patch: KeyPatch,
 ) -> Result<KeyRecord, KeyError> {
+    let check = patch.clone();
     let changes = ApiKeyChanges {
         name: patch.name.map(KeyName::into_inner),
         rate_limit_per_minute: patch.per_minute.map(column),
@@ -178,11 +198,18 @@ pub async fn update(
         rate_limit_per_day: patch.per_day.map(column),
         expires_at: patch.expires_at,
         is_active: patch.is_active,
+        deactivated_by_admin: patch
+            .is_active
+            .map(|active| !active && policy::deactivated_by_admin(actor)),
         updated_at: Some(db::now()),
     };
     let record = db::run(pool, move |conn| {
         conn.transaction::<_, KeyError, _>(|conn| {
             let record = visible(conn, actor, id)?;
+            if !actor.is_admin {
+                let owner = User::find(conn, record.key.user_id)?.ok_or(KeyError::NotFound)?;
+                policy::may_change(actor, &users::ceiling(&owner, &defaults), &record.key, &check)?;
+            }
             let key = ApiKey::update(conn, id, &changes)?.ok_or(KeyError::NotFound)?;
             Ok(KeyRecord { key, ..record })
         })
@@ -197,12 +224,14 @@ pub async fn deactivate(
     pool: &DbPool,
     cache: &KeyCache,
     actor: Actor,
+    defaults: Limits,
     id: i64,
 ) -> Result<KeyRecord, KeyError> {
     update(
         pool,
         cache,
         actor,
+        defaults,
         id,
         KeyPatch {
             is_active: Some(false),

@@ -3,9 +3,11 @@
 //!
 //! Memory is bounded two ways: entries whose windows have all passed are swept, and each shard
 //! holds at most `capacity / SHARDS` callers. When a flood of distinct callers (say, spoofed
-//! addresses through a misconfigured proxy) fills a shard, its stale entries go first, then a
-//! 64th of the shard, arbitrary callers: their counts restart, which costs accuracy for a few
-//! callers instead of unbounded memory for the process.
+//! addresses through a misconfigured proxy, or IPv6 /64s) fills a shard, its stale entries go
+//! first, then a 64th of the shard, anonymous callers (addresses) first: their counts restart,
+//! which costs accuracy for a few of them instead of unbounded memory for the process. Key and
+//! user counters go only when a shard holds nothing else, so a flood of addresses cannot reset a
+//! key's count.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -129,14 +131,23 @@ impl MemoryStore {
     }
 }
 
-/// Frees room in a full shard: stale callers first; if none, a 64th of the shard, arbitrary
-/// ones, so that a flood of new callers pays for the scan once per that many callers rather
-/// than on every request.
+/// Frees room in a full shard: stale callers first; if none, a 64th of the shard, anonymous
+/// callers before keys and users, so that a flood of new callers pays for the scan once per
+/// that many callers rather than on every request.
 fn make_room(map: &mut HashMap<Bucket, Counters>, now_ms: u64, limit: usize) {
     map.retain(|_, c| !c.is_stale(unix_seconds(now_ms)));
     if map.len() >= limit {
         let evict = (limit / 64).max(1);
-        let victims: Vec<Bucket> = map.keys().take(evict).copied().collect();
+        let mut victims: Vec<Bucket> = map
+            .keys()
+            .filter(|b| b.is_anonymous())
+            .take(evict)
+            .copied()
+            .collect();
+        if victims.len() < evict {
+            let more = evict - victims.len();
+            victims.extend(map.keys().filter(|b| !b.is_anonymous()).take(more).copied());
+        }
         for victim in victims {
             map.remove(&victim);
         }
@@ -156,6 +167,27 @@ mod tests {
             store.hit(Bucket::Ip(ip), &policy, 1, 1_000_000);
         }
         assert!(store.len() <= 6_400, "{} callers tracked", store.len());
+    }
+
+    #[test]
+    fn a_flood_of_addresses_does_not_reset_key_counters() {
+        let store = MemoryStore::new(6_400);
+        let policy = Policy::new(vec![(Window::Hour, Some(100))]);
+        for id in 0..1_000 {
+            store.hit(Bucket::Key(id), &policy, 60, 1_000_000);
+        }
+        for i in 0..50_000u64 {
+            let v6 = std::net::Ipv6Addr::from(u128::from(i) << 64 | 1);
+            store.hit(Bucket::ip(v6.into()), &policy, 1, 1_000_000);
+        }
+        for id in 0..1_000 {
+            let decision = store.hit(Bucket::Key(id), &policy, 0, 1_000_000);
+            assert_eq!(
+                decision.counts[0].remaining(),
+                Some(40),
+                "key {id} kept its count"
+            );
+        }
     }
 
     #[test]

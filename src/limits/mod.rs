@@ -149,25 +149,38 @@ pub enum Bucket {
     /// IPv6 addresses are grouped by /64, the block one subscriber usually holds, so an
     /// attacker cannot rotate through 2⁶⁴ addresses for fresh buckets.
     Ip(IpAddr),
-    /// Failed dashboard logins from one address.
+    /// Failed logins from one address (an IPv6 /64, as for `Ip`).
     LoginIp(IpAddr),
-    /// Failed dashboard logins for one email (a stable hash of it, the same on every instance).
+    /// Failed logins for one email (a stable hash of it, the same on every instance).
     LoginEmail(u64),
+    /// Failed logins for one email from one address (a stable hash of both).
+    LoginPair(u64),
 }
 
 impl Bucket {
     pub fn ip(addr: IpAddr) -> Bucket {
+        Bucket::Ip(Bucket::subscriber(addr))
+    }
+
+    /// The address a bucket counts: IPv4 as it is (also when IPv4-mapped), IPv6 by its /64.
+    pub fn subscriber(addr: IpAddr) -> IpAddr {
         match addr {
-            IpAddr::V4(_) => Bucket::Ip(addr),
+            IpAddr::V4(_) => addr,
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Bucket::Ip(IpAddr::V4(v4)),
+                Some(v4) => IpAddr::V4(v4),
                 None => {
                     let mut segments = v6.segments();
                     segments[4..].fill(0);
-                    Bucket::Ip(IpAddr::V6(segments.into()))
+                    IpAddr::V6(segments.into())
                 }
             },
         }
+    }
+
+    /// Whether this bucket counts an anonymous party (an address): the first to go when the
+    /// in-process store is full, before key and user counters.
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Bucket::Ip(_) | Bucket::LoginIp(_) | Bucket::LoginPair(_))
     }
 }
 
@@ -179,6 +192,7 @@ impl fmt::Display for Bucket {
             Bucket::Ip(ip) => write!(f, "ip:{ip}"),
             Bucket::LoginIp(ip) => write!(f, "login-ip:{ip}"),
             Bucket::LoginEmail(hash) => write!(f, "login-email:{hash:016x}"),
+            Bucket::LoginPair(hash) => write!(f, "login-pair:{hash:016x}"),
         }
     }
 }

@@ -4,8 +4,6 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
-use crate::error::AdminError;
-
 const FILES: &[(&str, &str, &str)] = &[
     (
         "admin.css",
@@ -19,13 +17,17 @@ const FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub async fn file(name: web::Path<String>) -> Result<HttpResponse, AdminError> {
-    let (_, content_type, body) = FILES
-        .iter()
-        .find(|(n, _, _)| *n == name.as_str())
-        .ok_or(AdminError::NotFound)?;
-    Ok(HttpResponse::Ok()
-        .content_type(*content_type)
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(*body))
+/// One resource per file, at its exact path (`/static/admin.css`): any other path under
+/// `/static/` is not keygate's and goes through the gate like every other.
+pub fn register(cfg: &mut web::ServiceConfig) {
+    for &(name, content_type, body) in FILES {
+        cfg.service(
+            web::resource(format!("/static/{name}")).route(web::get().to(move || async move {
+                HttpResponse::Ok()
+                    .content_type(content_type)
+                    .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+                    .body(body)
+            })),
+        );
+    }
 }

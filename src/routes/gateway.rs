@@ -1,8 +1,13 @@
 //! Gateway mode (`UPSTREAM_URL`): every request keygate does not serve itself has passed the
 //! gate, and is proxied to the upstream. Method, path, query, headers and body are kept; bodies
-//! stream both ways. Hop-by-hop headers and keygate's own credentials are removed;
-//! `X-Forwarded-*` and the caller (`X-Keygate-Key-Id`, `-User-Id`, `-Tier`) are added. A refused
-//! request never gets here.
+//! stream both ways, and repeated headers stay repeated. The upstream gets only the caller's own
+//! request: hop-by-hop headers, keygate's credentials (API keys, keygate tokens in any case and
+//! spacing, recognised by `credentials`), every `X-Keygate-*` a client sent and the dashboard's
+//! cookie are removed; a `Bearer` token that is not keygate's is the upstream's and passes.
+//! Without trusted proxies (`TRUSTED_PROXY_HOPS=0`) a client's `X-Forwarded-Proto/Host`,
+//! `Forwarded` and `X-Real-IP` are dropped and set from the connection. The caller
+//! (`X-Keygate-Key-Id`, `-User-Id`, `-Tier`) is added. The upstream's `Set-Cookie` for the
+//! dashboard's cookie never reaches the browser. A refused request never gets here.
 
 use std::time::Duration;
 
@@ -10,9 +15,12 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, body::SizedStream, web};
 use awc::error::SendRequestError;
 
+use crate::credentials;
 use crate::error::ApiError;
 use crate::gate::{Caller, Identity};
 use crate::normalize::OriginalUri;
+use crate::sessions::COOKIE_NAME;
+use crate::state::AppState;
 
 /// The upstream and a client for it; one per worker (awc's client is not `Send`).
 pub struct Upstream {
@@ -34,24 +42,51 @@ const HOP_BY_HOP: [&str; 9] = [
     "content-length",
 ];
 
-/// Removes hop-by-hop headers from `headers`, and those that `Connection` in `received` names
-/// (awc does not copy `Connection` itself, so the names are read from what was received).
-fn strip_hop_by_hop(headers: &mut HeaderMap, received: &HeaderMap) {
-    let named: Vec<HeaderName> = received
+/// Hop-by-hop headers of `received`: the fixed ones and those its `Connection` names.
+fn hop_by_hop(received: &HeaderMap) -> Vec<HeaderName> {
+    received
         .get_all(header::CONNECTION)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
-    for name in named.iter().chain(
-        HOP_BY_HOP
-            .iter()
-            .map(|n| HeaderName::from_static(n))
-            .collect::<Vec<_>>()
-            .iter(),
-    ) {
-        headers.remove(name);
+        .chain(HOP_BY_HOP.iter().map(|n| HeaderName::from_static(n)))
+        .collect()
+}
+
+/// Set by proxies: from a client they are believed only through trusted hops.
+const PROXY_SET: [&str; 4] = ["x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"];
+
+/// Whether a request header is forwarded as it came.
+fn forwarded_as_is(name: &HeaderName, value: &HeaderValue, trusted_proxies: bool) -> bool {
+    let name = name.as_str();
+    match name {
+        "host" | "api-key" | "x-forwarded-for" | "cookie" => false,
+        "authorization" => !credentials::is_keygate_authorization(value),
+        _ if name.starts_with("x-keygate-") => false,
+        _ if PROXY_SET.contains(&name) => trusted_proxies,
+        _ => true,
     }
+}
+
+/// `Cookie` without the dashboard's session cookie; `None` when nothing else is left.
+fn without_session_cookie(value: &HeaderValue) -> Option<HeaderValue> {
+    let text = value.to_str().ok()?;
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| pair.split('=').next().map(str::trim) != Some(COOKIE_NAME))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
+}
+
+/// Whether an upstream's `Set-Cookie` would set (or clear) the dashboard's cookie.
+fn sets_session_cookie(value: &HeaderValue) -> bool {
+    let name = value.as_bytes().split(|b| *b == b'=').next().unwrap_or_default();
+    name.trim_ascii().eq_ignore_ascii_case(COOKIE_NAME.as_bytes())
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -74,33 +109,37 @@ pub async fn forward(
     );
     let mut outgoing = upstream
         .client
-        .request_from(target, req.head())
+        .request(req.method().clone(), target)
         .no_decompress()
         .timeout(upstream.timeout);
 
     let incoming = req.headers();
     let length = content_length(incoming);
     let has_body = length.is_some_and(|n| n > 0) || incoming.contains_key(header::TRANSFER_ENCODING);
+    let trusted_proxies = AppState::of(&req)?.client_ip.trusted_hops > 0;
+    let skip = hop_by_hop(incoming);
     let headers = outgoing.headers_mut();
-    strip_hop_by_hop(headers, incoming);
-    headers.remove(header::HOST);
-    headers.remove("api-key");
-    let keygate_credentials = incoming
-        .get(header::AUTHORIZATION)
+    for (name, value) in incoming {
+        if skip.contains(name) {
+            continue;
+        }
+        if name == header::COOKIE {
+            if let Some(kept) = without_session_cookie(value) {
+                headers.append(name.clone(), kept);
+            }
+        } else if forwarded_as_is(name, value, trusted_proxies) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let host = incoming
+        .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("api-key ")) || v.starts_with("Bearer kgt.")
-        });
-    if keygate_credentials {
-        headers.remove(header::AUTHORIZATION);
-    }
-    for spoofable in ["x-keygate-key-id", "x-keygate-user-id", "x-keygate-tier"] {
-        headers.remove(spoofable);
-    }
-    // Copied out: the connection-info borrow must not live across the upstream's await.
-    let (scheme, host) = {
-        let info = req.connection_info();
-        (info.scheme().to_owned(), info.host().to_owned())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.to_string()));
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
     };
     let peer = req.peer_addr().map(|a| a.ip().to_string());
     let forwarded_for = match (
@@ -120,8 +159,13 @@ pub async fn forward(
     if !forwarded_for.is_empty() {
         add("x-forwarded-for", forwarded_for);
     }
-    add("x-forwarded-proto", scheme);
-    add("x-forwarded-host", host);
+    // Through trusted proxies their own values stand; otherwise this connection's.
+    if !(trusted_proxies && incoming.contains_key("x-forwarded-proto")) {
+        add("x-forwarded-proto", scheme.to_owned());
+    }
+    if let (false, Some(host)) = (trusted_proxies && incoming.contains_key("x-forwarded-host"), host) {
+        add("x-forwarded-host", host);
+    }
     if let Some(caller) = req.extensions().get::<Caller>() {
         add("x-keygate-tier", caller.identity.tier().to_owned());
         match &caller.identity {
@@ -148,11 +192,14 @@ pub async fn forward(
     })?;
 
     let mut reply = HttpResponse::build(response.status());
-    let mut headers = response.headers().clone();
-    let length = content_length(&headers);
-    strip_hop_by_hop(&mut headers, response.headers());
-    for (name, value) in &headers {
-        reply.append_header((name.clone(), value.clone()));
+    let received = response.headers();
+    let length = content_length(received);
+    let skip = hop_by_hop(received);
+    for (name, value) in received {
+        let dashboard_cookie = name == header::SET_COOKIE && sets_session_cookie(value);
+        if !skip.contains(name) && !dashboard_cookie {
+            reply.append_header((name.clone(), value.clone()));
+        }
     }
     Ok(match length {
         Some(length) => reply.body(SizedStream::new(length, response)),

@@ -2,11 +2,20 @@
 //! signed bearer tokens (`token`). Knows nothing of HTTP.
 
 pub mod password;
+pub mod throttle;
 pub mod token;
 
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use tokio::sync::Semaphore;
+
 use crate::config::AdminBootstrap;
-use crate::db::models::{NewUser, User};
+use crate::db::models::{NewUser, RevokedSession, User, UserChanges};
 use crate::db::{self, DbConnection, DbError, DbPool};
+use crate::keys::Limits;
+use crate::keys::cache::KeyCache;
+use crate::limits::Limiter;
 use crate::validation::FieldErrors;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +26,8 @@ pub enum UserError {
     InvalidCredentials,
     #[error("no such user")]
     NotFound,
+    #[error("too many failed attempts; try again in {0} seconds")]
+    Throttled(u64),
     #[error(transparent)]
     Hash(#[from] password::HashError),
     #[error(transparent)]
@@ -66,26 +77,53 @@ pub fn check_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn insert(conn: &mut DbConnection, email: &Email, password: &str, is_admin: bool) -> Result<User, UserError> {
+fn insert(
+    conn: &mut DbConnection,
+    email: &Email,
+    password_hash: &str,
+    is_admin: bool,
+) -> Result<User, UserError> {
     if User::find_by_email(conn, email.as_str())?.is_some() {
         return Err(UserError::Invalid(FieldErrors::single(
             "email",
             "a user with this email exists",
         )));
     }
-    let password_hash = password::hash(password)?;
     let now = db::now();
     Ok(User::insert(
         conn,
         &NewUser {
             email: email.as_str(),
-            password_hash: &password_hash,
+            password_hash,
             is_admin,
             is_active: true,
             created_at: now,
             updated_at: now,
         },
     )?)
+}
+
+/// Argon2 runs at most this many at once (one per core), on the blocking pool and holding no
+/// database connection: a burst of logins then queues here instead of starving key lookups of
+/// connections.
+static HASHING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
+async fn hash_password(password: &str) -> Result<String, UserError> {
+    let _permit = HASHING.acquire().await;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|_| UserError::Hash(password::HashError))?
+        .map_err(UserError::Hash)
+}
+
+async fn password_matches(password: &str, phc: String) -> bool {
+    let _permit = HASHING.acquire().await;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || password::verify(&password, &phc))
+        .await
+        .unwrap_or(false)
 }
 
 pub async fn create(pool: &DbPool, email: &str, password: &str, is_admin: bool) -> Result<User, UserError> {
@@ -97,25 +135,130 @@ pub async fn create(pool: &DbPool, email: &str, password: &str, is_admin: bool) 
     let (Some(email), true) = (email, errors.is_empty()) else {
         return Err(UserError::Invalid(errors));
     };
-    let password = password.to_owned();
-    db::run(pool, move |conn| insert(conn, &email, &password, is_admin)).await
+    let hash = hash_password(password).await?;
+    db::run(pool, move |conn| insert(conn, &email, &hash, is_admin)).await
 }
 
 /// Checks an email and password. Unknown emails cost the same argon2 work as wrong passwords,
 /// so response times do not reveal which accounts exist.
 pub async fn authenticate(pool: &DbPool, email: &str, password: &str) -> Result<User, UserError> {
     let email = email.trim().to_lowercase();
-    let password = password.to_owned();
-    db::run(pool, move |conn| {
-        let user = User::find_by_email(conn, &email)?;
-        let phc = user.as_ref().map_or(DUMMY_HASH, |u| u.password_hash.as_str());
-        let matches = password::verify(&password, phc);
-        match user {
-            Some(user) if matches && user.is_active => Ok(user),
-            _ => Err(UserError::InvalidCredentials),
-        }
+    let user = db::run(pool, move |conn| {
+        Ok::<_, UserError>(User::find_by_email(conn, &email)?)
     })
-    .await
+    .await?;
+    let phc = user
+        .as_ref()
+        .map_or(DUMMY_HASH, |u| u.password_hash.as_str())
+        .to_owned();
+    let matches = password_matches(password, phc).await;
+    match user {
+        Some(user) if matches && user.is_active => Ok(user),
+        _ => Err(UserError::InvalidCredentials),
+    }
+}
+
+/// [`authenticate`] behind the login throttle (see [`throttle`]): what both the dashboard and
+/// `POST /api/auth/token` call.
+pub async fn log_in(
+    pool: &DbPool,
+    limiter: &Limiter,
+    address: Option<IpAddr>,
+    email: &str,
+    password: &str,
+) -> Result<User, UserError> {
+    let attempt = throttle::Attempt::new(address, email);
+    if let Some(seconds) = attempt.blocked_for(limiter).await {
+        return Err(UserError::Throttled(seconds));
+    }
+    let result = authenticate(pool, email, password).await;
+    if let Err(UserError::InvalidCredentials) = result {
+        attempt.failed(limiter).await;
+    }
+    result
+}
+
+/// The most `user` may set on their own keys: what an admin set, or `defaults`
+/// (`KEY_RATE_LIMIT`) until then. `None` in a window: no ceiling there.
+pub fn ceiling(user: &User, defaults: &Limits) -> Limits {
+    if !user.ceiling_set {
+        return *defaults;
+    }
+    let positive = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok()).filter(|&n| n > 0);
+    Limits {
+        per_minute: positive(user.max_rate_limit_per_minute),
+        per_hour: positive(user.max_rate_limit_per_hour),
+        per_day: positive(user.max_rate_limit_per_day),
+    }
+}
+
+/// A change of a user by an admin: `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub is_active: Option<bool>,
+    pub is_admin: Option<bool>,
+    /// A new ceiling, all three windows at once (`None` in a window: no ceiling there).
+    pub ceiling: Option<Limits>,
+}
+
+fn column(limit: Option<u32>) -> Option<i32> {
+    limit.and_then(|n| i32::try_from(n).ok())
+}
+
+/// Applies `patch`. Switching a user off or on ends every token and session they hold, on
+/// every instance (their epoch moves and the change is announced).
+pub async fn update(pool: &DbPool, cache: &KeyCache, id: i64, patch: UserPatch) -> Result<User, UserError> {
+    let changes = UserChanges {
+        is_active: patch.is_active,
+        is_admin: patch.is_admin,
+        max_rate_limit_per_minute: patch.ceiling.map(|c| column(c.per_minute)),
+        max_rate_limit_per_hour: patch.ceiling.map(|c| column(c.per_hour)),
+        max_rate_limit_per_day: patch.ceiling.map(|c| column(c.per_day)),
+        ceiling_set: patch.ceiling.map(|_| true),
+        updated_at: Some(db::now()),
+        ..UserChanges::default()
+    };
+    let end_sessions = patch.is_active.is_some() || patch.is_admin == Some(false);
+    let user = db::run(pool, move |conn| {
+        User::update(conn, id, &changes, end_sessions)?.ok_or(UserError::NotFound)
+    })
+    .await?;
+    if end_sessions {
+        cache.user_changed(id).await;
+    }
+    Ok(user)
+}
+
+/// Changes the password of user `id` (who must know the current one); every token and session
+/// of theirs ends.
+pub async fn change_password(
+    pool: &DbPool,
+    cache: &KeyCache,
+    id: i64,
+    current: &str,
+    new: &str,
+) -> Result<User, UserError> {
+    let user = find(pool, id).await?;
+    if !password_matches(current, user.password_hash.clone()).await {
+        return Err(UserError::InvalidCredentials);
+    }
+    set_password(pool, cache, id, new).await
+}
+
+/// Sets the password of user `id` (the CLI's reset); every token and session of theirs ends.
+pub async fn set_password(pool: &DbPool, cache: &KeyCache, id: i64, new: &str) -> Result<User, UserError> {
+    check_password(new).map_err(|e| UserError::Invalid(FieldErrors::single("new_password", e)))?;
+    let changes = UserChanges {
+        password_hash: Some(hash_password(new).await?),
+        updated_at: Some(db::now()),
+        ..UserChanges::default()
+    };
+    let user = db::run(pool, move |conn| {
+        User::update(conn, id, &changes, true)?.ok_or(UserError::NotFound)
+    })
+    .await?;
+    cache.user_changed(id).await;
+    Ok(user)
 }
 
 /// An argon2id hash of a random string nobody knows, with the default parameters.
@@ -131,10 +274,43 @@ pub async fn list(pool: &DbPool) -> Result<Vec<User>, UserError> {
 }
 
 /// Activates or deactivates a user. A deactivated user cannot log in, and their bearer tokens
-/// and dashboard sessions stop working at once.
-pub async fn set_active(pool: &DbPool, id: i64, active: bool) -> Result<User, UserError> {
+/// and dashboard sessions stop working on every instance within a second.
+pub async fn set_active(pool: &DbPool, cache: &KeyCache, id: i64, active: bool) -> Result<User, UserError> {
+    let patch = UserPatch {
+        is_active: Some(active),
+        ..UserPatch::default()
+    };
+    update(pool, cache, id, patch).await
+}
+
+/// The user of a dashboard session, unless that session was ended by a logout (one database
+/// call for both).
+pub async fn of_session(pool: &DbPool, id: i64, session_id: String) -> Result<Option<User>, UserError> {
     db::run(pool, move |conn| {
-        User::set_active(conn, id, active, db::now())?.ok_or(UserError::NotFound)
+        if RevokedSession::exists(conn, &session_id)? {
+            return Ok(None);
+        }
+        Ok(User::find(conn, id)?)
+    })
+    .await
+}
+
+/// Ends a dashboard session on every instance, until `expires_at` (when it would have expired).
+pub async fn end_session(
+    pool: &DbPool,
+    session_id: String,
+    expires_at: chrono::NaiveDateTime,
+) -> Result<(), UserError> {
+    db::run(pool, move |conn| {
+        Ok(RevokedSession::insert(conn, &session_id, expires_at, db::now())?)
+    })
+    .await
+}
+
+pub async fn find_by_email(pool: &DbPool, email: &Email) -> Result<User, UserError> {
+    let email = email.clone();
+    db::run(pool, move |conn| {
+        User::find_by_email(conn, email.as_str())?.ok_or(UserError::NotFound)
     })
     .await
 }
@@ -158,10 +334,18 @@ pub async fn bootstrap_admin(
             .map_err(|e| UserError::Invalid(FieldErrors::single("ADMIN_EMAIL", e)))?;
         check_password(&admin.password)
             .map_err(|e| UserError::Invalid(FieldErrors::single("ADMIN_PASSWORD", e)))?;
-        let password = admin.password.clone();
+        let exists = db::run(pool, {
+            let email = email.clone();
+            move |conn| Ok::<_, UserError>(User::find_by_email(conn, email.as_str())?.is_some())
+        })
+        .await?;
+        if exists {
+            return Ok(None);
+        }
+        let hash = hash_password(&admin.password).await?;
         db::run(pool, move |conn| {
             if User::find_by_email(conn, email.as_str())?.is_none() {
-                insert(conn, &email, &password, true)?;
+                insert(conn, &email, &hash, true)?;
                 log::info!("created admin user {}", email.as_str());
             }
             Ok::<_, UserError>(())
@@ -169,13 +353,17 @@ pub async fn bootstrap_admin(
         .await?;
         return Ok(None);
     }
-    db::run(pool, |conn| {
+    if db::run(pool, |conn| Ok::<_, UserError>(User::count(conn)?)).await? > 0 {
+        return Ok(None);
+    }
+    let password = random_password();
+    let hash = hash_password(&password).await?;
+    db::run(pool, move |conn| {
         if User::count(conn)? > 0 {
             return Ok(None);
         }
-        let password = random_password();
         let email = Email(FIRST_RUN_ADMIN.to_owned());
-        insert(conn, &email, &password, true)?;
+        insert(conn, &email, &hash, true)?;
         Ok(Some(GeneratedAdmin {
             email: email.0,
             password,

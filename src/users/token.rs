@@ -1,7 +1,8 @@
-//! Bearer tokens: `kgt.<user id>.<expiry, unix seconds>.<HMAC-SHA256 of the rest, hex>`,
-//! signed with `SECRET_KEY`. Stateless, so the gate checks one without a database read; the
-//! user's row is still read where a token authorises key management, so deactivating a user
-//! revokes their tokens there at once.
+//! Bearer tokens: `kgt.<user id>.<epoch>.<expiry, unix seconds>.<HMAC-SHA256 of the rest, hex>`,
+//! signed with `SECRET_KEY`. The signature and expiry are checked without I/O; the epoch is
+//! compared with the user's current one (cached by the gate, see `keys::cache`), which moves
+//! when the user is deactivated, reactivated or changes their password, so every token issued
+//! before then ends on every instance.
 
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
@@ -28,6 +29,7 @@ pub enum TokenError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claims {
     pub user_id: i64,
+    pub epoch: i64,
     pub expires_at: i64,
 }
 
@@ -49,8 +51,8 @@ impl TokenSigner {
         mac
     }
 
-    pub fn issue(&self, user_id: i64, expires_at: i64) -> String {
-        let payload = format!("{SCHEME}.{user_id}.{expires_at}");
+    pub fn issue(&self, user_id: i64, epoch: i64, expires_at: i64) -> String {
+        let payload = format!("{SCHEME}.{user_id}.{epoch}.{expires_at}");
         let tag = self.signature(&payload).finalize().into_bytes();
         format!("{payload}.{}", hex::encode(tag))
     }
@@ -61,9 +63,13 @@ impl TokenSigner {
         }
         let (payload, tag) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let mut parts = payload.split('.');
-        let (Some(SCHEME), Some(user_id), Some(expires_at), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(SCHEME), Some(user_id), Some(epoch), Some(expires_at), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(TokenError::Malformed);
         };
         let tag = hex::decode(tag).map_err(|_| TokenError::Malformed)?;
@@ -73,6 +79,7 @@ impl TokenSigner {
             .map_err(|_| TokenError::BadSignature)?;
         let claims = Claims {
             user_id: user_id.parse().map_err(|_| TokenError::Malformed)?,
+            epoch: epoch.parse().map_err(|_| TokenError::Malformed)?,
             expires_at: expires_at.parse().map_err(|_| TokenError::Malformed)?,
         };
         if claims.expires_at <= unix_now {
@@ -93,12 +100,13 @@ mod tests {
     #[test]
     fn a_token_verifies_until_it_expires() {
         let s = signer();
-        let token = s.issue(42, 1_000);
-        assert!(token.starts_with("kgt.42.1000."));
+        let token = s.issue(42, 3, 1_000);
+        assert!(token.starts_with("kgt.42.3.1000."));
         assert_eq!(
             s.verify(&token, 999),
             Ok(Claims {
                 user_id: 42,
+                epoch: 3,
                 expires_at: 1_000
             })
         );
@@ -108,13 +116,23 @@ mod tests {
     #[test]
     fn tampered_or_foreign_tokens_are_refused() {
         let s = signer();
-        let token = s.issue(42, 1_000);
+        let token = s.issue(42, 0, 1_000);
+        let renewed = token.replace("kgt.42.0.", "kgt.42.1.");
+        assert_eq!(s.verify(&renewed, 0), Err(TokenError::BadSignature));
         let raised = token.replace("kgt.42.", "kgt.1.");
         assert_eq!(s.verify(&raised, 0), Err(TokenError::BadSignature));
         let extended = token.replace(".1000.", ".9999.");
         assert_eq!(s.verify(&extended, 0), Err(TokenError::BadSignature));
         assert_eq!(signer().verify(&token, 0), Err(TokenError::BadSignature));
-        for junk in ["", "kgt", "kgt.1.2", "a.b.c.d", "kgt.1.2.zz", &"x".repeat(500)] {
+        for junk in [
+            "",
+            "kgt",
+            "kgt.1.2",
+            "a.b.c.d",
+            "kgt.1.2.zz",
+            "kgt.1.2.3.zz",
+            &"x".repeat(500),
+        ] {
             assert!(s.verify(junk, 0).is_err(), "{junk}");
         }
     }

@@ -47,7 +47,7 @@ async fn bad_credentials_get_401_whatever_is_wrong(app: TestApp) {
 
 async fn a_deactivated_user_can_neither_log_in_nor_use_an_old_token(app: TestApp) {
     let ada = app.user("ada@example.com").await;
-    keygate::users::set_active(&app.pool, ada.id, false)
+    keygate::users::set_active(&app.pool, &app.state.keys, ada.id, false)
         .await
         .expect("deactivate");
     app.login("ada@example.com", PASSWORD)

@@ -197,7 +197,7 @@ async fn an_admin_creates_uses_limits_and_deactivates_a_key_in_the_browser() {
     assert_eq!(browser.path().await, "/admin/keys");
 
     // A few neighbours, so the list has something to show.
-    let ada = app.user("ada@example.com").await;
+    let ada = app.unlimited_user("ada@example.com").await;
     for (name, limits) in [
         ("billing-service", json!({"rate_limit_per_minute": 600})),
         ("mobile app (iOS)", json!({})),
@@ -510,6 +510,85 @@ async fn a_non_admin_cannot_reach_the_dashboard() {
     assert!(
         browser.text("h1").await.contains("Not Found"),
         "404 is a page in the layout"
+    );
+    browser.end().await;
+}
+
+/// A page of the upstream's, served through the gateway on keygate's own origin (what an
+/// upstream XSS would be): it frames the dashboard, and `/echo` shows the cookies it received.
+async fn hostile_upstream() -> u16 {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    let server = HttpServer::new(|| {
+        App::new()
+            .route(
+                "/framer",
+                web::get().to(|| async {
+                    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(
+                        r#"<!doctype html><title>framer</title><iframe id="f" src="/admin/keys"></iframe>"#,
+                    )
+                }),
+            )
+            .default_service(web::to(|req: HttpRequest| async move {
+                let cookie = req
+                    .headers()
+                    .get("cookie")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned();
+                HttpResponse::Ok()
+                    .content_type("text/plain; charset=utf-8")
+                    .body(format!("cookies: {cookie}"))
+            }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind");
+    let port = server.addrs()[0].port();
+    actix_web::rt::spawn(server.run());
+    port
+}
+
+/// Findings 5 and 8 of the trust review, in the browser: a page of the upstream's on the same
+/// origin neither receives the dashboard's cookie nor can frame the dashboard.
+#[actix_web::test]
+async fn an_upstream_page_gets_neither_the_dashboard_cookie_nor_a_frame_of_it() {
+    let port = hostile_upstream().await;
+    let upstream = format!("http://127.0.0.1:{port}");
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[("UPSTREAM_URL", upstream.as_str())]).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(browser.path().await, "/admin/keys", "logged in");
+
+    browser.goto(&format!("{}/echo", app.address)).await;
+    let page = browser.source().await;
+    assert!(page.contains("cookies:"), "the upstream answered: {page}");
+    assert!(
+        !page.contains("keygate_session"),
+        "the dashboard cookie reached the upstream: {page}"
+    );
+
+    browser.goto(&format!("{}/framer", app.address)).await;
+    browser.find("#f").await;
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let framed = browser
+        .client
+        .execute(
+            "const f = document.getElementById('f'); \
+             try { return !!(f.contentDocument && f.contentDocument.querySelector('table, form')); } \
+             catch (e) { return false; }",
+            vec![],
+        )
+        .await
+        .expect("script");
+    browser.screenshot("trust-framing").await;
+    assert_eq!(
+        framed,
+        Value::Bool(false),
+        "the dashboard rendered inside the upstream's frame"
     );
     browser.end().await;
 }

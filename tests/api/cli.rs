@@ -42,7 +42,7 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
     let migrate = cli.run(&["migrate"], &[]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     assert!(
-        text(&migrate.stdout).contains("applied 1 migration"),
+        text(&migrate.stdout).contains("applied 2 migration"),
         "{}",
         text(&migrate.stdout)
     );
@@ -63,6 +63,64 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
         "{}",
         text(&short.stderr)
     );
+
+    // Users: ceiling, listing, deactivation, password reset.
+    let ceiling = cli.run(
+        &[
+            "users",
+            "set-ceiling",
+            "ops@example.com",
+            "--per-minute",
+            "30",
+            "--per-hour",
+            "none",
+            "--per-day",
+            "5000",
+        ],
+        &[],
+    );
+    assert!(ceiling.status.success(), "{}", text(&ceiling.stderr));
+    let bad = cli.run(
+        &[
+            "users",
+            "set-ceiling",
+            "ops@example.com",
+            "--per-minute",
+            "0",
+            "--per-hour",
+            "none",
+            "--per-day",
+            "none",
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    let listed = cli.run(&["users", "list"], &[]);
+    let listing = text(&listed.stdout);
+    let row = listing
+        .lines()
+        .find(|l| l.contains("ops@example.com"))
+        .unwrap_or_else(|| panic!("ops is listed: {listing}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[2..], ["no", "yes", "30", "none", "5000"], "{row}");
+    let off = cli.run(&["users", "deactivate", "ops@example.com"], &[]);
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    let listed = text(&cli.run(&["users", "list"], &[]).stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("ops@example.com") && l.contains(" no ")),
+        "{listed}"
+    );
+    let on = cli.run(&["users", "activate", "ops@example.com"], &[]);
+    assert!(on.status.success(), "{}", text(&on.stderr));
+    let reset = cli.run(
+        &["users", "set-password", "ops@example.com"],
+        &[("KEYGATE_PASSWORD", "a-new-password-2")],
+    );
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    let unknown = cli.run(&["users", "deactivate", "nobody@example.com"], &[]);
+    assert!(!unknown.status.success());
 
     let created = cli.run(
         &[

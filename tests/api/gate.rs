@@ -37,7 +37,9 @@ pub async fn clear_of_minute_boundary(margin: f64) {
 }
 
 async fn key_with(app: &TestApp, limits: Value) -> (i64, Auth) {
-    let owner = app.user(&format!("owner{}@example.com", unique_suffix())).await;
+    let owner = app
+        .unlimited_user(&format!("owner{}@example.com", unique_suffix()))
+        .await;
     let created = app
         .create_key(&owner, merged(json!({"name": "gated"}), limits))
         .await;

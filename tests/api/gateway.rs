@@ -13,33 +13,47 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{Auth, Backend, PASSWORD, TestApp, spawn_app_with};
 
-struct Upstream {
-    port: u16,
-    hits: Arc<AtomicUsize>,
+pub(crate) struct Upstream {
+    pub(crate) port: u16,
+    pub(crate) hits: Arc<AtomicUsize>,
 }
 
 /// Echoes what it received: method, path and query, headers, and the body's length and hash.
 async fn echo(req: HttpRequest, body: web::Bytes, hits: web::Data<AtomicUsize>) -> HttpResponse {
     hits.fetch_add(1, Ordering::SeqCst);
-    let headers: BTreeMap<String, String> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("?").to_owned()))
-        .collect();
+    // Repeated headers are joined with ", ", so a test sees whether each one arrived.
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in req.headers().iter() {
+        let value = value.to_str().unwrap_or("?");
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| *v = format!("{v}, {value}"))
+            .or_insert_with(|| value.to_owned());
+    }
     let status = req
         .headers()
         .get("x-want-status")
         .and_then(|v| v.to_str().ok()?.parse().ok())
         .unwrap_or(200);
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
-        .insert_header(("X-Upstream", "yes"))
-        .json(json!({
-            "method": req.method().as_str(),
-            "path_and_query": req.uri().path_and_query().map(|p| p.as_str()),
-            "headers": headers,
-            "body_len": body.len(),
-            "body_sha256": hex::encode(Sha256::digest(&body)),
-        }))
+    let mut reply = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
+    reply.insert_header(("X-Upstream", "yes"));
+    // `X-Want-Set-Cookie: a=1|b=2` makes the upstream set those cookies.
+    if let Some(cookies) = req
+        .headers()
+        .get("x-want-set-cookie")
+        .and_then(|v| v.to_str().ok())
+    {
+        for cookie in cookies.split('|') {
+            reply.append_header(("Set-Cookie", cookie));
+        }
+    }
+    reply.json(json!({
+        "method": req.method().as_str(),
+        "path_and_query": req.uri().path_and_query().map(|p| p.as_str()),
+        "headers": headers,
+        "body_len": body.len(),
+        "body_sha256": hex::encode(Sha256::digest(&body)),
+    }))
 }
 
 async fn streamed() -> HttpResponse {
@@ -52,7 +66,7 @@ async fn slow() -> HttpResponse {
     HttpResponse::Ok().body("late")
 }
 
-async fn start_upstream() -> Upstream {
+pub(crate) async fn start_upstream() -> Upstream {
     let hits = Arc::new(AtomicUsize::new(0));
     let data = web::Data::from(hits.clone());
     let server = HttpServer::new(move || {
@@ -71,14 +85,14 @@ async fn start_upstream() -> Upstream {
     Upstream { port, hits }
 }
 
-async fn gateway(upstream: &Upstream, extra: &[(&str, &str)]) -> Option<TestApp> {
+pub(crate) async fn gateway(upstream: &Upstream, extra: &[(&str, &str)]) -> Option<TestApp> {
     let url = format!("http://127.0.0.1:{}", upstream.port);
     let mut vars = vec![("UPSTREAM_URL", url.as_str())];
     vars.extend_from_slice(extra);
     spawn_app_with(Backend::Sqlite, &vars).await
 }
 
-async fn key(app: &TestApp, limits: Value) -> (i64, String) {
+pub(crate) async fn key(app: &TestApp, limits: Value) -> (i64, String) {
     let admin = app.admin().await;
     let created = app
         .create_key(&admin, crate::helpers::merged(json!({"name": "gateway"}), limits))

@@ -421,6 +421,19 @@ impl TestApp {
         self.persona(user.id, email, PASSWORD).await
     }
 
+    /// A user whose ceiling an admin removed: they may set any limits (or none) on their keys.
+    pub async fn unlimited_user(&self, email: &str) -> Persona {
+        let persona = self.user(email).await;
+        let patch = keygate::users::UserPatch {
+            ceiling: Some(keygate::keys::Limits::default()),
+            ..keygate::users::UserPatch::default()
+        };
+        keygate::users::update(&self.pool, &self.state.keys, persona.id, patch)
+            .await
+            .expect("ceiling removed");
+        persona
+    }
+
     pub async fn admin(&self) -> Persona {
         let user = keygate::users::authenticate(&self.pool, ADMIN_EMAIL, ADMIN_PASSWORD)
             .await
@@ -546,4 +559,142 @@ pub fn assert_key_format(key: &str) {
     assert_eq!(key.len(), 39, "{key}");
     assert!(key.starts_with("kg_"), "{key}");
     assert!(key[3..].bytes().all(|b| b.is_ascii_alphanumeric()), "{key}");
+}
+
+/// Logs in to the dashboard with a plain HTTP client; returns the session cookie.
+pub async fn dashboard_session(app: &TestApp) -> String {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let mut page = client
+        .get(format!("{}/admin/login", app.address))
+        .send()
+        .await
+        .expect("login page");
+    let cookie = session_cookie(&page).expect("a session cookie");
+    let html = String::from_utf8_lossy(&page.body().await.expect("body")).into_owned();
+    let csrf = csrf_token_in(&html);
+    let response = client
+        .post(format!("{}/admin/login", app.address))
+        .insert_header(("Cookie", cookie))
+        .send_form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", ADMIN_EMAIL),
+            ("password", ADMIN_PASSWORD),
+        ])
+        .await
+        .expect("log in");
+    assert_eq!(response.status(), 303, "logged in");
+    session_cookie(&response).expect("a renewed session cookie")
+}
+
+pub fn session_cookie<B>(response: &awc::ClientResponse<B>) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("keygate_session="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+}
+
+/// The status of the keys page for this session cookie (200, or 303 to the login page).
+pub async fn dashboard_status(app: &TestApp, cookie: &str) -> u16 {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let response = client
+        .get(format!("{}/admin/keys", app.address))
+        .insert_header(("Cookie", cookie))
+        .send()
+        .await;
+    response.expect("answer").status().as_u16()
+}
+
+pub async fn log_out(app: &TestApp, cookie: &str) {
+    let (status, _, _) = dashboard_form(app, cookie, "/admin/logout", &[]).await;
+    assert_eq!(status, 303);
+}
+
+/// Posts a dashboard form with this session's CSRF token (read from the keys page); returns the
+/// status, the `Location` and the session cookie to go on with.
+pub async fn dashboard_form(
+    app: &TestApp,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, Option<String>, Option<String>) {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let mut page = client
+        .get(format!("{}/admin/keys", app.address))
+        .insert_header(("Cookie", cookie))
+        .send()
+        .await
+        .expect("page");
+    // With cookie sessions the CSRF token arrives in a renewed cookie.
+    let cookie = session_cookie(&page).unwrap_or_else(|| cookie.to_owned());
+    let html = String::from_utf8_lossy(&page.body().await.expect("body")).into_owned();
+    let csrf = csrf_token_in(&html);
+    let mut form: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
+    form.extend_from_slice(fields);
+    let response = client
+        .post(format!("{}{path}", app.address))
+        .insert_header(("Cookie", cookie.as_str()))
+        .send_form(&form)
+        .await
+        .expect("form posted");
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let cookie = session_cookie(&response).unwrap_or(cookie);
+    (response.status().as_u16(), location, Some(cookie))
+}
+
+/// Logs in to the dashboard as if from `client_ip` (the app must trust one proxy hop); returns
+/// the status of the login POST (303 on success).
+pub async fn dashboard_login_from(app: &TestApp, email: &str, password: &str, client_ip: &str) -> u16 {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let mut page = client
+        .get(format!("{}/admin/login", app.address))
+        .insert_header(("X-Forwarded-For", client_ip))
+        .send()
+        .await
+        .expect("login page");
+    let cookie = session_cookie(&page).expect("a session cookie");
+    let html = String::from_utf8_lossy(&page.body().await.expect("body")).into_owned();
+    let csrf = csrf_token_in(&html);
+    client
+        .post(format!("{}/admin/login", app.address))
+        .insert_header(("Cookie", cookie))
+        .insert_header(("X-Forwarded-For", client_ip))
+        .send_form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .await
+        .expect("log in")
+        .status()
+        .as_u16()
+}
+
+/// Sends one request exactly as written, like `curl --path-as-is` (no normalising, repeated
+/// headers kept); returns the status and the whole response as text.
+pub async fn raw_request(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if matches!(method, "POST" | "PUT" | "PATCH") {
+        request.push_str("Content-Length: 0\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    assert!(read.is_ok(), "{method} {path}: no answer within 10 s");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
 }

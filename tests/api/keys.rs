@@ -24,7 +24,7 @@ fn assert_no_secret(body: &str, key: &str) {
 }
 
 async fn a_key_goes_through_its_whole_life_cycle(app: TestApp) {
-    let ada = app.user("ada@example.com").await;
+    let ada = app.unlimited_user("ada@example.com").await;
 
     let reply = app
         .post(
@@ -227,8 +227,7 @@ async fn only_admins_create_keys_for_other_users(app: TestApp) {
             json!({"name": "sneaky", "owner": "ada@example.com"}),
         )
         .await;
-    reply.assert_error(400, "validation_error");
-    assert!(reply.body["fields"]["owner"].is_string());
+    reply.assert_error(403, "forbidden");
     let admin = app.admin().await;
     let reply = app
         .post(
@@ -251,7 +250,7 @@ async fn only_admins_create_keys_for_other_users(app: TestApp) {
 }
 
 async fn stats_show_current_windows_and_the_last_24_hours(app: TestApp) {
-    let ada = app.user("ada@example.com").await;
+    let ada = app.unlimited_user("ada@example.com").await;
     let key = app
         .create_key(
             &ada,

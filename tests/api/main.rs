@@ -19,3 +19,4 @@ mod openapi;
 mod outage;
 mod repository;
 mod scale;
+mod trust;

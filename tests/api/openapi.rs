@@ -220,9 +220,91 @@ async fn every_operation_answers_as_the_document_says_and_nothing_else_answers()
             .await,
     );
     check(
+        "patch",
+        "/api/api-keys/{id}",
+        app.patch(
+            &format!("/api/api-keys/{id}/"),
+            &user.auth(),
+            json!({"rate_limit_per_minute": null}),
+        )
+        .await,
+    );
+    check(
         "delete",
         "/api/api-keys/{id}",
         app.delete(&format!("/api/api-keys/{id}/"), &user.auth()).await,
+    );
+
+    check("get", "/api/users", app.get("/api/users/", &admin.auth()).await);
+    check("get", "/api/users", app.get("/api/users/", &user.auth()).await);
+    let made = app
+        .post(
+            "/api/users/",
+            &admin.auth(),
+            json!({"email": "new@example.com", "password": "long-enough-1", "max_rate_limit_per_day": null}),
+        )
+        .await;
+    let new_id = made.body["id"].clone();
+    check("post", "/api/users", made);
+    check(
+        "post",
+        "/api/users",
+        app.post(
+            "/api/users/",
+            &admin.auth(),
+            json!({"email": "bad", "password": "x"}),
+        )
+        .await,
+    );
+    check(
+        "get",
+        "/api/users/{id}",
+        app.get(&format!("/api/users/{new_id}/"), &admin.auth()).await,
+    );
+    check(
+        "get",
+        "/api/users/{id}",
+        app.get("/api/users/424242/", &admin.auth()).await,
+    );
+    check(
+        "patch",
+        "/api/users/{id}",
+        app.patch(
+            &format!("/api/users/{new_id}/"),
+            &admin.auth(),
+            json!({"max_rate_limit_per_minute": 5}),
+        )
+        .await,
+    );
+    check(
+        "patch",
+        "/api/users/{id}",
+        app.patch(
+            &format!("/api/users/{}/", admin.id),
+            &admin.auth(),
+            json!({"is_active": false}),
+        )
+        .await,
+    );
+    check(
+        "post",
+        "/api/auth/password",
+        app.post(
+            "/api/auth/password",
+            &user.auth(),
+            json!({"current_password": "wrong-password", "new_password": "another-one-1"}),
+        )
+        .await,
+    );
+    check(
+        "post",
+        "/api/auth/password",
+        app.post(
+            "/api/auth/password",
+            &user.auth(),
+            json!({"current_password": crate::helpers::PASSWORD, "new_password": "another-one-1"}),
+        )
+        .await,
     );
 
     // Every documented operation was exercised...
@@ -263,7 +345,7 @@ async fn every_operation_answers_as_the_document_says_and_nothing_else_answers()
     for undocumented in [
         "/api",
         "/api/keys",
-        "/api/users",
+        "/api/user",
         "/api/api-keys/1/usage",
         "/api/openapi.yaml",
     ] {

@@ -138,7 +138,7 @@ async fn drill(mode: &str, counters_while_down: &str) {
         return;
     };
     let app = Rc::new(app);
-    let owner = app.user("owner@example.com").await;
+    let owner = app.unlimited_user("owner@example.com").await;
     let created = app
         // No window may fill during the drill: the load is faster than any default limit.
         .create_key(

@@ -3,7 +3,7 @@
 use chrono::Duration;
 use diesel::result::{DatabaseErrorKind, Error};
 use keygate::db::models::{
-    ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewUser, UsageRow, UsageTotals, User,
+    ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewUser, UsageRow, UsageTotals, User, UserChanges,
 };
 use keygate::db::{self, DbConnection};
 
@@ -88,10 +88,32 @@ fn users_are_inserted_found_counted_and_unique_by_email(conn: &mut DbConnection)
         ),
         "{duplicate:?}"
     );
-    let off = User::set_active(conn, ada.id, false, now)
+    let changes = UserChanges {
+        is_active: Some(false),
+        updated_at: Some(now),
+        ..UserChanges::default()
+    };
+    let off = User::update(conn, ada.id, &changes, true)
         .expect("update")
         .expect("found");
     assert!(!off.is_active);
+    assert_eq!(
+        off.auth_epoch,
+        ada.auth_epoch + 1,
+        "ending sessions moves the epoch"
+    );
+    let renamed = User::update(
+        conn,
+        ada.id,
+        &UserChanges {
+            updated_at: Some(now),
+            ..UserChanges::default()
+        },
+        false,
+    )
+    .expect("update")
+    .expect("found");
+    assert_eq!(renamed.auth_epoch, off.auth_epoch, "other changes leave it");
     assert_eq!(User::count(conn).expect("count"), 1);
 }
 

@@ -10,8 +10,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, TestApp, TestDb, pg_connect, spawn_app_with, spawn_on,
-    test_database_url, test_redis, unavailable, unique_suffix,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, TestDb, dashboard_session, dashboard_status, log_out,
+    pg_connect, spawn_app_with, spawn_on, test_database_url, test_redis, unavailable, unique_suffix,
 };
 
 /// redis-server processes of a test's own, in a scratch directory; all stopped when dropped.
@@ -146,71 +146,6 @@ fn start_cluster(servers: &mut Servers) -> Option<String> {
         });
     }
     Some(format!("redis+cluster://{}", nodes.join(",")))
-}
-
-/// Logs in to the dashboard with a plain HTTP client; returns the session cookie.
-async fn dashboard_session(app: &TestApp) -> String {
-    let client = awc::Client::builder().disable_redirects().finish();
-    let mut page = client
-        .get(format!("{}/admin/login", app.address))
-        .send()
-        .await
-        .expect("login page");
-    let cookie = session_cookie(&page).expect("a session cookie");
-    let html = String::from_utf8_lossy(&page.body().await.expect("body")).into_owned();
-    let csrf = crate::helpers::csrf_token_in(&html);
-    let response = client
-        .post(format!("{}/admin/login", app.address))
-        .insert_header(("Cookie", cookie))
-        .send_form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", ADMIN_EMAIL),
-            ("password", ADMIN_PASSWORD),
-        ])
-        .await
-        .expect("log in");
-    assert_eq!(response.status(), 303, "logged in");
-    session_cookie(&response).expect("a renewed session cookie")
-}
-
-fn session_cookie<B>(response: &awc::ClientResponse<B>) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("keygate_session="))
-        .and_then(|c| c.split(';').next())
-        .map(str::to_owned)
-}
-
-/// The status of the keys page for this session cookie (200, or 303 to the login page).
-async fn dashboard_status(app: &TestApp, cookie: &str) -> u16 {
-    let client = awc::Client::builder().disable_redirects().finish();
-    let response = client
-        .get(format!("{}/admin/keys", app.address))
-        .insert_header(("Cookie", cookie))
-        .send()
-        .await;
-    response.expect("answer").status().as_u16()
-}
-
-async fn log_out(app: &TestApp, cookie: &str) {
-    let client = awc::Client::builder().disable_redirects().finish();
-    let mut page = client
-        .get(format!("{}/admin/keys", app.address))
-        .insert_header(("Cookie", cookie))
-        .send()
-        .await
-        .expect("page");
-    let html = String::from_utf8_lossy(&page.body().await.expect("body")).into_owned();
-    let csrf = crate::helpers::csrf_token_in(&html);
-    let response = client
-        .post(format!("{}/admin/logout", app.address))
-        .insert_header(("Cookie", cookie))
-        .send_form(&[("csrf_token", csrf.as_str())])
-        .await
-        .expect("log out");
-    assert_eq!(response.status(), 303);
 }
 
 const SECRET: &str = "a-shared-secret-key-of-at-least-sixty-four-bytes-for-every-instance!!";

@@ -22,6 +22,8 @@ pub struct ApiKey {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
+    /// Switched off by an admin: its owner may not switch it back on.
+    pub deactivated_by_admin: bool,
 }
 
 #[derive(Insertable)]
@@ -50,6 +52,7 @@ pub struct ApiKeyChanges {
     pub rate_limit_per_day: Option<Option<i32>>,
     pub expires_at: Option<Option<NaiveDateTime>>,
     pub is_active: Option<bool>,
+    pub deactivated_by_admin: Option<bool>,
     pub updated_at: Option<NaiveDateTime>,
 }
 

@@ -2,9 +2,11 @@
 //! backends.
 
 mod api_key;
+mod session;
 mod usage;
 mod user;
 
 pub use api_key::{ApiKey, ApiKeyChanges, KeyFilter, KeyOrder, KeySearch, KeyStatusFilter, NewApiKey};
+pub use session::RevokedSession;
 pub use usage::{UsageRow, UsageTotals};
-pub use user::{NewUser, User};
+pub use user::{NewUser, User, UserChanges};

@@ -16,6 +16,13 @@ pub struct User {
     pub is_active: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Moves when the user's tokens and sessions must end (see `users::token`).
+    pub auth_epoch: i64,
+    pub max_rate_limit_per_minute: Option<i32>,
+    pub max_rate_limit_per_hour: Option<i32>,
+    pub max_rate_limit_per_day: Option<i32>,
+    /// False until an admin sets a ceiling: the default ceiling (`KEY_RATE_LIMIT`) applies.
+    pub ceiling_set: bool,
 }
 
 impl fmt::Debug for User {
@@ -38,6 +45,20 @@ pub struct NewUser<'a> {
     pub is_active: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+}
+
+/// A partial change of a user: `None` leaves a column alone, `Some(None)` sets it to NULL.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges {
+    pub password_hash: Option<String>,
+    pub is_admin: Option<bool>,
+    pub is_active: Option<bool>,
+    pub max_rate_limit_per_minute: Option<Option<i32>>,
+    pub max_rate_limit_per_hour: Option<Option<i32>>,
+    pub max_rate_limit_per_day: Option<Option<i32>>,
+    pub ceiling_set: Option<bool>,
+    pub updated_at: Option<NaiveDateTime>,
 }
 
 impl User {
@@ -72,14 +93,16 @@ impl User {
             .load(conn)
     }
 
-    pub fn set_active(
+    /// Applies `changes`; `end_sessions` also moves the epoch, ending every token and session.
+    pub fn update(
         conn: &mut DbConnection,
         id: i64,
-        active: bool,
-        at: NaiveDateTime,
+        changes: &UserChanges,
+        end_sessions: bool,
     ) -> QueryResult<Option<User>> {
+        let epoch = users::auth_epoch + i64::from(end_sessions);
         diesel::update(users::table.find(id))
-            .set((users::is_active.eq(active), users::updated_at.eq(at)))
+            .set((changes, users::auth_epoch.eq(epoch)))
             .get_result(conn)
             .optional()
     }

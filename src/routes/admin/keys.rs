@@ -8,7 +8,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::{NaiveDateTime, Timelike};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::db::models::{ApiKey, KeyOrder, KeySearch, KeyStatusFilter, User};
 use crate::db::{self, DbError};
@@ -280,15 +280,6 @@ pub async fn new(state: web::Data<AppState>, admin: Admin) -> Result<HttpRespons
     render(&page, StatusCode::OK)
 }
 
-/// The plaintext of a just-created key, kept in the session for exactly one page view.
-#[derive(Serialize, Deserialize)]
-struct Issued {
-    id: i64,
-    key: String,
-}
-
-const ISSUED: &str = "issued_key";
-
 pub async fn create(
     state: web::Data<AppState>,
     admin: Admin,
@@ -311,7 +302,7 @@ pub async fn create(
         limits,
         expires_at,
     };
-    let (record, issued) = match service::create(&state.pool, admin.actor(), new).await {
+    let (record, issued) = match service::create(&state.pool, admin.actor(), state.key_defaults, new).await {
         Ok(created) => created,
         Err(service::KeyError::Invalid(fields)) => {
             key_form.errors = fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
@@ -324,17 +315,22 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     };
-    admin
-        .session
-        .insert(
-            ISSUED,
-            Issued {
-                id: record.key.id,
-                key: issued.expose().to_owned(),
-            },
-        )
-        .map_err(|e| AdminError::internal(std::io::Error::other(e.to_string())))?;
-    Ok(redirect(&format!("/admin/keys/{}/created", record.key.id)))
+    // The secret waits (≤ 60 s, one read) server-side for the page that shows it; never in the
+    // session.
+    let nonce = state
+        .handoff
+        .put(record.key.id, admin.user.id, issued.expose())
+        .await
+        .map_err(AdminError::internal)?;
+    Ok(redirect(&format!(
+        "/admin/keys/{}/created?n={nonce}",
+        record.key.id
+    )))
+}
+
+#[derive(Deserialize)]
+pub struct CreatedQuery {
+    n: Option<String>,
 }
 
 #[derive(Template)]
@@ -346,16 +342,19 @@ struct CreatedPage {
     key: Option<String>,
 }
 
-/// Shows the new key once: the session copy is removed as the page is rendered, and the page
-/// is never cached, so reloading or going back shows only a notice.
+/// Shows the new key once: the handoff record is deleted as it is read, and the page is never
+/// cached, so reloading or going back shows only a notice.
 pub async fn created(
     state: web::Data<AppState>,
     admin: Admin,
     id: web::Path<i64>,
+    query: web::Query<CreatedQuery>,
 ) -> Result<HttpResponse, AdminError> {
     let record = service::get(&state.pool, admin.actor(), *id).await?;
-    let issued = admin.session.remove_as::<Issued>(ISSUED).and_then(Result::ok);
-    let key = issued.filter(|i| i.id == record.key.id).map(|i| i.key);
+    let key = match &query.n {
+        Some(nonce) => state.handoff.take(nonce, record.key.id, admin.user.id).await,
+        None => None,
+    };
     let page = CreatedPage {
         layout: admin.layout("Key created", "keys"),
         id: record.key.id,
@@ -548,7 +547,15 @@ pub async fn update(
         expires_at: Some(expires_at),
         is_active: None,
     };
-    service::update(&state.pool, &state.keys, admin.actor(), *id, patch).await?;
+    service::update(
+        &state.pool,
+        &state.keys,
+        admin.actor(),
+        state.key_defaults,
+        *id,
+        patch,
+    )
+    .await?;
     admin.flash("success", "Key saved.");
     Ok(redirect(&format!("/admin/keys/{id}")))
 }
@@ -583,7 +590,15 @@ pub async fn switch(
         is_active: Some(switch.active()),
         ..KeyPatch::default()
     };
-    service::update(&state.pool, &state.keys, admin.actor(), id, patch).await?;
+    service::update(
+        &state.pool,
+        &state.keys,
+        admin.actor(),
+        state.key_defaults,
+        id,
+        patch,
+    )
+    .await?;
     admin.flash("success", confirmation.done());
     Ok(redirect(&format!("/admin/keys/{id}")))
 }

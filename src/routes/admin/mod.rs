@@ -95,15 +95,17 @@ pub fn redirect(to: &str) -> HttpResponse {
 const CSRF: &str = "csrf";
 const FLASHES: &str = "flashes";
 const USER: &str = "user_id";
+/// The user's epoch at login: the session ends when it moves (deactivation, new password).
+const EPOCH: &str = "epoch";
+/// This session's own id, recorded as revoked at logout (cookie sessions cannot be deleted).
+const SID: &str = "sid";
 
 /// The session's CSRF token, made on first use.
 pub fn csrf_token(session: &Session) -> String {
     if let Ok(Some(token)) = session.get::<String>(CSRF) {
         return token;
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
-    let token = hex::encode(bytes);
+    let token = random_hex();
     let _ = session.insert(CSRF, &token);
     token
 }
@@ -112,13 +114,13 @@ pub fn csrf_token(session: &Session) -> String {
 pub fn check_csrf(session: &Session, form: &HashMap<String, String>) -> Result<(), AdminError> {
     let expected = session.get::<String>(CSRF).ok().flatten();
     match (expected, form.get("csrf_token")) {
-        (Some(expected), Some(given)) if constant_time_eq(expected.as_bytes(), given.as_bytes()) => Ok(()),
+        (Some(expected), Some(given))
+            if crate::credentials::constant_time_eq(expected.as_bytes(), given.as_bytes()) =>
+        {
+            Ok(())
+        }
         _ => Err(AdminError::CsrfRejected),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn flash(session: &Session, kind: &str, text: impl Into<String>) {
@@ -137,22 +139,47 @@ fn take_flashes(session: &Session) -> Vec<Flash> {
         .unwrap_or_default()
 }
 
-/// Starts an admin's session: a fresh session id (against fixation) and a fresh CSRF token.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+    hex::encode(bytes)
+}
+
+/// Starts an admin's session: a fresh session id (against fixation), a fresh CSRF token, the
+/// user's epoch and an id of its own (for logout).
 pub fn log_in(session: &Session, user: &User) -> Result<(), AdminError> {
     session.renew();
     session.remove(CSRF);
-    session
+    let stored = session
         .insert(USER, user.id)
-        .map_err(|e| AdminError::internal(std::io::Error::other(e.to_string())))
+        .and_then(|()| session.insert(EPOCH, user.auth_epoch))
+        .and_then(|()| session.insert(SID, random_hex()));
+    stored.map_err(|e| AdminError::internal(std::io::Error::other(e.to_string())))
 }
 
-/// The session's admin, if one is logged in and still an active admin.
+/// Ends the session here and on every instance: with cookie sessions a saved cookie would
+/// otherwise keep working until it expires.
+pub async fn log_out(state: &AppState, session: &Session) -> Result<(), AdminError> {
+    if let Ok(Some(sid)) = session.get::<String>(SID) {
+        let until = crate::db::now() + chrono::Duration::hours(crate::sessions::SESSION_HOURS);
+        crate::users::end_session(&state.pool, sid, until).await?;
+    }
+    session.purge();
+    Ok(())
+}
+
+/// The session's admin, if one is logged in, still an active admin, the session was not ended
+/// and the user's epoch has not moved since the login.
 pub async fn session_admin(state: &AppState, session: &Session) -> Result<Option<User>, AdminError> {
-    let Some(id) = session.get::<i64>(USER).ok().flatten() else {
+    let (Some(id), Some(epoch), Some(sid)) = (
+        session.get::<i64>(USER).ok().flatten(),
+        session.get::<i64>(EPOCH).ok().flatten(),
+        session.get::<String>(SID).ok().flatten(),
+    ) else {
         return Ok(None);
     };
-    match crate::users::find(&state.pool, id).await {
-        Ok(user) if user.is_active && user.is_admin => Ok(Some(user)),
+    match crate::users::of_session(&state.pool, id, sid).await {
+        Ok(Some(user)) if user.is_active && user.is_admin && user.auth_epoch == epoch => Ok(Some(user)),
         Ok(_) | Err(UserError::NotFound) => {
             session.purge();
             Ok(None)
@@ -309,6 +336,58 @@ impl Confirmation<'_> {
     }
 }
 
+/// What every dashboard response carries: no framing, no sniffing, no referrer leaving the
+/// site, and nothing loaded or run that is not the dashboard's own file (no inline scripts or
+/// styles anywhere in the templates).
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("x-frame-options", "DENY"),
+];
+
+/// The dashboard under `/admin`: its routes, its sessions, `Secure` cookies over HTTPS and the
+/// security headers.
+pub fn scope(
+    sessions: crate::sessions::Sessions,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let headers = SECURITY_HEADERS
+        .iter()
+        .fold(actix_web::middleware::DefaultHeaders::new(), |h, pair| {
+            h.add(*pair)
+        });
+    web::scope("/admin")
+        .wrap(sessions.middleware())
+        .wrap(actix_web::middleware::from_fn(secure_cookies))
+        .wrap(headers)
+        .route("", web::get().to(index))
+        .route("/login", web::get().to(auth::form))
+        .route("/login", web::post().to(auth::submit))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/keys", web::get().to(keys::list))
+        .route("/keys", web::post().to(keys::create))
+        .route("/keys/new", web::get().to(keys::new))
+        .route("/keys/{id}", web::get().to(keys::detail))
+        .route("/keys/{id}", web::post().to(keys::update))
+        .route("/keys/{id}/created", web::get().to(keys::created))
+        .route("/keys/{id}/{switch}", web::post().to(keys::switch))
+        .route("/users", web::get().to(users::list))
+        .route("/users", web::post().to(users::create))
+        .route("/users/{id}/{switch}", web::post().to(users::switch))
+        .default_service(web::to(not_found))
+}
+
 /// `/admin` → the keys list.
 pub async fn index() -> HttpResponse {
     redirect("/admin/keys")
@@ -390,12 +469,5 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000), "1,000");
         assert_eq!(thousands(2_147_483_647), "2,147,483,647");
-    }
-
-    #[test]
-    fn csrf_comparison_is_exact() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

@@ -133,7 +133,7 @@ pub async fn switch(
     if let Some(page) = confirmation.ask(&admin, &form) {
         return page;
     }
-    users::set_active(&state.pool, id, switch.active()).await?;
+    users::set_active(&state.pool, &state.keys, id, switch.active()).await?;
     admin.flash("success", format!("{}d {}.", switch.title(), user.email));
     Ok(redirect("/admin/users"))
 }

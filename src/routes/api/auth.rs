@@ -1,15 +1,23 @@
-//! `POST /api/auth/token`: email and password in, a bearer token out.
+//! `POST /api/auth/token`: email and password in, a bearer token out (behind the login
+//! throttle). `POST /api/auth/password`: the caller's own password change, which ends every
+//! token and session they hold.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::gate::client_ip;
 use crate::routes::api::body::{Fields, JsonObject};
+use crate::routes::api::principal::Principal;
 use crate::state::AppState;
-use crate::users;
+use crate::users::{self, UserError};
 
-pub async fn token(state: web::Data<AppState>, body: JsonObject) -> Result<HttpResponse, ApiError> {
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: JsonObject,
+) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body);
     let email = fields.required("email", |s| Ok(s.to_owned()));
     let password = fields.required("password", |s| Ok(s.to_owned()));
@@ -17,14 +25,47 @@ pub async fn token(state: web::Data<AppState>, body: JsonObject) -> Result<HttpR
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::InvalidCredentials);
     };
-    let user = users::authenticate(&state.pool, &email, &password).await?;
+    let address = client_ip(&state, &req);
+    let user = users::log_in(&state.pool, &state.limiter, address, &email, &password).await?;
     let ttl = state.token_ttl.as_secs();
     let expires_at = Utc::now().timestamp().saturating_add_unsigned(ttl);
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({
-            "access_token": state.tokens.issue(user.id, expires_at),
+            "access_token": state.tokens.issue(user.id, user.auth_epoch, expires_at),
             "token_type": "Bearer",
             "expires_in": ttl,
         })))
+}
+
+pub async fn password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    body: JsonObject,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::new(body);
+    let current = fields.required("current_password", |s| Ok(s.to_owned()));
+    let new = fields.required("new_password", |s| Ok(s.to_owned()));
+    fields.finish()?;
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(ApiError::InvalidJson(
+            "current_password and new_password are required".into(),
+        ));
+    };
+    // Guessing the current password with a stolen token is throttled like logging in.
+    let attempt = users::throttle::Attempt::new(client_ip(&state, &req), &who.0.email);
+    if let Some(retry_after) = attempt.blocked_for(&state.limiter).await {
+        return Err(ApiError::TooManyAttempts { retry_after });
+    }
+    match users::change_password(&state.pool, &state.keys, who.0.id, &current, &new).await {
+        Ok(_) => Ok(HttpResponse::NoContent().finish()),
+        Err(UserError::InvalidCredentials) => {
+            attempt.failed(&state.limiter).await;
+            Err(ApiError::Forbidden(
+                "The current password is wrong; the password was not changed.".into(),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -108,7 +108,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let now = db::now();
     let new = parse_new_key(body, state.key_defaults, now)?;
-    let (record, issued) = service::create(&state.pool, who.actor(), new).await?;
+    let (record, issued) = service::create(&state.pool, who.actor(), state.key_defaults, new).await?;
 
     #[derive(Serialize)]
     struct Created<'a> {
@@ -159,7 +159,15 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let now = db::now();
     let patch = parse_patch(body, now)?;
-    let record = service::update(&state.pool, &state.keys, who.actor(), *id, patch).await?;
+    let record = service::update(
+        &state.pool,
+        &state.keys,
+        who.actor(),
+        state.key_defaults,
+        *id,
+        patch,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(KeyView::of(&record, now)))
 }
 
@@ -168,7 +176,7 @@ pub async fn deactivate(
     who: Principal,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    service::deactivate(&state.pool, &state.keys, who.actor(), *id).await?;
+    service::deactivate(&state.pool, &state.keys, who.actor(), state.key_defaults, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -6,6 +6,7 @@ pub mod caller;
 pub mod keys;
 pub mod openapi;
 pub mod principal;
+pub mod users;
 pub mod verify;
 
 use actix_web::HttpResponse;

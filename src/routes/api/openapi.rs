@@ -8,9 +8,8 @@ use actix_web::{HttpResponse, Route, web};
 use serde_json::{Map, Value, json};
 
 use crate::metrics;
-use crate::routes::api::{auth, caller, keys, verify};
+use crate::routes::api::{auth, caller, keys, users, verify};
 use crate::routes::health;
-use crate::sessions::Sessions;
 
 /// Who may call an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +18,7 @@ pub enum Access {
     Open,
     /// Any caller (API key, bearer token or anonymous), counted by the gate.
     Gated,
-    /// A user: bearer token, or an admin's dashboard session.
+    /// A user: a keygate bearer token (never a dashboard session).
     User,
     /// An admin's bearer token.
     Admin,
@@ -30,6 +29,10 @@ pub struct Operation {
     pub path: &'static str,
     pub summary: &'static str,
     pub access: Access,
+    /// Whether the gate stands in front of it. Only keygate's own probes and key verification
+    /// (a service checking its callers' keys) are not: `startup` registers those outside the
+    /// gated scope.
+    pub gated: bool,
     /// The JSON body's schema name in `components.schemas`, if there is a body.
     pub request: Option<&'static str>,
     /// Documented answers: status, description, response schema name.
@@ -43,6 +46,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/healthz",
         summary: "Liveness, and whether the database answers",
         access: Access::Open,
+        gated: false,
         request: None,
         responses: &[
             (200, "Healthy", Some("Health")),
@@ -55,6 +59,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/metrics",
         summary: "Prometheus metrics (bearer METRICS_TOKEN when set)",
         access: Access::Open,
+        gated: false,
         request: None,
         responses: &[
             (200, "Prometheus text format", None),
@@ -67,6 +72,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/openapi.json",
         summary: "This document",
         access: Access::Gated,
+        gated: true,
         request: None,
         responses: &[
             (200, "The OpenAPI 3.1 document", None),
@@ -79,6 +85,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/auth/token",
         summary: "Exchange email and password for a bearer token",
         access: Access::Gated,
+        gated: true,
         request: Some("Credentials"),
         responses: &[
             (200, "A bearer token", Some("Token")),
@@ -93,6 +100,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/whoami",
         summary: "Who the gate thinks is calling (counted like any request)",
         access: Access::Gated,
+        gated: true,
         request: None,
         responses: &[
             (200, "The caller", Some("WhoAmI")),
@@ -106,6 +114,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/rate-limit",
         summary: "The caller's tier and windows (not counted)",
         access: Access::Gated,
+        gated: true,
         request: None,
         responses: &[
             (200, "The caller's windows", Some("RateLimitStatus")),
@@ -118,6 +127,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/keys/verify",
         summary: "Verify a key for a service, counting one request unless consume is false",
         access: Access::Admin,
+        gated: false,
         request: Some("VerifyRequest"),
         responses: &[
             (200, "The verdict", Some("Verification")),
@@ -132,6 +142,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/api-keys",
         summary: "The caller's keys (an admin's: everyone's), newest first",
         access: Access::User,
+        gated: true,
         request: None,
         responses: &[
             (200, "Keys", Some("KeyList")),
@@ -145,11 +156,17 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/api-keys",
         summary: "Create a key; the full key is in this answer only",
         access: Access::User,
+        gated: true,
         request: Some("NewKey"),
         responses: &[
             (201, "The key, with its secret", Some("CreatedKey")),
             (400, "Fields are not valid", Some("Error")),
             (401, "Not a user", Some("Error")),
+            (
+                403,
+                "Above the owner's ceiling, or for another user (admins only)",
+                Some("Error"),
+            ),
             (413, "The body is too large", Some("Error")),
         ],
         route: || web::post().to(keys::create),
@@ -159,6 +176,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/api-keys/{id}",
         summary: "One key",
         access: Access::User,
+        gated: true,
         request: None,
         responses: &[
             (200, "The key", Some("Key")),
@@ -172,11 +190,17 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/api-keys/{id}",
         summary: "Change a key's name, limits, expiry or state",
         access: Access::User,
+        gated: true,
         request: Some("KeyPatch"),
         responses: &[
             (200, "The changed key", Some("Key")),
             (400, "Fields are not valid", Some("Error")),
             (401, "Not a user", Some("Error")),
+            (
+                403,
+                "A change only admins may make (see the authorization table)",
+                Some("Error"),
+            ),
             (404, "No such key (or not yours)", Some("Error")),
         ],
         route: || web::patch().to(keys::update),
@@ -186,6 +210,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/api-keys/{id}",
         summary: "Deactivate a key (the row stays)",
         access: Access::User,
+        gated: true,
         request: None,
         responses: &[
             (204, "Deactivated", None),
@@ -199,6 +224,7 @@ pub static OPERATIONS: &[Operation] = &[
         path: "/api/api-keys/{id}/stats",
         summary: "Current windows, totals and the last 24 hours of a key",
         access: Access::User,
+        gated: true,
         request: None,
         responses: &[
             (200, "Usage", Some("KeyStats")),
@@ -206,6 +232,86 @@ pub static OPERATIONS: &[Operation] = &[
             (404, "No such key (or not yours)", Some("Error")),
         ],
         route: || web::get().to(keys::stats),
+    },
+    Operation {
+        method: "post",
+        path: "/api/auth/password",
+        summary: "Change the caller's own password; every token and dashboard session of theirs ends",
+        access: Access::User,
+        gated: true,
+        request: Some("PasswordChange"),
+        responses: &[
+            (204, "Changed", None),
+            (400, "The new password is not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (403, "The current password is wrong", Some("Error")),
+            (429, "Too many wrong current passwords", Some("Error")),
+        ],
+        route: || web::post().to(auth::password),
+    },
+    Operation {
+        method: "get",
+        path: "/api/users",
+        summary: "Every user, with their ceiling",
+        access: Access::Admin,
+        gated: true,
+        request: None,
+        responses: &[
+            (200, "Users", Some("UserList")),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+        ],
+        route: || web::get().to(users::list),
+    },
+    Operation {
+        method: "post",
+        path: "/api/users",
+        summary: "Create a user",
+        access: Access::Admin,
+        gated: true,
+        request: Some("NewUser"),
+        responses: &[
+            (201, "The user", Some("User")),
+            (400, "Fields are not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+        ],
+        route: || web::post().to(users::create),
+    },
+    Operation {
+        method: "get",
+        path: "/api/users/{id}",
+        summary: "One user",
+        access: Access::Admin,
+        gated: true,
+        request: None,
+        responses: &[
+            (200, "The user", Some("User")),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+            (404, "No such user", Some("Error")),
+        ],
+        route: || web::get().to(users::get),
+    },
+    Operation {
+        method: "patch",
+        path: "/api/users/{id}",
+        summary: "Activate or deactivate a user (ending their tokens and sessions), make or unmake an admin, set their ceiling",
+        access: Access::Admin,
+        gated: true,
+        request: Some("UserPatch"),
+        responses: &[
+            (200, "The changed user", Some("User")),
+            (400, "Fields are not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (
+                403,
+                "Not an admin, or an admin's change of their own account",
+                Some("Error"),
+            ),
+            (404, "No such user", Some("Error")),
+        ],
+        route: || web::patch().to(users::update),
     },
 ];
 
@@ -271,8 +377,25 @@ fn schemas() -> Value {
             "expires_at": {"type": ["string", "null"], "format": "date-time"}}},
         "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
             "name": {"type": "string", "maxLength": 100}, "rate_limit_per_minute": limit.clone(),
-            "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit,
+            "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
             "expires_at": {"type": ["string", "null"], "format": "date-time"}, "is_active": {"type": "boolean"}}},
+        "PasswordChange": {"type": "object", "required": ["current_password", "new_password"], "additionalProperties": false, "properties": {
+            "current_password": {"type": "string"}, "new_password": {"type": "string", "minLength": 8}}},
+        "User": {"type": "object", "required": ["id", "email", "is_admin", "is_active", "max_rate_limit_per_minute",
+                 "max_rate_limit_per_hour", "max_rate_limit_per_day", "created_at"], "properties": {
+            "id": {"type": "integer"}, "email": {"type": "string", "format": "email"},
+            "is_admin": {"type": "boolean"}, "is_active": {"type": "boolean"},
+            "max_rate_limit_per_minute": {"type": ["integer", "null"], "description": "the most this user may set on their own keys; null: no ceiling"},
+            "max_rate_limit_per_hour": {"type": ["integer", "null"]}, "max_rate_limit_per_day": {"type": ["integer", "null"]},
+            "created_at": {"type": "string", "format": "date-time"}}},
+        "UserList": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+        "NewUser": {"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
+            "email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 8},
+            "is_admin": {"type": "boolean", "default": false},
+            "max_rate_limit_per_minute": limit.clone(), "max_rate_limit_per_hour": limit.clone(), "max_rate_limit_per_day": limit.clone()}},
+        "UserPatch": {"type": "object", "additionalProperties": false, "properties": {
+            "is_active": {"type": "boolean"}, "is_admin": {"type": "boolean"},
+            "max_rate_limit_per_minute": limit.clone(), "max_rate_limit_per_hour": limit.clone(), "max_rate_limit_per_day": limit.clone()}},
         "KeyStats": {"type": "object", "required": ["id", "last_used_at", "current", "totals", "history"], "properties": {
             "id": {"type": "integer"}, "last_used_at": {"type": ["string", "null"]},
             "current": {"type": "object", "additionalProperties": window},
@@ -281,11 +404,12 @@ fn schemas() -> Value {
     })
 }
 
-/// Registers [`OPERATIONS`]: one resource per path, whose other methods answer 405. Paths a
-/// user reaches (where an admin's dashboard session counts) get the session middleware.
-pub fn register(cfg: &mut web::ServiceConfig, sessions: &Sessions) {
+/// Registers the operations of [`OPERATIONS`] that are `gated` (or not): one resource per
+/// path, whose other methods answer 405. `startup` calls it twice: outside the gated scope for
+/// the exempt ones, inside it for the rest.
+pub fn register(cfg: &mut web::ServiceConfig, gated: bool) {
     let mut paths: Vec<&str> = Vec::new();
-    for op in OPERATIONS {
+    for op in OPERATIONS.iter().filter(|op| op.gated == gated) {
         if !paths.contains(&op.path) {
             paths.push(op.path);
         }
@@ -295,14 +419,7 @@ pub fn register(cfg: &mut web::ServiceConfig, sessions: &Sessions) {
             web::resource(path).default_service(web::to(super::method_not_allowed)),
             |r, op| r.route((op.route)()),
         );
-        if OPERATIONS
-            .iter()
-            .any(|op| op.path == path && op.access == Access::User)
-        {
-            cfg.service(resource.wrap(sessions.middleware()));
-        } else {
-            cfg.service(resource);
-        }
+        cfg.service(resource);
     }
 }
 
@@ -321,7 +438,7 @@ pub fn document() -> Value {
         let security = match op.access {
             Access::Open => json!([]),
             Access::Gated => json!([{}, {"apiKey": []}, {"bearer": []}]),
-            Access::User => json!([{"bearer": []}, {"adminSession": []}]),
+            Access::User => json!([{"bearer": []}]),
             Access::Admin => json!([{"bearer": []}]),
         };
         let mut operation = json!({
@@ -357,7 +474,6 @@ pub fn document() -> Value {
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"},
                 "bearer": {"type": "http", "scheme": "bearer", "description": "from POST /api/auth/token"},
-                "adminSession": {"type": "apiKey", "in": "cookie", "name": "keygate_session"},
             },
         },
     })

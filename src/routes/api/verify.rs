@@ -19,9 +19,7 @@ pub async fn verify(
     who: Principal,
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
-    if !who.0.is_admin {
-        return Err(ApiError::Forbidden);
-    }
+    crate::policy::require_admin(who.actor(), "verify keys").map_err(|r| ApiError::Forbidden(r.0))?;
     let mut fields = Fields::new(body);
     let key = fields.required("key", |s| Ok(s.to_owned()));
     let consume = fields.boolean("consume").unwrap_or(true);

@@ -1,0 +1,107 @@
+//! The one-time handoff of a new key's secret from the dashboard's create form to the page that
+//! shows it. The secret never enters session storage (a replayed cookie, or a Redis session
+//! kept for hours, would show it again): it waits here at most a minute under a random nonce,
+//! bound to the key and the admin who created it, and is deleted by the first read. With Redis
+//! (any instance may serve the next page) it is one key read and deleted atomically (`GETDEL`);
+//! without, an in-process cache.
+
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+use crate::shared_redis::RedisConn;
+
+pub const TTL: Duration = Duration::from_secs(60);
+
+enum Store {
+    Memory(Cache<String, String>),
+    Redis { conn: RedisConn, prefix: String },
+}
+
+pub struct Handoff {
+    store: Store,
+}
+
+fn random_nonce() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+    hex::encode(bytes)
+}
+
+/// What is stored: the key and the admin it is for, then the secret.
+fn record(key_id: i64, user_id: i64, secret: &str) -> String {
+    format!("{key_id}:{user_id}:{secret}")
+}
+
+impl Handoff {
+    /// In Redis when given (`<prefix>:issued:<nonce>`), else in this process.
+    pub fn new(redis: Option<(RedisConn, &str)>) -> Handoff {
+        let store = match redis {
+            Some((conn, prefix)) => Store::Redis {
+                conn,
+                prefix: format!("{prefix}:issued:"),
+            },
+            None => Store::Memory(Cache::builder().max_capacity(10_000).time_to_live(TTL).build()),
+        };
+        Handoff { store }
+    }
+
+    /// Keeps `secret` for one read by `user_id`; returns the nonce that reaches it.
+    pub async fn put(&self, key_id: i64, user_id: i64, secret: &str) -> Result<String, redis::RedisError> {
+        let nonce = random_nonce();
+        let value = record(key_id, user_id, secret);
+        match &self.store {
+            Store::Memory(cache) => cache.insert(nonce.clone(), value),
+            Store::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                redis::cmd("SET")
+                    .arg(format!("{prefix}{nonce}"))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(TTL.as_secs())
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+        }
+        Ok(nonce)
+    }
+
+    /// The secret behind `nonce`, once, if it is for this key and this admin.
+    pub async fn take(&self, nonce: &str, key_id: i64, user_id: i64) -> Option<String> {
+        if nonce.len() != 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let value = match &self.store {
+            Store::Memory(cache) => cache.remove(nonce),
+            Store::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                redis::cmd("GETDEL")
+                    .arg(format!("{prefix}{nonce}"))
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        }?;
+        let expected = record(key_id, user_id, "");
+        value.strip_prefix(&expected).map(str::to_owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_secret_is_handed_over_once_to_its_admin_for_its_key() {
+        let handoff = Handoff::new(None);
+        let nonce = handoff.put(7, 1, "kg_secret").await.expect("kept");
+        assert_eq!(handoff.take(&nonce, 8, 1).await, None, "another key");
+        let nonce = handoff.put(7, 1, "kg_secret").await.expect("kept");
+        assert_eq!(handoff.take(&nonce, 7, 2).await, None, "another admin");
+        let nonce = handoff.put(7, 1, "kg_secret").await.expect("kept");
+        assert_eq!(handoff.take(&nonce, 7, 1).await.as_deref(), Some("kg_secret"));
+        assert_eq!(handoff.take(&nonce, 7, 1).await, None, "only once");
+        assert_eq!(handoff.take("../x", 7, 1).await, None);
+    }
+}

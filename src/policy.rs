@@ -1,0 +1,180 @@
+//! The authorization policy: who may do what to which key or user, decided here and nowhere
+//! else, for the API, the dashboard and the CLI alike (the README's authorization table is this
+//! file in prose). Each rule that refuses says why, in a sentence the caller sees with a 403.
+//!
+//! - Admins may do everything.
+//! - A user reaches only their own keys (others' are "not found", see `keys::service`).
+//! - Within a user's **ceiling** (per window; set by admins, `KEY_RATE_LIMIT` by default) an
+//!   owner may create keys and change them: rename, lower or raise limits up to the ceiling,
+//!   set an earlier expiry, switch the key off and back on.
+//! - Clearing a limit, going above the ceiling, clearing or extending an expiry, and switching
+//!   on a key an admin switched off are admin-only.
+//! - Only admins create keys for other users; a user naming any email but their own gets the
+//!   same refusal whether or not that account exists.
+//! - Users and key verification are admin-only.
+
+use chrono::NaiveDateTime;
+
+use crate::db::models::ApiKey;
+use crate::keys::Limits;
+use crate::keys::service::{Actor, KeyPatch};
+use crate::limits::Window;
+
+/// A rule refused the action; the sentence says which.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+fn refuse<T>(text: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal(text.into()))
+}
+
+/// Admin-only actions: `what` completes "Only admins may …".
+pub fn require_admin(actor: Actor, what: &str) -> Result<(), Refusal> {
+    if actor.is_admin {
+        Ok(())
+    } else {
+        refuse(format!("Only admins may {what}."))
+    }
+}
+
+/// Whether `actor` may create a key for the account `requested` (an email, already
+/// normalised), `own_email` being theirs.
+pub fn may_create_for(actor: Actor, own_email: &str, requested: Option<&str>) -> Result<(), Refusal> {
+    match requested {
+        Some(email) if !actor.is_admin && email != own_email => {
+            refuse("Only admins may create keys for other users.")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn window_name(window: Window) -> &'static str {
+    window.name()
+}
+
+/// A limit an owner sets: present and within the ceiling in that window.
+fn within_ceiling(window: Window, limit: Option<u32>, ceiling: Option<u32>) -> Result<(), Refusal> {
+    match (limit, ceiling) {
+        (_, None) => Ok(()),
+        (None, Some(max)) => refuse(format!(
+            "Only admins may remove the per-{} limit; yours may be at most {max}.",
+            window_name(window)
+        )),
+        (Some(n), Some(max)) if n > max => refuse(format!(
+            "The per-{} limit {n} is above your ceiling of {max}; only admins may set more.",
+            window_name(window)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A new key's limits, for an owner who is not an admin.
+pub fn may_create(actor: Actor, ceiling: &Limits, limits: &Limits) -> Result<(), Refusal> {
+    if actor.is_admin {
+        return Ok(());
+    }
+    for ((window, limit), (_, max)) in limits.windows().into_iter().zip(ceiling.windows()) {
+        within_ceiling(window, limit, max)?;
+    }
+    Ok(())
+}
+
+/// A change of `key` (which `actor` may see), for an owner who is not an admin.
+pub fn may_change(actor: Actor, ceiling: &Limits, key: &ApiKey, patch: &KeyPatch) -> Result<(), Refusal> {
+    if actor.is_admin {
+        return Ok(());
+    }
+    let changes = [
+        (Window::Minute, patch.per_minute, ceiling.per_minute),
+        (Window::Hour, patch.per_hour, ceiling.per_hour),
+        (Window::Day, patch.per_day, ceiling.per_day),
+    ];
+    for (window, change, max) in changes {
+        if let Some(limit) = change {
+            within_ceiling(window, limit, max)?;
+        }
+    }
+    if let Some(expiry) = patch.expires_at {
+        may_set_expiry(key.expires_at, expiry)?;
+    }
+    if patch.is_active == Some(true) && !key.is_active && key.deactivated_by_admin {
+        return refuse("An admin deactivated this key; only an admin may activate it again.");
+    }
+    Ok(())
+}
+
+/// Owners may bring an expiry forward (or set one), never remove or postpone it.
+fn may_set_expiry(current: Option<NaiveDateTime>, new: Option<NaiveDateTime>) -> Result<(), Refusal> {
+    match (current, new) {
+        (Some(_), None) => refuse("Only admins may remove a key's expiry."),
+        (Some(now), Some(new)) if new > now => {
+            refuse("Only admins may postpone a key's expiry; you may set an earlier one.")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether switching a key off is recorded as an admin's doing (which its owner cannot undo).
+pub fn deactivated_by_admin(actor: Actor) -> bool {
+    actor.is_admin
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER: Actor = Actor {
+        user_id: 2,
+        is_admin: false,
+    };
+    const ADMIN: Actor = Actor {
+        user_id: 1,
+        is_admin: true,
+    };
+    const CEILING: Limits = Limits {
+        per_minute: Some(60),
+        per_hour: Some(1000),
+        per_day: None,
+    };
+
+    #[test]
+    fn owners_create_within_their_ceiling() {
+        let ok = Limits {
+            per_minute: Some(60),
+            per_hour: Some(10),
+            per_day: None,
+        };
+        assert_eq!(may_create(USER, &CEILING, &ok), Ok(()));
+        let unlimited = Limits::default();
+        assert!(may_create(USER, &CEILING, &unlimited).is_err());
+        let above = Limits {
+            per_minute: Some(61),
+            ..ok
+        };
+        let refusal = may_create(USER, &CEILING, &above).expect_err("above");
+        assert!(refusal.0.contains("61") && refusal.0.contains("60"), "{refusal}");
+        assert_eq!(may_create(ADMIN, &CEILING, &unlimited), Ok(()));
+    }
+
+    #[test]
+    fn only_admins_create_for_others_and_the_answer_does_not_depend_on_the_account() {
+        assert_eq!(may_create_for(USER, "a@x", Some("a@x")), Ok(()));
+        assert_eq!(may_create_for(USER, "a@x", None), Ok(()));
+        assert_eq!(
+            may_create_for(USER, "a@x", Some("b@x")),
+            may_create_for(USER, "a@x", Some("nobody@x"))
+        );
+        assert_eq!(may_create_for(ADMIN, "a@x", Some("b@x")), Ok(()));
+    }
+
+    #[test]
+    fn expiry_moves_only_forward_for_owners() {
+        let at = |d| chrono::DateTime::from_timestamp(d, 0).expect("time").naive_utc();
+        assert_eq!(may_set_expiry(None, Some(at(10))), Ok(()));
+        assert_eq!(may_set_expiry(Some(at(10)), Some(at(5))), Ok(()));
+        assert!(may_set_expiry(Some(at(10)), Some(at(11))).is_err());
+        assert!(may_set_expiry(Some(at(10)), None).is_err());
+        assert_eq!(may_set_expiry(None, None), Ok(()));
+    }
+}

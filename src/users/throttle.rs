@@ -1,0 +1,84 @@
+//! The one login throttle, for the dashboard's login form and `POST /api/auth/token` alike.
+//! Failed attempts are counted in the gate's counter store (so the limits hold across
+//! instances) in three buckets:
+//!
+//! | bucket | limit | stops |
+//! |---|---|---|
+//! | this email from this address (IPv6: its /64) | 5 an hour | guessing one account from one place |
+//! | this address (/64), any email | 20 an hour | one place trying many accounts |
+//! | this email, from anywhere | 100 an hour | a distributed guesser |
+//!
+//! So an attacker cannot lock the real user out from another address (only the generous
+//! per-email cap is shared), and a guesser gets few tries per address. A successful login counts
+//! nothing.
+
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+
+use crate::limits::{Bucket, Limiter, Policy, Window};
+
+const PER_PAIR: u32 = 5;
+const PER_ADDRESS: u32 = 20;
+const PER_EMAIL: u32 = 100;
+
+/// The buckets of one login attempt.
+pub struct Attempt {
+    buckets: [(Bucket, Policy); 3],
+}
+
+fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part);
+    }
+    let digest = digest.finalize();
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+impl Attempt {
+    /// An attempt for `email` (normalised here) from `address` (unknown: all such attempts share
+    /// one bucket).
+    pub fn new(address: Option<IpAddr>, email: &str) -> Attempt {
+        let email = email.trim().to_lowercase();
+        let address = Bucket::subscriber(address.unwrap_or(IpAddr::from([0, 0, 0, 0])));
+        let hour = |limit| Policy::new(vec![(Window::Hour, Some(limit))]);
+        Attempt {
+            buckets: [
+                (
+                    Bucket::LoginPair(stable_hash(&[email.as_bytes(), address.to_string().as_bytes()])),
+                    hour(PER_PAIR),
+                ),
+                (Bucket::LoginIp(address), hour(PER_ADDRESS)),
+                (
+                    Bucket::LoginEmail(stable_hash(&[email.as_bytes()])),
+                    hour(PER_EMAIL),
+                ),
+            ],
+        }
+    }
+
+    /// Seconds until another attempt is allowed, if failures so far used up a bucket.
+    pub async fn blocked_for(&self, limiter: &Limiter) -> Option<u64> {
+        let mut wait = None;
+        for (bucket, policy) in &self.buckets {
+            // Without counters (Redis failing in mode closed) logins stay possible.
+            let Ok(decision) = limiter.hit(*bucket, policy, 0).await else {
+                continue;
+            };
+            for count in decision.counts.iter().filter(|c| c.remaining() == Some(0)) {
+                let seconds = count.retry_after_ms().div_ceil(1000).max(1);
+                wait = Some(wait.map_or(seconds, |w: u64| w.max(seconds)));
+            }
+        }
+        wait
+    }
+
+    /// Counts a failed attempt.
+    pub async fn failed(&self, limiter: &Limiter) {
+        for (bucket, policy) in &self.buckets {
+            let _ = limiter.hit(*bucket, policy, 1).await;
+        }
+    }
+}
