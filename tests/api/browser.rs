@@ -592,3 +592,67 @@ async fn an_upstream_page_gets_neither_the_dashboard_cookie_nor_a_frame_of_it() 
     );
     browser.end().await;
 }
+
+/// The ceiling and the password change, in the dashboard: an admin caps a user's keys, and
+/// changing one's own password ends the session and every token.
+#[actix_web::test]
+async fn an_admin_sets_a_ceiling_and_changes_their_password_in_the_browser() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let ada = app.user("ada@example.com").await;
+    let admin = app.admin().await;
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser.goto(&format!("{}/admin/users", app.address)).await;
+    let form = format!("form[action='/admin/users/{}/ceiling']", ada.id);
+    browser
+        .fill(&format!("{form} input[name=max_rate_limit_per_minute]"), "5")
+        .await;
+    browser
+        .fill(&format!("{form} input[name=max_rate_limit_per_hour]"), "")
+        .await;
+    browser
+        .fill(&format!("{form} input[name=max_rate_limit_per_day]"), "100")
+        .await;
+    browser.click(&format!("{form} button[type=submit]")).await;
+    assert!(browser.text(".flash-success").await.contains("ada@example.com"));
+    let shown = app
+        .get(&format!("/api/users/{}/", ada.id), &admin.auth())
+        .await
+        .body;
+    assert_eq!(shown["max_rate_limit_per_minute"], 5);
+    assert_eq!(shown["max_rate_limit_per_hour"], Value::Null);
+    assert_eq!(shown["max_rate_limit_per_day"], 100);
+    app.post(
+        "/api/api-keys/",
+        &ada.auth(),
+        json!({"name": "x", "rate_limit_per_minute": 6, "rate_limit_per_day": 100}),
+    )
+    .await
+    .assert_error(403, "forbidden");
+
+    browser.goto(&format!("{}/admin/account", app.address)).await;
+    browser.fill("#current_password", "not-my-password").await;
+    browser.fill("#new_password", "a-brand-new-password").await;
+    browser.click("button[type=submit].button-primary").await;
+    assert!(
+        browser
+            .text(".flash-error")
+            .await
+            .contains("current password is wrong")
+    );
+    browser.fill("#current_password", ADMIN_PASSWORD).await;
+    browser.fill("#new_password", "a-brand-new-password").await;
+    browser.click("button[type=submit].button-primary").await;
+    assert_eq!(browser.path().await, "/admin/login", "logged out by the change");
+    assert!(browser.source().await.contains("password was changed"));
+    app.get("/api/api-keys/", &admin.auth())
+        .await
+        .assert_error(401, "invalid_token");
+    browser.log_in(&app, ADMIN_EMAIL, "a-brand-new-password").await;
+    assert_eq!(browser.path().await, "/admin/keys");
+    browser.end().await;
+}

@@ -714,3 +714,45 @@ async fn the_dashboard_keeps_its_secrets() {
     log_out(&app, &cookie_after).await;
     assert_eq!(dashboard_status(&app, &cookie_after).await, 303);
 }
+
+/// Suspected: argon2 ran while a pooled database connection was held, so a burst of logins
+/// starved key lookups of connections (503). With one connection in the pool and hundreds of
+/// logins in flight, a key lookup still gets its answer.
+#[actix_web::test]
+async fn a_burst_of_logins_does_not_starve_key_lookups() {
+    let vars = [("DATABASE_POOL_SIZE", "1"), ("TRUSTED_PROXY_HOPS", "1")];
+    let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
+        return;
+    };
+    let app = std::sync::Arc::new(app);
+    let logins: Vec<_> = (0..500u32)
+        .map(|i| {
+            let app = app.clone();
+            actix_web::rt::spawn(async move {
+                let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+                let response = client
+                    .post(format!("{}/api/auth/token", app.address))
+                    .insert_header(("X-Forwarded-For", format!("10.7.{}.{}", i / 250, i % 250 + 1)))
+                    .send_json(
+                        &json!({"email": format!("guess{i}@example.com"), "password": "wrong-password"}),
+                    )
+                    .await
+                    .expect("answer");
+                response.status().as_u16()
+            })
+        })
+        .collect();
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        let reply = app.get("/api/whoami", &crate::helpers::unknown_key()).await;
+        assert_eq!(reply.status, 401, "a key lookup during the burst: {}", reply.text);
+    }
+    let lookups = started.elapsed();
+    let mut statuses = Vec::new();
+    for login in logins {
+        statuses.push(login.await.expect("login task"));
+    }
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(lookups < Duration::from_secs(3), "key lookups waited {lookups:?}");
+}

@@ -1,5 +1,5 @@
-//! `/admin/login` and `/admin/logout`. Logins go through the one login throttle
-//! (`users::throttle`), shared with `POST /api/auth/token`.
+//! `/admin/login`, `/admin/logout` and `/admin/account` (password change). Logins go through
+//! the one login throttle (`users::throttle`), shared with `POST /api/auth/token`.
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::AdminError;
 use crate::gate::client_ip;
 use crate::routes::admin::{
-    Form, Layout, check_csrf, csrf_token, field, log_in, log_out, redirect, render, session_admin,
+    Admin, Form, Layout, check_csrf, csrf_token, field, log_in, log_out, redirect, render, session_admin,
 };
 use crate::state::AppState;
 use crate::users::{self, UserError};
@@ -27,6 +27,7 @@ struct LoginPage {
 #[derive(Deserialize)]
 pub struct LoginQuery {
     logged_out: Option<String>,
+    password_changed: Option<String>,
 }
 
 fn login_page(
@@ -62,10 +63,11 @@ pub async fn form(
     if session_admin(&state, &session).await?.is_some() {
         return Ok(redirect("/admin/keys"));
     }
-    let notice = query
-        .logged_out
-        .as_ref()
-        .map(|_| "You have been logged out.".to_owned());
+    let notice = match (&query.logged_out, &query.password_changed) {
+        (_, Some(_)) => Some("Your password was changed. Log in with the new one.".to_owned()),
+        (Some(_), None) => Some("You have been logged out.".to_owned()),
+        (None, None) => None,
+    };
     login_page(&session, "", None, notice, StatusCode::OK)
 }
 
@@ -125,4 +127,62 @@ pub async fn logout(
     check_csrf(&session, &form)?;
     log_out(&state, &session).await?;
     Ok(redirect("/admin/login?logged_out=1"))
+}
+
+#[derive(Template)]
+#[template(path = "admin/account.html")]
+struct AccountPage {
+    layout: Layout,
+    error: Option<String>,
+}
+
+pub async fn account(admin: Admin) -> Result<HttpResponse, AdminError> {
+    let page = AccountPage {
+        layout: admin.layout("Your account", "account"),
+        error: None,
+    };
+    render(&page, StatusCode::OK)
+}
+
+/// `POST /admin/account/password`: the admin's own password; every session and token of theirs
+/// ends (this one too), so they log in again.
+pub async fn change_password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    admin: Admin,
+    form: Form,
+) -> Result<HttpResponse, AdminError> {
+    admin.check_csrf(&form)?;
+    let current = form.get("current_password").cloned().unwrap_or_default();
+    let new = form.get("new_password").cloned().unwrap_or_default();
+    let refuse = |error: String, status| {
+        let page = AccountPage {
+            layout: admin.layout("Your account", "account"),
+            error: Some(error),
+        };
+        render(&page, status)
+    };
+    let attempt = users::throttle::Attempt::new(client_ip(&state, &req), &admin.user.email);
+    if let Some(seconds) = attempt.blocked_for(&state.limiter).await {
+        let error = format!("Too many failed attempts. Try again in {}.", retry_text(seconds));
+        return refuse(error, StatusCode::TOO_MANY_REQUESTS);
+    }
+    match users::change_password(&state.pool, &state.keys, admin.user.id, &current, &new).await {
+        Ok(_) => {
+            admin.session.purge();
+            Ok(redirect("/admin/login?password_changed=1"))
+        }
+        Err(UserError::InvalidCredentials) => {
+            attempt.failed(&state.limiter).await;
+            refuse(
+                "The current password is wrong; nothing changed.".into(),
+                StatusCode::FORBIDDEN,
+            )
+        }
+        Err(UserError::Invalid(fields)) => refuse(
+            format!("Nothing changed: {}.", fields.sentence()),
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(e) => Err(e.into()),
+    }
 }

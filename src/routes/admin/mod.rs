@@ -375,6 +375,8 @@ pub fn scope(
         .route("/login", web::get().to(auth::form))
         .route("/login", web::post().to(auth::submit))
         .route("/logout", web::post().to(auth::logout))
+        .route("/account", web::get().to(auth::account))
+        .route("/account/password", web::post().to(auth::change_password))
         .route("/keys", web::get().to(keys::list))
         .route("/keys", web::post().to(keys::create))
         .route("/keys/new", web::get().to(keys::new))
@@ -384,6 +386,7 @@ pub fn scope(
         .route("/keys/{id}/{switch}", web::post().to(keys::switch))
         .route("/users", web::get().to(users::list))
         .route("/users", web::post().to(users::create))
+        .route("/users/{id}/ceiling", web::post().to(users::ceiling))
         .route("/users/{id}/{switch}", web::post().to(users::switch))
         .default_service(web::to(not_found))
 }

@@ -1,4 +1,5 @@
-//! Dashboard pages for users: list, create (optionally as admin), deactivate and activate.
+//! Dashboard pages for users: list, create (optionally as admin), deactivate and activate, and
+//! set the ceiling of what a user may set on their own keys.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,7 @@ use askama::Template;
 
 use crate::db::models::User;
 use crate::error::AdminError;
+use crate::keys::{Limits, parse_limit};
 use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, field, redirect, render};
 use crate::state::AppState;
 use crate::users::{self, UserError};
@@ -19,6 +21,8 @@ pub struct UserRow {
     pub is_active: bool,
     pub created: String,
     pub is_self: bool,
+    /// The ceiling per minute, hour and day as the form shows it (empty: none).
+    pub ceiling: [String; 3],
 }
 
 #[derive(Template)]
@@ -54,6 +58,11 @@ async fn page(
             is_active: u.is_active,
             created: u.created_at.format("%Y-%m-%d").to_string(),
             is_self: u.id == admin.user.id,
+            ceiling: {
+                let c = users::ceiling(u, &state.key_defaults);
+                let shown = |v: Option<u32>| v.map_or_else(String::new, |n| n.to_string());
+                [shown(c.per_minute), shown(c.per_hour), shown(c.per_day)]
+            },
         })
         .collect();
     Ok(UsersPage {
@@ -135,5 +144,53 @@ pub async fn switch(
     }
     users::set_active(&state.pool, &state.keys, id, switch.active()).await?;
     admin.flash("success", format!("{}d {}.", switch.title(), user.email));
+    Ok(redirect("/admin/users"))
+}
+
+/// `POST /admin/users/{id}/ceiling`: the most this user may set on their own keys; an empty
+/// field means no ceiling in that window.
+pub async fn ceiling(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<i64>,
+    form: Form,
+) -> Result<HttpResponse, AdminError> {
+    admin.check_csrf(&form)?;
+    let user = users::find(&state.pool, *id).await?;
+    let mut problems = Vec::new();
+    let mut limit = |name: &str, window: &str| -> Option<u32> {
+        let text = field(&form, name);
+        if text.is_empty() {
+            return None;
+        }
+        match text
+            .parse::<i64>()
+            .map_err(|_| String::new())
+            .and_then(parse_limit)
+        {
+            Ok(n) => Some(n),
+            Err(_) => {
+                problems.push(format!(
+                    "the per-{window} ceiling must be a positive whole number or empty"
+                ));
+                None
+            }
+        }
+    };
+    let ceiling = Limits {
+        per_minute: limit("max_rate_limit_per_minute", "minute"),
+        per_hour: limit("max_rate_limit_per_hour", "hour"),
+        per_day: limit("max_rate_limit_per_day", "day"),
+    };
+    if !problems.is_empty() {
+        admin.flash("error", format!("Nothing changed: {}.", problems.join("; ")));
+        return Ok(redirect("/admin/users"));
+    }
+    let patch = users::UserPatch {
+        ceiling: Some(ceiling),
+        ..users::UserPatch::default()
+    };
+    users::update(&state.pool, &state.keys, user.id, patch).await?;
+    admin.flash("success", format!("Saved the ceiling of {}.", user.email));
     Ok(redirect("/admin/users"))
 }
