@@ -724,14 +724,13 @@ async fn a_burst_of_logins_does_not_starve_key_lookups() {
     let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
         return;
     };
-    let app = std::sync::Arc::new(app);
     let logins: Vec<_> = (0..500u32)
         .map(|i| {
-            let app = app.clone();
+            let address = app.address.clone();
             actix_web::rt::spawn(async move {
                 let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
                 let response = client
-                    .post(format!("{}/api/auth/token", app.address))
+                    .post(format!("{address}/api/auth/token"))
                     .insert_header(("X-Forwarded-For", format!("10.7.{}.{}", i / 250, i % 250 + 1)))
                     .send_json(
                         &json!({"email": format!("guess{i}@example.com"), "password": "wrong-password"}),
