@@ -49,6 +49,11 @@ pub enum ApiError {
     Forbidden(String),
     #[error("Not found.")]
     NotFound,
+    #[error("No user has this email.")]
+    UnknownUser,
+    /// The request conflicts with what is stored; the sentence says how.
+    #[error("{0}")]
+    Conflict(String),
     #[error("The path is not allowed: it has a dot segment (. or ..) or an encoded slash.")]
     InvalidPath,
     #[error("Too many failed attempts. Try again in {retry_after} seconds.")]
@@ -57,8 +62,9 @@ pub enum ApiError {
     UpstreamUnavailable,
     #[error("The upstream service did not answer in time.")]
     UpstreamTimeout,
-    #[error("This method is not allowed here.")]
-    MethodNotAllowed,
+    /// With the methods the path serves, for `Allow`.
+    #[error("This method is not allowed here; this path serves {0}.")]
+    MethodNotAllowed(String),
     #[error("The database is unavailable; try again shortly.")]
     DatabaseUnavailable(#[source] DbError),
     #[error("Something went wrong on our side; it has been logged.")]
@@ -85,12 +91,13 @@ impl ApiError {
             ApiError::RateLimitExceeded { .. } => "rate_limit_exceeded",
             ApiError::RateLimiterUnavailable => "rate_limiter_unavailable",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::UnknownUser => "not_found",
+            ApiError::Conflict(_) => "conflict",
             ApiError::InvalidPath => "invalid_path",
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::UpstreamUnavailable => "upstream_unavailable",
             ApiError::UpstreamTimeout => "upstream_timeout",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::InternalError(_) => "internal_error",
         }
@@ -113,6 +120,8 @@ impl From<KeyError> for ApiError {
             KeyError::NotFound => ApiError::NotFound,
             KeyError::Invalid(fields) => ApiError::ValidationError(fields),
             KeyError::Forbidden(refusal) => ApiError::Forbidden(refusal.0),
+            KeyError::UnknownOwner => ApiError::UnknownUser,
+            KeyError::OwnerInactive => ApiError::Conflict("The owner's account is deactivated.".into()),
             KeyError::Db(e) => e.into(),
         }
     }
@@ -124,6 +133,7 @@ impl From<UserError> for ApiError {
             UserError::Invalid(fields) => ApiError::ValidationError(fields),
             UserError::InvalidCredentials => ApiError::InvalidCredentials,
             UserError::NotFound => ApiError::NotFound,
+            UserError::EmailTaken => ApiError::Conflict("A user with this email exists.".into()),
             UserError::Throttled(retry_after) => ApiError::TooManyAttempts { retry_after },
             UserError::Db(e) => e.into(),
             UserError::Hash(e) => ApiError::internal(e),
@@ -168,10 +178,11 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::UnknownUser => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InternalError(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -217,6 +228,11 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimiterUnavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    response.insert_header((header::ALLOW, value));
+                }
             }
             ApiError::RateLimitExceeded { retry_after, .. } | ApiError::TooManyAttempts { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, *retry_after));
@@ -278,6 +294,9 @@ pub enum AdminError {
     Refused(String),
     #[error("There is no such page.")]
     NotFound,
+    /// With the methods the page serves, for `Allow`.
+    #[error("This page does not answer that method; it serves {0}.")]
+    MethodNotAllowed(String),
     #[error("The database is unavailable; try again shortly.")]
     DatabaseUnavailable(#[source] DbError),
     #[error("Something went wrong on our side; it has been logged.")]
@@ -306,6 +325,8 @@ impl From<KeyError> for AdminError {
             KeyError::NotFound => AdminError::NotFound,
             KeyError::Invalid(fields) => AdminError::BadRequest(fields.sentence()),
             KeyError::Forbidden(refusal) => AdminError::Refused(refusal.0),
+            KeyError::UnknownOwner => AdminError::BadRequest("No user has this email.".into()),
+            KeyError::OwnerInactive => AdminError::BadRequest("The owner's account is deactivated.".into()),
             KeyError::Db(e) => e.into(),
         }
     }
@@ -315,6 +336,7 @@ impl From<UserError> for AdminError {
     fn from(e: UserError) -> AdminError {
         match e {
             UserError::NotFound => AdminError::NotFound,
+            UserError::EmailTaken => AdminError::BadRequest("A user with this email exists.".into()),
             UserError::Invalid(fields) => AdminError::BadRequest(fields.sentence()),
             UserError::InvalidCredentials => AdminError::LoginRequired,
             UserError::Throttled(seconds) => AdminError::Refused(format!(
@@ -341,6 +363,7 @@ impl ResponseError for AdminError {
                 StatusCode::FORBIDDEN
             }
             AdminError::NotFound => StatusCode::NOT_FOUND,
+            AdminError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::InternalError(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -358,6 +381,12 @@ impl ResponseError for AdminError {
             AdminError::DatabaseUnavailable(e) => log::warn!("503 {}", chain(e)),
             _ => {}
         }
-        crate::routes::admin::error_page(status, &self.to_string())
+        let mut page = crate::routes::admin::error_page(status, &self.to_string());
+        if let AdminError::MethodNotAllowed(allow) = self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            page.headers_mut().insert(header::ALLOW, value);
+        }
+        page
     }
 }

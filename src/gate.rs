@@ -91,8 +91,10 @@ const UNAUTHORIZED: usize = 2;
 const UNAVAILABLE: usize = 3;
 
 /// `GET /api/rate-limit` reports without counting.
+pub const UNCOUNTED: &str = "/api/rate-limit";
+
 fn cost(path: &str) -> u32 {
-    if path == "/api/rate-limit" { 0 } else { 1 }
+    if path == UNCOUNTED { 0 } else { 1 }
 }
 
 const EXPOSED: &str =

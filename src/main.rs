@@ -375,6 +375,7 @@ fn describe_key_error(e: &service::KeyError) -> String {
         service::KeyError::NotFound => "no key has this id".to_owned(),
         service::KeyError::Invalid(fields) => fields.sentence(),
         service::KeyError::Forbidden(refusal) => refusal.to_string(),
+        service::KeyError::UnknownOwner | service::KeyError::OwnerInactive => e.to_string(),
         service::KeyError::Db(e) => e.to_string(),
     }
 }

@@ -181,15 +181,16 @@ impl Application {
                 .error_handler(admin::form_error);
             // Request order: Logger → NormalizePath (refuses dot segments and encoded slashes;
             // `/x/` and `/x` are one route; keeps the path as sent, for the upstream) → the
-            // router. keygate's own exempt routes are registered first, outside the gate; every
-            // other request (the gateway's catch-all included) lands in the gated scope:
-            // gate (identify, count, 429, RateLimit headers) → handler or upstream.
-            let gated = web::scope("")
-                .wrap(from_fn(gate))
-                .configure(|cfg| openapi::register(cfg, true));
-            let gated = match &upstream {
-                Some(_) => gated.default_service(web::to(gateway::forward)),
-                None => gated.default_service(web::to(api::not_found)),
+            // router. keygate's exempt routes are registered without the gate; the gated API
+            // routes each with it, and last a catch-all scope with it (the gateway, or 404):
+            // gate (identify, count, 429, RateLimit headers) → handler or upstream. The gate sits
+            // on each route rather than on one scope around them: one routing step less on the
+            // hot path (measured: ~3 % of the in-process gate's throughput).
+            // Everything no route claims (the gateway's upstream, or 404): gated too.
+            let rest = web::scope("").wrap(from_fn(gate));
+            let rest = match &upstream {
+                Some(_) => rest.default_service(web::to(gateway::forward)),
+                None => rest.default_service(web::to(api::not_found)),
             };
             let app = App::new()
                 .app_data(app_state.clone())
@@ -216,7 +217,9 @@ impl Application {
                 // the dashboard (sessions and its own login throttle).
                 .configure(|cfg| openapi::register(cfg, false))
                 .configure(assets::register)
-                .service(admin::scope(sessions.clone()).app_data(admin_path));
+                .service(admin::scope(sessions.clone()).app_data(admin_path))
+                // The gated API routes, each behind the gate.
+                .configure(|cfg| openapi::register(cfg, true));
             let app = match &upstream {
                 Some((base, timeout)) => app.app_data(web::Data::new(gateway::Upstream {
                     client: awc::Client::builder()
@@ -228,7 +231,7 @@ impl Application {
                 })),
                 None => app,
             };
-            app.service(gated)
+            app.service(rest)
         })
         .listen(listener)
         .map_err(|source| StartupError::Bind {

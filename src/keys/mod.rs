@@ -78,7 +78,8 @@ impl KeyName {
         if name.is_empty() {
             return Err("must not be empty".into());
         }
-        if name.chars().count() > Self::MAX_CHARS {
+        // Counted as sent (spaces around included), as the OpenAPI schema's maxLength counts.
+        if raw.chars().count() > Self::MAX_CHARS {
             return Err(format!("must be at most {} characters", Self::MAX_CHARS));
         }
         if name.chars().any(char::is_control) {

@@ -44,6 +44,10 @@ pub enum KeyError {
     Invalid(FieldErrors),
     #[error(transparent)]
     Forbidden(#[from] Refusal),
+    #[error("no user has this email")]
+    UnknownOwner,
+    #[error("this user is deactivated")]
+    OwnerInactive,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -145,10 +149,9 @@ fn resolve_owner(conn: &mut DbConnection, actor: Actor, email: Option<&str>) -> 
             Some(me)
         }
     };
-    let invalid = |message: &str| KeyError::Invalid(FieldErrors::single("owner", message));
     match owner {
-        None => Err(invalid("no user has this email")),
-        Some(user) if !user.is_active => Err(invalid("this user is deactivated")),
+        None => Err(KeyError::UnknownOwner),
+        Some(user) if !user.is_active => Err(KeyError::OwnerInactive),
         Some(user) => Ok(user),
     }
 }

@@ -26,6 +26,8 @@ pub enum UserError {
     InvalidCredentials,
     #[error("no such user")]
     NotFound,
+    #[error("a user with this email exists")]
+    EmailTaken,
     #[error("too many failed attempts; try again in {0} seconds")]
     Throttled(u64),
     #[error(transparent)]
@@ -65,14 +67,14 @@ impl Email {
 }
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
-const MAX_PASSWORD_BYTES: usize = 1024;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 pub fn check_password(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(format!("must be at least {MIN_PASSWORD_CHARS} characters"));
     }
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!("must be at most {MAX_PASSWORD_BYTES} bytes"));
+    if password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(format!("must be at most {MAX_PASSWORD_CHARS} characters"));
     }
     Ok(())
 }
@@ -84,10 +86,7 @@ fn insert(
     is_admin: bool,
 ) -> Result<User, UserError> {
     if User::find_by_email(conn, email.as_str())?.is_some() {
-        return Err(UserError::Invalid(FieldErrors::single(
-            "email",
-            "a user with this email exists",
-        )));
+        return Err(UserError::EmailTaken);
     }
     let now = db::now();
     Ok(User::insert(

@@ -85,10 +85,18 @@ async fn wrong_types_are_reported_field_by_field(app: TestApp) {
     assert!(reply.body["fields"]["is_active"].is_string());
     assert!(reply.body["fields"]["name"].is_string());
     let reply = app
-        .patch(&path, &ada.auth(), json!({"expires_at": "2001-01-01T00:00:00Z"}))
+        .patch(
+            &path,
+            &ada.auth(),
+            json!({"expires_at": "2001-01-01", "name": "not kept"}),
+        )
         .await;
     reply.assert_error(400, "validation_error");
-    assert_eq!(reply.body["fields"]["expires_at"], "must be in the future");
+    assert!(
+        reply.body["fields"]["expires_at"]
+            .as_str()
+            .is_some_and(|m| m.contains("RFC 3339"))
+    );
     assert_eq!(
         app.get(&path, &ada.auth()).await.body["name"],
         "ok",

@@ -656,3 +656,146 @@ async fn an_admin_sets_a_ceiling_and_changes_their_password_in_the_browser() {
     assert_eq!(browser.path().await, "/admin/keys");
     browser.end().await;
 }
+
+/// axe-core's browser build, installed by `.ci/run` (`npm ci --prefix tests/browser`).
+fn axe_source() -> Option<String> {
+    let path = std::env::var("AXE_CORE_JS").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/node_modules/axe-core/axe.min.js"
+        )
+        .to_owned()
+    });
+    match std::fs::read_to_string(&path) {
+        Ok(source) => Some(source),
+        Err(e) => {
+            unavailable(
+                "axe-core",
+                &format!("{path}: {e}"),
+                "npm ci --prefix tests/browser",
+            );
+            None
+        }
+    }
+}
+
+impl Browser {
+    /// axe-core's serious and critical violations on the current page, one line each.
+    async fn accessibility_problems(&self, axe: &str) -> Vec<String> {
+        self.client.execute(axe, vec![]).await.expect("inject axe-core");
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {resultTypes: ['violations']}).then(r => done(
+                   r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))));",
+                vec![],
+            )
+            .await
+            .expect("axe.run");
+        serde_json::from_value(found).expect("a list of problems")
+    }
+
+    /// Whether the page is wider than the window (it would scroll sideways).
+    async fn overflows(&self) -> bool {
+        let wider = self
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+                vec![],
+            )
+            .await
+            .expect("measure");
+        wider == Value::Bool(true)
+    }
+}
+
+/// Every dashboard page, as an admin sees it: no serious or critical axe-core violations, and
+/// nothing wider than a 375 px phone; screenshots at 375 and 1280 px.
+#[actix_web::test]
+async fn every_page_is_accessible_and_fits_a_phone() {
+    let Some(axe) = axe_source() else {
+        return;
+    };
+    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let ada = app.unlimited_user("ada@example.com").await;
+    let used = app
+        .create_key(
+            &ada,
+            json!({"name": "mobile app (iOS)", "rate_limit_per_minute": 600}),
+        )
+        .await;
+    let key = used["key"].as_str().expect("key").to_owned();
+    for _ in 0..3 {
+        api_status(&app, &key).await;
+    }
+    let mut problems = Vec::new();
+    for width in [1280, 375] {
+        browser.client.set_window_size(width, 900).await.expect("resize");
+        browser.goto(&format!("{}/admin/login", app.address)).await;
+        let mut pages = vec![(
+            "login".to_owned(),
+            browser.accessibility_problems(&axe).await,
+            browser.overflows().await,
+        )];
+        browser.screenshot(&format!("login-{width}")).await;
+        browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        // The created-key page, reached as an admin reaches it.
+        browser.goto(&format!("{}/admin/keys/new", app.address)).await;
+        browser.fill("#name", &format!("created at {width}")).await;
+        browser.click("form.stack button[type=submit]").await;
+        pages.push((
+            "key_created".into(),
+            browser.accessibility_problems(&axe).await,
+            browser.overflows().await,
+        ));
+        browser.screenshot(&format!("key_created-{width}")).await;
+        for (name, path) in [
+            ("keys", "/admin/keys".to_owned()),
+            ("key_new", "/admin/keys/new".to_owned()),
+            ("key_detail", format!("/admin/keys/{}", used["id"])),
+            ("users", "/admin/users".to_owned()),
+            ("account", "/admin/account".to_owned()),
+            ("not_found", "/admin/nothing-here".to_owned()),
+        ] {
+            browser.goto(&format!("{}{path}", app.address)).await;
+            pages.push((
+                name.into(),
+                browser.accessibility_problems(&axe).await,
+                browser.overflows().await,
+            ));
+            browser.screenshot(&format!("{name}-{width}")).await;
+        }
+        // The confirmation page of a deactivation.
+        browser
+            .goto(&format!("{}/admin/keys/{}", app.address, used["id"]))
+            .await;
+        browser
+            .click("form[action$='/deactivate'] button[type=submit]")
+            .await;
+        pages.push((
+            "confirm".into(),
+            browser.accessibility_problems(&axe).await,
+            browser.overflows().await,
+        ));
+        browser.screenshot(&format!("confirm-{width}")).await;
+        for (name, found, overflows) in pages {
+            for problem in found {
+                problems.push(format!("{name} at {width} px: {problem}"));
+            }
+            if overflows && width == 375 {
+                problems.push(format!("{name} at {width} px scrolls sideways"));
+            }
+        }
+        // Log out for the next width's login page.
+        browser.click("form.account button[type=submit]").await;
+    }
+    browser.end().await;
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -168,7 +168,11 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
         &[],
     );
     assert!(!nobody.status.success());
-    assert!(text(&nobody.stderr).contains("owner"), "{}", text(&nobody.stderr));
+    assert!(
+        text(&nobody.stderr).contains("no user has this email"),
+        "{}",
+        text(&nobody.stderr)
+    );
 }
 
 #[test]

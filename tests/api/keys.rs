@@ -246,7 +246,7 @@ async fn only_admins_create_keys_for_other_users(app: TestApp) {
         json!({"name": "x", "owner": "nobody@example.com"}),
     )
     .await
-    .assert_error(400, "validation_error");
+    .assert_error(404, "not_found");
 }
 
 async fn stats_show_current_windows_and_the_last_24_hours(app: TestApp) {

@@ -19,4 +19,5 @@ mod openapi;
 mod outage;
 mod repository;
 mod scale;
+mod semantics;
 mod trust;

@@ -203,7 +203,7 @@ impl KeyForm {
     }
 
     /// Parses the form: an empty limit means no limit; the expiry is a `datetime-local` in UTC.
-    fn parse(&mut self, now: NaiveDateTime) -> Option<(KeyName, Limits, Option<NaiveDateTime>)> {
+    fn parse(&mut self) -> Option<(KeyName, Limits, Option<NaiveDateTime>)> {
         let mut errors = FieldErrors::new();
         let name = KeyName::parse(&self.name).map_err(|e| errors.add("name", e)).ok();
         let mut limit = |field: &str, text: &str| -> Option<u32> {
@@ -232,11 +232,7 @@ impl KeyForm {
             text => match NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
                 .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
             {
-                Ok(at) if at > now => Some(at),
-                Ok(_) => {
-                    errors.add("expires_at", "must be in the future");
-                    None
-                }
+                Ok(at) => Some(at),
                 Err(_) => {
                     errors.add("expires_at", "must be a date and time such as 2027-01-31T12:00");
                     None
@@ -287,7 +283,7 @@ pub async fn create(
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let mut key_form = KeyForm::read(&form);
-    let Some((name, limits, expires_at)) = key_form.parse(db::now()) else {
+    let Some((name, limits, expires_at)) = key_form.parse() else {
         let page = NewKeyPage {
             layout: admin.layout("New key", "keys"),
             form: key_form,
@@ -304,8 +300,17 @@ pub async fn create(
     };
     let (record, issued) = match service::create(&state.pool, admin.actor(), state.key_defaults, new).await {
         Ok(created) => created,
-        Err(service::KeyError::Invalid(fields)) => {
-            key_form.errors = fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        Err(
+            e @ (service::KeyError::Invalid(_)
+            | service::KeyError::UnknownOwner
+            | service::KeyError::OwnerInactive),
+        ) => {
+            key_form.errors = match e {
+                service::KeyError::Invalid(fields) => {
+                    fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+                }
+                other => HashMap::from([("owner".to_owned(), other.to_string())]),
+            };
             let page = NewKeyPage {
                 layout: admin.layout("New key", "keys"),
                 form: key_form,
@@ -528,14 +533,7 @@ pub async fn update(
     admin.check_csrf(&form)?;
     let record = service::get(&state.pool, admin.actor(), *id).await?;
     let mut key_form = KeyForm::read(&form);
-    // An unchanged past expiry is not an error; only a newly set one must lie ahead.
-    let unchanged_expiry = KeyForm::of(&record.key).expires_at == key_form.expires_at;
-    let now = if unchanged_expiry {
-        NaiveDateTime::MIN
-    } else {
-        db::now()
-    };
-    let Some((name, limits, expires_at)) = key_form.parse(now) else {
+    let Some((name, limits, expires_at)) = key_form.parse() else {
         let page = detail_page(&state, &admin, &record, key_form).await?;
         return render(&page, StatusCode::BAD_REQUEST);
     };

@@ -349,6 +349,21 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-frame-options", "DENY"),
 ];
 
+/// One dashboard resource: its routes by method, HEAD as GET, and 405 with `Allow` for the rest.
+macro_rules! resource {
+    ($path:expr, $($method:ident => $handler:expr),+ $(,)?) => {{
+        let methods = [$(stringify!($method).to_uppercase()),+];
+        let allow = crate::routes::allow(&methods.iter().map(String::as_str).collect::<Vec<_>>());
+        web::resource($path)
+            $(.route(web::$method().to($handler)))+
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { Err::<HttpResponse, _>(AdminError::MethodNotAllowed(allow)) }
+            }))
+            .wrap(crate::routes::HeadAsGet)
+    }};
+}
+
 /// The dashboard under `/admin`: its routes, its sessions, `Secure` cookies over HTTPS and the
 /// security headers.
 pub fn scope(
@@ -371,23 +386,19 @@ pub fn scope(
         .wrap(sessions.middleware())
         .wrap(actix_web::middleware::from_fn(secure_cookies))
         .wrap(headers)
-        .route("", web::get().to(index))
-        .route("/login", web::get().to(auth::form))
-        .route("/login", web::post().to(auth::submit))
-        .route("/logout", web::post().to(auth::logout))
-        .route("/account", web::get().to(auth::account))
-        .route("/account/password", web::post().to(auth::change_password))
-        .route("/keys", web::get().to(keys::list))
-        .route("/keys", web::post().to(keys::create))
-        .route("/keys/new", web::get().to(keys::new))
-        .route("/keys/{id}", web::get().to(keys::detail))
-        .route("/keys/{id}", web::post().to(keys::update))
-        .route("/keys/{id}/created", web::get().to(keys::created))
-        .route("/keys/{id}/{switch}", web::post().to(keys::switch))
-        .route("/users", web::get().to(users::list))
-        .route("/users", web::post().to(users::create))
-        .route("/users/{id}/ceiling", web::post().to(users::ceiling))
-        .route("/users/{id}/{switch}", web::post().to(users::switch))
+        .service(resource!("", get => index))
+        .service(resource!("/login", get => auth::form, post => auth::submit))
+        .service(resource!("/logout", post => auth::logout))
+        .service(resource!("/account", get => auth::account))
+        .service(resource!("/account/password", post => auth::change_password))
+        .service(resource!("/keys", get => keys::list, post => keys::create))
+        .service(resource!("/keys/new", get => keys::new))
+        .service(resource!("/keys/{id}", get => keys::detail, post => keys::update))
+        .service(resource!("/keys/{id}/created", get => keys::created))
+        .service(resource!("/keys/{id}/{switch}", post => keys::switch))
+        .service(resource!("/users", get => users::list, post => users::create))
+        .service(resource!("/users/{id}/ceiling", post => users::ceiling))
+        .service(resource!("/users/{id}/{switch}", post => users::switch))
         .default_service(web::to(not_found))
 }
 

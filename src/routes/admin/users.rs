@@ -102,8 +102,13 @@ pub async fn create(
             );
             Ok(redirect("/admin/users"))
         }
-        Err(UserError::Invalid(fields)) => {
-            let errors = fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        Err(e @ (UserError::Invalid(_) | UserError::EmailTaken)) => {
+            let errors = match e {
+                UserError::Invalid(fields) => {
+                    fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+                }
+                other => HashMap::from([("email".to_owned(), other.to_string())]),
+            };
             render(
                 &page(&state, &admin, email, is_admin, errors).await?,
                 StatusCode::BAD_REQUEST,

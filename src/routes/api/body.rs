@@ -5,7 +5,7 @@
 
 use actix_web::error::JsonPayloadError;
 use actix_web::{HttpRequest, web};
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, NaiveDateTime, Timelike};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -100,7 +100,8 @@ impl Fields {
         field: &str,
         parse: impl FnOnce(i64) -> Result<T, String>,
     ) -> Option<Option<T>> {
-        self.nullable(field, |v| match v.as_i64() {
+        // JSON Schema counts 4750.0 as an integer, so this does too.
+        self.nullable(field, |v| match whole_number(&v) {
             Some(n) => parse(n),
             None => Err("must be a whole number or null".into()),
         })
@@ -112,18 +113,15 @@ impl Fields {
         })
     }
 
-    /// An optional, nullable RFC 3339 timestamp (`2027-01-31T12:00:00Z`), stored as UTC and
-    /// required to lie after `now`.
-    pub fn future_timestamp(&mut self, field: &str, now: NaiveDateTime) -> Option<Option<NaiveDateTime>> {
+    /// An optional, nullable RFC 3339 timestamp (`2027-01-31T12:00:00Z`), stored as UTC in
+    /// whole seconds. One in the past is taken as given (a key expiring then is expired).
+    pub fn timestamp(&mut self, field: &str) -> Option<Option<NaiveDateTime>> {
         self.nullable(field, |v| {
             let text = v.as_str().ok_or("must be an RFC 3339 timestamp string or null")?;
             let at = DateTime::parse_from_rfc3339(text)
                 .map_err(|_| "must be an RFC 3339 timestamp such as 2027-01-31T12:00:00Z")?
                 .naive_utc();
-            if at <= now {
-                return Err("must be in the future".into());
-            }
-            Ok(at)
+            Ok(at.with_nanosecond(0).unwrap_or(at))
         })
     }
 
@@ -135,6 +133,15 @@ impl Fields {
         }
         self.errors.into_result(()).map_err(ApiError::ValidationError)
     }
+}
+
+/// A JSON number with no fractional part, as an `i64`.
+fn whole_number(value: &Value) -> Option<i64> {
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    let f = value.as_f64()?;
+    (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
 }
 
 #[cfg(test)]
@@ -175,19 +182,28 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_must_be_rfc3339_and_in_the_future() {
-        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+    fn timestamps_must_be_rfc3339_and_are_kept_in_utc_seconds() {
+        let mut f = fields(
+            json!({"a": "2026-01-01T01:00:00.75+01:00", "b": "tomorrow", "c": "2001-06-01T00:00:00Z"}),
+        );
+        let utc = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .expect("valid")
             .naive_utc();
-        let mut f =
-            fields(json!({"a": "2026-01-01T01:00:00+01:00", "b": "tomorrow", "c": "2026-06-01T00:00:00Z"}));
-        assert_eq!(
-            f.future_timestamp("a", now),
-            None,
-            "exactly now is not in the future"
+        assert_eq!(f.timestamp("a"), Some(Some(utc)));
+        assert_eq!(f.timestamp("b"), None);
+        assert!(
+            matches!(f.timestamp("c"), Some(Some(_))),
+            "the past is taken as given"
         );
-        assert_eq!(f.future_timestamp("b", now), None);
-        assert!(matches!(f.future_timestamp("c", now), Some(Some(_))));
-        assert_eq!(field_errors(f.finish()), ["a", "b"]);
+        assert_eq!(field_errors(f.finish()), ["b"]);
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        let mut f = fields(json!({"a": 4750.0, "b": 4750.5, "c": 1e300}));
+        assert_eq!(f.integer("a", Ok), Some(Some(4750)));
+        assert_eq!(f.integer("b", Ok), None);
+        assert_eq!(f.integer("c", Ok), None);
+        assert_eq!(field_errors(f.finish()), ["b", "c"]);
     }
 }

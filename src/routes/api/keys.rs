@@ -61,7 +61,7 @@ impl<'a> KeyView<'a> {
     }
 }
 
-fn parse_new_key(body: JsonObject, defaults: Limits, now: NaiveDateTime) -> Result<NewKey, ApiError> {
+fn parse_new_key(body: JsonObject, defaults: Limits) -> Result<NewKey, ApiError> {
     let mut f = Fields::new(body);
     let name = f.required("name", KeyName::parse);
     let owner = f.text("owner", |s| Ok(s.to_owned()));
@@ -77,7 +77,7 @@ fn parse_new_key(body: JsonObject, defaults: Limits, now: NaiveDateTime) -> Resu
             .integer("rate_limit_per_day", parse_limit)
             .unwrap_or(defaults.per_day),
     };
-    let expires_at = f.future_timestamp("expires_at", now).flatten();
+    let expires_at = f.timestamp("expires_at").flatten();
     f.finish()?;
     Ok(NewKey {
         name: name.ok_or(ApiError::InvalidJson("name is missing".into()))?,
@@ -87,14 +87,14 @@ fn parse_new_key(body: JsonObject, defaults: Limits, now: NaiveDateTime) -> Resu
     })
 }
 
-fn parse_patch(body: JsonObject, now: NaiveDateTime) -> Result<KeyPatch, ApiError> {
+fn parse_patch(body: JsonObject) -> Result<KeyPatch, ApiError> {
     let mut f = Fields::new(body);
     let patch = KeyPatch {
         name: f.text("name", KeyName::parse),
         per_minute: f.integer("rate_limit_per_minute", parse_limit),
         per_hour: f.integer("rate_limit_per_hour", parse_limit),
         per_day: f.integer("rate_limit_per_day", parse_limit),
-        expires_at: f.future_timestamp("expires_at", now),
+        expires_at: f.timestamp("expires_at"),
         is_active: f.boolean("is_active"),
     };
     f.finish()?;
@@ -107,7 +107,7 @@ pub async fn create(
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let now = db::now();
-    let new = parse_new_key(body, state.key_defaults, now)?;
+    let new = parse_new_key(body, state.key_defaults)?;
     let (record, issued) = service::create(&state.pool, who.actor(), state.key_defaults, new).await?;
 
     #[derive(Serialize)]
@@ -158,7 +158,7 @@ pub async fn update(
     body: JsonObject,
 ) -> Result<HttpResponse, ApiError> {
     let now = db::now();
-    let patch = parse_patch(body, now)?;
+    let patch = parse_patch(body)?;
     let record = service::update(
         &state.pool,
         &state.keys,

@@ -7,6 +7,7 @@
 use actix_web::{HttpResponse, Route, web};
 use serde_json::{Map, Value, json};
 
+use crate::error::ApiError;
 use crate::metrics;
 use crate::routes::api::{auth, caller, keys, users, verify};
 use crate::routes::health;
@@ -74,10 +75,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Gated,
         gated: true,
         request: None,
-        responses: &[
-            (200, "The OpenAPI 3.1 document", None),
-            (429, "Rate limited", Some("RateLimited")),
-        ],
+        responses: &[(200, "The OpenAPI 3.1 document", None)],
         route: || web::get().to(openapi),
     },
     Operation {
@@ -91,7 +89,6 @@ pub static OPERATIONS: &[Operation] = &[
             (200, "A bearer token", Some("Token")),
             (400, "The body is not valid", Some("Error")),
             (401, "Wrong email or password", Some("Error")),
-            (429, "Rate limited", Some("RateLimited")),
         ],
         route: || web::post().to(auth::token),
     },
@@ -105,7 +102,6 @@ pub static OPERATIONS: &[Operation] = &[
         responses: &[
             (200, "The caller", Some("WhoAmI")),
             (401, "A bad API key or token", Some("Error")),
-            (429, "Rate limited", Some("RateLimited")),
         ],
         route: || web::get().to(caller::whoami),
     },
@@ -167,6 +163,8 @@ pub static OPERATIONS: &[Operation] = &[
                 "Above the owner's ceiling, or for another user (admins only)",
                 Some("Error"),
             ),
+            (404, "No user has the owner's email", Some("Error")),
+            (409, "The owner's account is deactivated", Some("Error")),
             (413, "The body is too large", Some("Error")),
         ],
         route: || web::post().to(keys::create),
@@ -272,6 +270,7 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some("NewUser"),
         responses: &[
             (201, "The user", Some("User")),
+            (409, "A user with this email exists", Some("Error")),
             (400, "Fields are not valid", Some("Error")),
             (401, "Not a user", Some("Error")),
             (403, "Not an admin", Some("Error")),
@@ -338,6 +337,15 @@ fn schemas() -> Value {
         }
     });
     let limit = json!({"type": ["integer", "null"], "minimum": 1, "maximum": 2147483647});
+    // What KeyName::parse enforces: 1–100 characters, at least one not a space, no control
+    // characters (Unicode Cc).
+    let name = json!({"type": "string", "minLength": 1, "maxLength": 100,
+        "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"});
+    // What Email::parse enforces.
+    let email = json!({"type": "string", "format": "email", "maxLength": 254});
+    let password = json!({"type": "string", "minLength": 8, "maxLength": 1024});
+    let expiry = json!({"type": ["string", "null"], "format": "date-time",
+        "description": "UTC, whole seconds; a time already past makes the key expired at once"});
     let window = json!({"type": "object", "required": ["limit", "remaining", "reset"], "properties": {
         "limit": {"type": ["integer", "null"]}, "used": {"type": "integer"},
         "remaining": {"type": ["integer", "null"]}, "reset": {"type": "integer", "description": "seconds"}}});
@@ -346,13 +354,14 @@ fn schemas() -> Value {
             "error": {"type": "string", "description": "snake_case code"},
             "message": {"type": "string"},
             "fields": {"type": "object", "additionalProperties": {"type": "string"}}}},
-        "RateLimited": {"type": "object", "required": ["error", "message", "limit", "window", "retry_after"], "properties": {
-            "error": {"const": "rate_limit_exceeded"}, "message": {"type": "string"}, "limit": {"type": "integer"},
-            "window": {"enum": ["second", "minute", "hour", "day"]}, "retry_after": {"type": "integer"}}},
+        "TooManyRequests": {"type": "object", "required": ["error", "message"], "properties": {
+            "error": {"enum": ["rate_limit_exceeded", "too_many_attempts"]}, "message": {"type": "string"},
+            "limit": {"type": "integer"}, "window": {"enum": ["second", "minute", "hour", "day"]},
+            "retry_after": {"type": "integer", "description": "seconds, as in Retry-After"}}},
         "Health": {"type": "object", "required": ["status", "database", "counters"], "properties": {
             "status": {"enum": ["ok", "degraded"]}, "database": {"enum": ["ok", "unavailable"]},
             "counters": {"enum": ["redis", "memory", "none", "unavailable"]}, "redis": {"enum": ["ok", "unavailable"]}}},
-        "Credentials": {"type": "object", "required": ["email", "password"], "properties": {
+        "Credentials": {"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
             "email": {"type": "string"}, "password": {"type": "string"}}},
         "Token": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
             "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}}},
@@ -361,7 +370,7 @@ fn schemas() -> Value {
             "key": {"type": ["object", "null"]}, "user": {"type": ["object", "null"]}, "client_ip": {"type": ["string", "null"]}}},
         "RateLimitStatus": {"type": "object", "required": ["tier", "windows"], "properties": {
             "tier": {"type": "string"}, "windows": {"type": "object", "additionalProperties": window.clone()}}},
-        "VerifyRequest": {"type": "object", "required": ["key"], "properties": {
+        "VerifyRequest": {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {
             "key": {"type": "string"}, "consume": {"type": "boolean", "default": true}}},
         "Verification": {"type": "object", "required": ["valid", "code", "key_id", "owner", "name", "limits", "remaining", "reset"], "properties": {
             "valid": {"type": "boolean"}, "code": {"enum": ["VALID", "NOT_FOUND", "EXPIRED", "INACTIVE", "RATE_LIMITED"]},
@@ -372,15 +381,16 @@ fn schemas() -> Value {
         "CreatedKey": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "required": ["key"], "properties": {
             "key": {"type": "string", "pattern": "^kg_[0-9A-Za-z]{36}$", "description": "the full key, shown once"}}}]},
         "NewKey": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
-            "name": {"type": "string", "maxLength": 100}, "owner": {"type": "string", "description": "an email; admins only"},
+            "name": name.clone(),
+            "owner": {"allOf": [email.clone()], "description": "the owner's email (admins: anyone; users: only their own); 404 when no user has it"},
             "rate_limit_per_minute": limit.clone(), "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
-            "expires_at": {"type": ["string", "null"], "format": "date-time"}}},
+            "expires_at": expiry.clone()}},
         "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
-            "name": {"type": "string", "maxLength": 100}, "rate_limit_per_minute": limit.clone(),
+            "name": name, "rate_limit_per_minute": limit.clone(),
             "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
-            "expires_at": {"type": ["string", "null"], "format": "date-time"}, "is_active": {"type": "boolean"}}},
+            "expires_at": expiry, "is_active": {"type": "boolean"}}},
         "PasswordChange": {"type": "object", "required": ["current_password", "new_password"], "additionalProperties": false, "properties": {
-            "current_password": {"type": "string"}, "new_password": {"type": "string", "minLength": 8}}},
+            "current_password": {"type": "string"}, "new_password": password.clone()}},
         "User": {"type": "object", "required": ["id", "email", "is_admin", "is_active", "max_rate_limit_per_minute",
                  "max_rate_limit_per_hour", "max_rate_limit_per_day", "created_at"], "properties": {
             "id": {"type": "integer"}, "email": {"type": "string", "format": "email"},
@@ -390,7 +400,7 @@ fn schemas() -> Value {
             "created_at": {"type": "string", "format": "date-time"}}},
         "UserList": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
         "NewUser": {"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
-            "email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 8},
+            "email": email, "password": password,
             "is_admin": {"type": "boolean", "default": false},
             "max_rate_limit_per_minute": limit.clone(), "max_rate_limit_per_hour": limit.clone(), "max_rate_limit_per_day": limit.clone()}},
         "UserPatch": {"type": "object", "additionalProperties": false, "properties": {
@@ -415,12 +425,57 @@ pub fn register(cfg: &mut web::ServiceConfig, gated: bool) {
         }
     }
     for path in paths {
-        let resource = OPERATIONS.iter().filter(|op| op.path == path).fold(
-            web::resource(path).default_service(web::to(super::method_not_allowed)),
-            |r, op| r.route((op.route)()),
-        );
-        cfg.service(resource);
+        let methods: Vec<String> = OPERATIONS
+            .iter()
+            .filter(|op| op.path == path)
+            .map(|op| op.method.to_uppercase())
+            .collect();
+        let allow = crate::routes::allow(&methods.iter().map(String::as_str).collect::<Vec<_>>());
+        let resource = OPERATIONS
+            .iter()
+            .filter(|op| op.path == path)
+            .fold(web::resource(path), |r, op| r.route((op.route)()))
+            .default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+            }))
+            .wrap(crate::routes::HeadAsGet);
+        if gated {
+            cfg.service(resource.wrap(actix_web::middleware::from_fn(crate::gate::gate)));
+        } else {
+            cfg.service(resource);
+        }
     }
+}
+
+/// What an operation can answer besides its own outcomes, from its row in the table: the gate's
+/// refusals on gated routes, authentication and authorization refusals by access rule, body
+/// errors where there is a body, and 503 everywhere (database or counters unavailable).
+fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static str>)> {
+    let mut extra = Vec::new();
+    if op.request.is_some() {
+        extra.push((400, "The body is not valid", Some("Error")));
+        extra.push((413, "The body is too large", Some("Error")));
+    }
+    if op.gated || matches!(op.access, Access::User | Access::Admin) {
+        extra.push((
+            401,
+            "A bad API key or token, or none where one is needed",
+            Some("Error"),
+        ));
+    }
+    if op.gated && op.path != crate::gate::UNCOUNTED {
+        extra.push((429, "Rate limited", Some("TooManyRequests")));
+    }
+    if op.access == Access::Admin {
+        extra.push((403, "Not an admin", Some("Error")));
+    }
+    extra.push((
+        503,
+        "The database or the counters are unavailable; retry",
+        Some("Error"),
+    ));
+    extra
 }
 
 /// The OpenAPI 3.1 document of [`OPERATIONS`].
@@ -428,12 +483,15 @@ pub fn document() -> Value {
     let mut paths = Map::new();
     for op in OPERATIONS {
         let mut responses = Map::new();
-        for (status, description, schema) in op.responses {
+        for (status, description, schema) in op.responses.iter().chain(&common_responses(op)) {
             let mut response = json!({"description": description});
             if let Some(schema) = schema {
                 response["content"] = json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
             }
-            responses.insert(status.to_string(), response);
+            if *status == 429 || *status == 503 {
+                response["headers"] = json!({"Retry-After": {"schema": {"type": "integer"}}});
+            }
+            responses.entry(status.to_string()).or_insert(response);
         }
         let security = match op.access {
             Access::Open => json!([]),
