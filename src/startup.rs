@@ -213,13 +213,14 @@ impl Application {
                         },
                     ),
                 ))
+                // The gated API routes, each behind the gate. First: the router tries routes
+                // in this order, and these carry the traffic.
+                .configure(|cfg| openapi::register(cfg, true))
                 // Not gated: health, metrics, key verification, the static files by exact name,
                 // the dashboard (sessions and its own login throttle).
                 .configure(|cfg| openapi::register(cfg, false))
                 .configure(assets::register)
-                .service(admin::scope(sessions.clone()).app_data(admin_path))
-                // The gated API routes, each behind the gate.
-                .configure(|cfg| openapi::register(cfg, true));
+                .service(admin::scope(sessions.clone()).app_data(admin_path));
             let app = match &upstream {
                 Some((base, timeout)) => app.app_data(web::Data::new(gateway::Upstream {
                     client: awc::Client::builder()
