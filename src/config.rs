@@ -39,6 +39,11 @@ use crate::keys::Limits;
 use crate::limits::Rate;
 use crate::shared_redis::RedisTarget;
 
+// The settings' types that their domains own, for whoever reads `Settings`.
+pub use crate::limits::FailureMode;
+pub use crate::users::AdminBootstrap;
+pub use crate::users::token::SecretKey;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {reason}")]
 pub struct ConfigError {
@@ -53,51 +58,25 @@ fn invalid(var: &'static str, reason: impl fmt::Display) -> ConfigError {
     }
 }
 
-/// Key material that signs bearer tokens and session cookies. Never printed.
-#[derive(Clone)]
-pub struct SecretKey(Vec<u8>);
+/// A setting that may carry a secret (a password in a URL, a token): reads as a `str`, prints
+/// as its scheme at most.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(pub String);
 
-impl SecretKey {
-    pub const MIN_LEN: usize = 64;
+impl std::ops::Deref for Redacted {
+    type Target = str;
 
-    pub fn random() -> SecretKey {
-        let mut bytes = vec![0u8; Self::MIN_LEN];
-        getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
-        SecretKey(bytes)
-    }
-
-    pub fn bytes(&self) -> &[u8] {
+    fn deref(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for SecretKey {
+impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(..)")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureMode {
-    /// Fall back to in-process counters until Redis answers again.
-    Local,
-    /// Let requests through unlimited.
-    Open,
-    /// Answer 503.
-    Closed,
-}
-
-#[derive(Clone)]
-pub struct AdminBootstrap {
-    pub email: String,
-    pub password: String,
-}
-
-impl fmt::Debug for AdminBootstrap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminBootstrap")
-            .field("email", &self.email)
-            .finish_non_exhaustive()
+        match self.0.split_once("://") {
+            Some((scheme, _)) => write!(f, "\"{scheme}://…\""),
+            None => f.write_str("\"…\""),
+        }
     }
 }
 
@@ -105,7 +84,8 @@ impl fmt::Debug for AdminBootstrap {
 pub struct Settings {
     pub port: u16,
     pub bind_addr: IpAddr,
-    pub database_url: String,
+    /// It may hold a password: `Debug` shows only its scheme.
+    pub database_url: Redacted,
     pub database_pool_size: u32,
     pub redis: Option<RedisTarget>,
     pub redis_prefix: String,
@@ -125,7 +105,7 @@ pub struct Settings {
     pub workers: Option<usize>,
     pub usage_flush_interval: Duration,
     pub client_timeout: Duration,
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Redacted>,
     /// Heroku's dyno name, when running on one.
     pub dyno: Option<String>,
     pub upstream_url: Option<String>,
@@ -182,7 +162,7 @@ impl Settings {
                     ),
                 ));
             }
-            Some(key) => (SecretKey(key.into_bytes()), false),
+            Some(key) => (SecretKey::from_bytes(key.into_bytes()), false),
             None => (SecretKey::random(), true),
         };
 
@@ -222,7 +202,7 @@ impl Settings {
         let settings = Settings {
             port: number(&get, "PORT", 8080)?,
             bind_addr: parsed(&get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
-            database_url,
+            database_url: Redacted(database_url),
             database_pool_size: positive(&get, "DATABASE_POOL_SIZE", 10)?,
             redis,
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "keygate".into()),
@@ -244,7 +224,7 @@ impl Settings {
                 .transpose()?,
             usage_flush_interval: Duration::from_millis(positive(&get, "USAGE_FLUSH_MS", 2000)?),
             client_timeout: Duration::from_millis(positive(&get, "CLIENT_TIMEOUT_MS", 5000)?),
-            metrics_token: get("METRICS_TOKEN"),
+            metrics_token: get("METRICS_TOKEN").map(Redacted),
             dyno: get("DYNO"),
             upstream_url: get("UPSTREAM_URL").map(|u| u.trim().trim_end_matches('/').to_owned()),
             upstream_timeout: Duration::from_millis(positive(&get, "UPSTREAM_TIMEOUT_MS", 30_000)?),
@@ -324,7 +304,7 @@ mod tests {
         let s = settings(&[]).expect("defaults are valid");
         assert_eq!(s.port, 8080);
         assert_eq!(s.bind_addr.to_string(), "0.0.0.0");
-        assert_eq!(s.database_url, "sqlite://keygate.db");
+        assert_eq!(&*s.database_url, "sqlite://keygate.db");
         assert_eq!(s.database_pool_size, 10);
         assert!(s.redis.is_none());
         assert_eq!(s.redis_prefix, "keygate");
@@ -445,5 +425,19 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("topsecretpassword"));
         assert!(shown.contains("SecretKey(..)"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://app:hunter2@db.example.com/keygate"),
+            ("METRICS_TOKEN", "metrics-secret"),
+        ])
+        .expect("valid");
+        let printed = format!("{s:?}");
+        for secret in ["hunter2", "metrics-secret", "db.example.com"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        assert!(printed.contains("postgres://…"));
     }
 }

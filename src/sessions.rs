@@ -13,8 +13,8 @@ use actix_session::storage::{
 };
 use actix_web::cookie::{Key, SameSite, time};
 
-use crate::config::SecretKey;
 use crate::shared_redis::RedisConn;
+use crate::users::token::SecretKey;
 
 type State = HashMap<String, String>;
 

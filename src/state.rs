@@ -37,7 +37,7 @@ pub struct AppState {
     /// What the gate decided, for `/metrics`.
     pub requests: RequestCounters,
     /// `METRICS_TOKEN`: when set, `/metrics` wants it as a bearer token.
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<crate::config::Redacted>,
     /// Whether requests are logged (info logging on): the gate then tags them for the line.
     pub log_requests: bool,
 }

@@ -92,7 +92,7 @@ impl Handoff {
 mod tests {
     use super::*;
 
-    #[actix_web::test]
+    #[tokio::test]
     async fn a_secret_is_handed_over_once_to_its_admin_for_its_key() {
         let handoff = Handoff::new(None);
         let nonce = handoff.put(7, 1, "kg_secret").await.expect("kept");

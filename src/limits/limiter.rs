@@ -12,9 +12,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
 use super::{Bucket, Decision, Policy};
-use crate::config::FailureMode;
-use crate::metrics::Latency;
+use crate::limits::latency::Latency;
 use crate::shared_redis::{RedisConn, RedisTarget};
+
+/// What the limiter does while Redis fails (`RATE_LIMIT_FAILURE_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Fall back to in-process counters until Redis answers again.
+    Local,
+    /// Let requests through unlimited.
+    Open,
+    /// Answer 503.
+    Closed,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimiterError {

@@ -11,6 +11,7 @@
 
 pub mod client_ip;
 pub mod headers;
+pub mod latency;
 mod limiter;
 pub mod memory;
 pub mod redis;
@@ -19,7 +20,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use limiter::{CounterState, Limiter, LimiterError};
+pub use limiter::{CounterState, FailureMode, Limiter, LimiterError};
 
 /// A fixed span of time a limit is counted over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

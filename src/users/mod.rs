@@ -5,18 +5,33 @@ pub mod password;
 pub mod throttle;
 pub mod token;
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use tokio::sync::Semaphore;
 
-use crate::config::AdminBootstrap;
 use crate::db::models::{NewUser, RevokedSession, User, UserChanges};
 use crate::db::{self, DbConnection, DbError, DbPool};
 use crate::keys::Limits;
 use crate::keys::cache::KeyCache;
 use crate::limits::Limiter;
 use crate::validation::FieldErrors;
+
+/// The admin account the configuration asks for (`ADMIN_EMAIL`, `ADMIN_PASSWORD`).
+#[derive(Clone)]
+pub struct AdminBootstrap {
+    pub email: String,
+    pub password: String,
+}
+
+impl fmt::Debug for AdminBootstrap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminBootstrap")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {

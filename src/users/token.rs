@@ -4,10 +4,39 @@
 //! when the user is deactivated, reactivated or changes their password, so every token issued
 //! before then ends on every instance.
 
+use std::fmt;
+
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::SecretKey;
+/// Key material that signs bearer tokens and session cookies. Never printed.
+#[derive(Clone)]
+pub struct SecretKey(Vec<u8>);
+
+impl SecretKey {
+    pub const MIN_LEN: usize = 64;
+
+    pub fn random() -> SecretKey {
+        let mut bytes = vec![0u8; Self::MIN_LEN];
+        getrandom::fill(&mut bytes).expect("the operating system's random source is unavailable");
+        SecretKey(bytes)
+    }
+
+    /// Key material as configured (`SECRET_KEY`; its length is checked by the configuration).
+    pub fn from_bytes(bytes: Vec<u8>) -> SecretKey {
+        SecretKey(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 

@@ -1,0 +1,119 @@
+//! The layers of `src/` point one way, as ArchUnit checks for Java: the web edge (HTTP, the
+//! dashboard, wiring, configuration) may use the domain and storage; the domain (keys, users,
+//! limits, usage, the authorization policy) may use storage but neither the web edge nor the
+//! HTTP framework; storage (the database, the Redis connection, per-thread structures) uses
+//! only itself. Read from the `crate::…` paths in each file's code (its tests excluded).
+
+use std::path::{Path, PathBuf};
+
+const STORAGE: &[&str] = &["db", "shared_redis", "striped"];
+const DOMAIN: &[&str] = &["keys", "users", "limits", "usage", "policy", "validation"];
+/// Crates of the web edge: the domain and storage never name them.
+const FRAMEWORK: &[&str] = &["actix_web", "actix_http", "actix_session", "askama", "awc"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Layer {
+    Storage,
+    Domain,
+    Web,
+}
+
+fn layer(module: &str) -> Layer {
+    if STORAGE.contains(&module) {
+        Layer::Storage
+    } else if DOMAIN.contains(&module) {
+        Layer::Domain
+    } else {
+        Layer::Web
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file of `src/` belongs to (`src/keys/cache.rs` → `keys`).
+fn module_of(relative: &Path) -> String {
+    let first = relative
+        .components()
+        .next()
+        .expect("a path")
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+/// Every import against the direction in one file's code: `(what, why)`.
+fn violations(module: &str, source: &str) -> Vec<String> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+    let own = layer(module);
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let used: String = code[at + 7..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if layer(&used) > own {
+            found.push(format!(
+                "{module} ({own:?}) uses crate::{used} ({:?})",
+                layer(&used)
+            ));
+        }
+    }
+    if own < Layer::Web {
+        for framework in FRAMEWORK {
+            if code.contains(&format!("{framework}::")) {
+                found.push(format!("{module} ({own:?}) uses the web framework {framework}"));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+#[test]
+fn layers_point_one_way() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut problems = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let source = std::fs::read_to_string(file).expect("read");
+        for problem in violations(&module_of(relative), &source) {
+            problems.push(format!("{}: {problem}", relative.display()));
+        }
+    }
+    assert!(files.len() > 40, "read {} files", files.len());
+    assert!(
+        problems.is_empty(),
+        "imports against the layers:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn a_forbidden_import_is_caught() {
+    assert_eq!(
+        violations("keys", "use crate::routes::admin;\nuse crate::db::DbPool;"),
+        ["keys (Domain) uses crate::routes (Web)"]
+    );
+    assert_eq!(
+        violations("db", "use crate::keys::Limits;"),
+        ["db (Storage) uses crate::keys (Domain)"]
+    );
+    assert_eq!(
+        violations("limits", "fn f(r: actix_web::HttpRequest) {}"),
+        ["limits (Domain) uses the web framework actix_web"]
+    );
+    assert!(violations("routes", "use crate::keys::Limits; use actix_web::web;").is_empty());
+    assert!(violations("keys", "#[cfg(test)]\nmod tests { use crate::routes::x; }").is_empty());
+}
