@@ -42,11 +42,7 @@ pub enum Identity {
 
 impl Identity {
     pub fn tier(&self) -> &'static str {
-        match self {
-            Identity::Key(_) => "api_key",
-            Identity::User(_) => "user",
-            Identity::Anonymous => "anonymous",
-        }
+        tier_of(self).name()
     }
 }
 
@@ -80,15 +76,55 @@ impl std::fmt::Display for LogTag {
     }
 }
 
-// Indexes into metrics::TIERS and metrics::OUTCOMES.
-const API_KEY: usize = 0;
-const USER: usize = 1;
-const ANONYMOUS: usize = 2;
-const INVALID: usize = 3;
-const ALLOWED: usize = 0;
-const RATE_LIMITED: usize = 1;
-const UNAUTHORIZED: usize = 2;
-const UNAVAILABLE: usize = 3;
+/// The caller's tier, as `/metrics` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    ApiKey,
+    User,
+    Anonymous,
+    /// Credentials that could not be accepted.
+    Invalid,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [Tier::ApiKey, Tier::User, Tier::Anonymous, Tier::Invalid];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::ApiKey => "api_key",
+            Tier::User => "user",
+            Tier::Anonymous => "anonymous",
+            Tier::Invalid => "invalid",
+        }
+    }
+}
+
+/// What the gate decided, as `/metrics` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Allowed,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Allowed,
+        Outcome::RateLimited,
+        Outcome::Unauthorized,
+        Outcome::Unavailable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+}
 
 /// `GET /api/rate-limit` reports without counting.
 pub const UNCOUNTED: &str = "/api/rate-limit";
@@ -100,6 +136,19 @@ fn cost(path: &str) -> u32 {
 const EXPOSED: &str =
     "RateLimit, RateLimit-Policy, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After";
 
+/// A request the gate let through: who called, and the headers that go on the answer.
+struct Admitted {
+    caller: Caller,
+    headers: Option<RateLimitHeaders>,
+}
+
+/// A request the gate refused, with the answer's RateLimit headers (on a 429).
+struct Refused {
+    error: ApiError,
+    headers: Option<RateLimitHeaders>,
+}
+
+/// The middleware: classify (CORS preflight), identify, decide, respond.
 pub async fn gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -112,27 +161,54 @@ pub async fn gate(
         return Ok(req.into_response(preflight()));
     }
     let state = AppState::of(req.request())?;
+    match admit(state, &req).await {
+        Ok(Admitted { caller, headers }) => {
+            state.requests.count(tier_of(&caller.identity), Outcome::Allowed);
+            req.extensions_mut().insert(caller);
+            let response = next.call(req).await?.map_into_boxed_body();
+            Ok(response.map_body(|head, body| {
+                decorate(&mut head.headers, headers.as_ref(), cors);
+                body
+            }))
+        }
+        Err((tier, Refused { error, headers })) => {
+            state.requests.count(tier, outcome_of(&error));
+            let mut response = error.error_response();
+            decorate(response.headers_mut(), headers.as_ref(), cors);
+            Ok(req.into_response(response))
+        }
+    }
+}
 
+fn tier_of(identity: &Identity) -> Tier {
+    match identity {
+        Identity::Key(_) => Tier::ApiKey,
+        Identity::User(_) => Tier::User,
+        Identity::Anonymous => Tier::Anonymous,
+    }
+}
+
+fn outcome_of(error: &ApiError) -> Outcome {
+    match error {
+        ApiError::RateLimitExceeded { .. } => Outcome::RateLimited,
+        ApiError::DatabaseUnavailable(_) | ApiError::RateLimiterUnavailable => Outcome::Unavailable,
+        _ => Outcome::Unauthorized,
+    }
+}
+
+/// Who is calling and whether their windows have room: one counter-store decision.
+async fn admit(state: &AppState, req: &ServiceRequest) -> Result<Admitted, (Tier, Refused)> {
+    let refuse = |tier, error| (tier, Refused { error, headers: None });
     let client_ip = client_ip(state, req.request());
     let identity = match identify(state, req.headers()).await {
         Ok(identity) => identity,
         Err(error) => {
-            let outcome = if matches!(error, ApiError::DatabaseUnavailable(_)) {
-                UNAVAILABLE
-            } else {
-                UNAUTHORIZED
-            };
-            state.requests.count(INVALID, outcome);
-            tag(state, &req, LogTag::Invalid);
-            return Ok(req.into_response(finish(error.error_response(), None, cors)));
+            tag(state, req, LogTag::Invalid);
+            return Err(refuse(Tier::Invalid, error));
         }
     };
-    let (tier, log_tag) = match &identity {
-        Identity::Key(info) => (API_KEY, LogTag::Key(info.id)),
-        Identity::User(id) => (USER, LogTag::User(*id)),
-        Identity::Anonymous => (ANONYMOUS, LogTag::Anonymous),
-    };
-    tag(state, &req, log_tag);
+    let tier = tier_of(&identity);
+    tag(state, req, log_tag(&identity));
     let (bucket, policy): (Bucket, &Policy) = match &identity {
         Identity::Key(info) => (Bucket::Key(info.id), &info.policy),
         Identity::User(id) => (Bucket::User(*id), &state.user_policy),
@@ -144,14 +220,7 @@ pub async fn gate(
     let cost = cost(req.path());
     let decision = match state.limiter.hit(bucket, policy, cost).await {
         Ok(decision) => decision,
-        Err(LimiterError::Unavailable) => {
-            state.requests.count(tier, UNAVAILABLE);
-            return Ok(req.into_response(finish(
-                ApiError::RateLimiterUnavailable.error_response(),
-                None,
-                cors,
-            )));
-        }
+        Err(LimiterError::Unavailable) => return Err(refuse(tier, ApiError::RateLimiterUnavailable)),
     };
     if let (Identity::Key(info), 1) = (&identity, cost) {
         state
@@ -159,38 +228,49 @@ pub async fn gate(
             .record(info.id, decision.allowed, (decision.now_ms / 1000) as i64);
     }
     let headers = RateLimitHeaders::of(&decision, policy);
-    if let Some((window, wait_ms)) = decision.refusal() {
-        let retry_after = wait_ms.div_ceil(1000).max(1);
-        let limit = window.limit.unwrap_or(0);
-        let message = match identity {
-            Identity::Anonymous => state.anon_message.clone(),
-            _ => format!(
-                "Rate limit exceeded: {limit} requests per {}. Try again in {retry_after} second{}.",
-                window.window.name(),
-                if retry_after == 1 { "" } else { "s" }
-            ),
-        };
-        let error = ApiError::RateLimitExceeded {
-            message,
-            limit,
-            window: window.window.name(),
-            retry_after,
-        };
-        state.requests.count(tier, RATE_LIMITED);
-        return Ok(req.into_response(finish(error.error_response(), headers.as_ref(), cors)));
+    if let Some((window, _)) = decision.refusal() {
+        let error = rate_limit_exceeded(state, &identity, window, headers.as_ref());
+        return Err((tier, Refused { error, headers }));
     }
-    state.requests.count(tier, ALLOWED);
-
-    req.extensions_mut().insert(Caller {
+    let caller = Caller {
         identity,
         client_ip,
         decision,
-    });
-    let response = next.call(req).await?.map_into_boxed_body();
-    Ok(response.map_body(|head, body| {
-        decorate(&mut head.headers, headers.as_ref(), cors);
-        body
-    }))
+    };
+    Ok(Admitted { caller, headers })
+}
+
+/// The 429 of a refused window; its wait is the one the RateLimit headers carry.
+fn rate_limit_exceeded(
+    state: &AppState,
+    identity: &Identity,
+    window: &crate::limits::WindowCount,
+    headers: Option<&RateLimitHeaders>,
+) -> ApiError {
+    let retry_after = headers.and_then(|h| h.retry_after).unwrap_or(1);
+    let limit = window.limit.unwrap_or(0);
+    let message = match identity {
+        Identity::Anonymous => state.anon_message.clone(),
+        _ => format!(
+            "Rate limit exceeded: {limit} requests per {}. Try again in {retry_after} second{}.",
+            window.window.name(),
+            if retry_after == 1 { "" } else { "s" }
+        ),
+    };
+    ApiError::RateLimitExceeded {
+        message,
+        limit,
+        window: window.window.name(),
+        retry_after,
+    }
+}
+
+fn log_tag(identity: &Identity) -> LogTag {
+    match identity {
+        Identity::Key(info) => LogTag::Key(info.id),
+        Identity::User(id) => LogTag::User(*id),
+        Identity::Anonymous => LogTag::Anonymous,
+    }
 }
 
 /// Leaves the log tag for the request log line, when requests are logged (a request extension
@@ -264,11 +344,6 @@ fn preflight() -> HttpResponse {
         .finish()
 }
 
-fn finish(mut response: HttpResponse, headers: Option<&RateLimitHeaders>, cors: bool) -> HttpResponse {
-    decorate(response.headers_mut(), headers, cors);
-    response
-}
-
 fn decorate(map: &mut HeaderMap, headers: Option<&RateLimitHeaders>, cors: bool) {
     if let Some(h) = headers {
         // Rendered from numbers and known-good text: every value is a valid header value.
@@ -285,9 +360,7 @@ fn decorate(map: &mut HeaderMap, headers: Option<&RateLimitHeaders>, cors: bool)
                 map.insert(HeaderName::from_static(name), value);
             }
         }
-        if let Some(seconds) = h.retry_after {
-            map.insert(header::RETRY_AFTER, seconds.into());
-        }
+        // Retry-After is the 429's own (ApiError::RateLimitExceeded), with this same wait.
     }
     if cors {
         map.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

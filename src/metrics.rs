@@ -8,23 +8,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::error::ApiError;
+use crate::gate::{Outcome, Tier};
 use crate::state::AppState;
 use crate::striped::Striped;
 
-pub const TIERS: [&str; 4] = ["api_key", "user", "anonymous", "invalid"];
-pub const OUTCOMES: [&str; 4] = ["allowed", "rate_limited", "unauthorized", "unavailable"];
-
 /// Requests the gate decided, by tier and outcome.
 #[derive(Default)]
-pub struct RequestCounters(Striped<[[AtomicU64; 4]; 4]>);
+pub struct RequestCounters(Striped<[[AtomicU64; Outcome::ALL.len()]; Tier::ALL.len()]>);
 
 impl RequestCounters {
-    pub fn count(&self, tier: usize, outcome: usize) {
-        self.0.mine()[tier][outcome].fetch_add(1, Ordering::Relaxed);
+    pub fn count(&self, tier: Tier, outcome: Outcome) {
+        self.0.mine()[tier as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn get(&self, tier: usize, outcome: usize) -> u64 {
-        self.0.sum(|c| &c[tier][outcome])
+    pub fn get(&self, tier: Tier, outcome: Outcome) -> u64 {
+        self.0.sum(|c| &c[tier as usize][outcome as usize])
     }
 }
 
@@ -48,9 +46,10 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         "counter",
         "Requests the gate decided, by caller tier and outcome.",
     );
-    for (t, tier) in TIERS.iter().enumerate() {
-        for (o, outcome) in OUTCOMES.iter().enumerate() {
-            let n = state.requests.get(t, o);
+    for tier in Tier::ALL {
+        for outcome in Outcome::ALL {
+            let n = state.requests.get(tier, outcome);
+            let (tier, outcome) = (tier.name(), outcome.name());
             let _ = writeln!(
                 out,
                 "keygate_requests_total{{tier=\"{tier}\",outcome=\"{outcome}\"}} {n}"
