@@ -383,6 +383,7 @@ pub fn scope(
             h.add(*pair)
         });
     web::scope("/admin")
+        .app_data(web::PathConfig::default().error_handler(|_, _| AdminError::NotFound.into()))
         .wrap(sessions.middleware())
         .wrap(actix_web::middleware::from_fn(secure_cookies))
         .wrap(headers)
