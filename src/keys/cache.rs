@@ -104,13 +104,7 @@ impl KeyInfo {
     }
 
     pub fn status_at(&self, unix_now: i64) -> KeyStatus {
-        if !self.is_active {
-            KeyStatus::Inactive
-        } else if self.expires_at.is_some_and(|at| at <= unix_now) {
-            KeyStatus::Expired
-        } else {
-            KeyStatus::Active
-        }
+        KeyStatus::at(self.is_active, self.expires_at, unix_now)
     }
 }
 

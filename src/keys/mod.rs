@@ -105,14 +105,22 @@ pub enum KeyStatus {
 }
 
 impl KeyStatus {
-    pub fn of(key: &ApiKey, now: NaiveDateTime) -> KeyStatus {
-        if !key.is_active {
+    /// The one rule: switched off is inactive; else past its expiry (to the second, in Unix
+    /// seconds) is expired; else active. The cache, the views and (checked by a repository
+    /// test) the SQL status filter all follow it.
+    pub fn at(is_active: bool, expires_at: Option<i64>, unix_now: i64) -> KeyStatus {
+        if !is_active {
             KeyStatus::Inactive
-        } else if key.expires_at.is_some_and(|at| at <= now) {
+        } else if expires_at.is_some_and(|at| at <= unix_now) {
             KeyStatus::Expired
         } else {
             KeyStatus::Active
         }
+    }
+
+    pub fn of(key: &ApiKey, now: NaiveDateTime) -> KeyStatus {
+        let expires_at = key.expires_at.map(|at| at.and_utc().timestamp());
+        KeyStatus::at(key.is_active, expires_at, now.and_utc().timestamp())
     }
 
     pub fn as_str(self) -> &'static str {

@@ -140,7 +140,7 @@ pub async fn create(
 /// The owner of a new key: the actor, or the account an admin names. A non-admin naming any
 /// other email is refused before anything is looked up, so the answer reveals no account.
 fn resolve_owner(conn: &mut DbConnection, actor: Actor, email: Option<&str>) -> Result<User, KeyError> {
-    let requested = email.map(|e| e.trim().to_lowercase());
+    let requested = email.map(users::normalized_email);
     let owner = match requested {
         Some(email) if actor.is_admin => User::find_by_email(conn, &email)?,
         requested => {

@@ -124,6 +124,11 @@ impl Limiter {
         }
     }
 
+    /// The counts of `bucket` under `policy`, counting nothing.
+    pub async fn peek(&self, bucket: Bucket, policy: &Policy) -> Result<Decision, LimiterError> {
+        self.hit(bucket, policy, 0).await
+    }
+
     /// Counts `cost` requests (0: only reads) of `bucket` under `policy`.
     pub async fn hit(&self, bucket: Bucket, policy: &Policy, cost: u32) -> Result<Decision, LimiterError> {
         let started = Instant::now();

@@ -57,13 +57,19 @@ impl From<diesel::result::Error> for UserError {
     }
 }
 
+/// The one normalisation of an email, valid or not (lookups, throttle buckets): trimmed and
+/// lower-cased.
+pub fn normalized_email(raw: &str) -> String {
+    raw.trim().to_lowercase()
+}
+
 /// An email address as stored: trimmed and lower-cased, so lookups ignore case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email, String> {
-        let email = raw.trim().to_lowercase();
+        let email = normalized_email(raw);
         let valid = email.len() <= 254
             && !email.chars().any(|c| c.is_whitespace() || c.is_control())
             && email.split_once('@').is_some_and(|(local, domain)| {
@@ -156,7 +162,7 @@ pub async fn create(pool: &DbPool, email: &str, password: &str, is_admin: bool) 
 /// Checks an email and password. Unknown emails cost the same argon2 work as wrong passwords,
 /// so response times do not reveal which accounts exist.
 pub async fn authenticate(pool: &DbPool, email: &str, password: &str) -> Result<User, UserError> {
-    let email = email.trim().to_lowercase();
+    let email = normalized_email(email);
     let user = db::run(pool, move |conn| {
         Ok::<_, UserError>(User::find_by_email(conn, &email)?)
     })

@@ -41,7 +41,7 @@ impl Attempt {
     /// An attempt for `email` (normalised here) from `address` (unknown: all such attempts share
     /// one bucket).
     pub fn new(address: Option<IpAddr>, email: &str) -> Attempt {
-        let email = email.trim().to_lowercase();
+        let email = super::normalized_email(email);
         let address = Bucket::subscriber(address.unwrap_or(IpAddr::from([0, 0, 0, 0])));
         let hour = |limit| Policy::new(vec![(Window::Hour, Some(limit))]);
         Attempt {
@@ -64,7 +64,7 @@ impl Attempt {
         let mut wait = None;
         for (bucket, policy) in &self.buckets {
             // Without counters (Redis failing in mode closed) logins stay possible.
-            let Ok(decision) = limiter.hit(*bucket, policy, 0).await else {
+            let Ok(decision) = limiter.peek(*bucket, policy).await else {
                 continue;
             };
             for count in decision.counts.iter().filter(|c| c.remaining() == Some(0)) {

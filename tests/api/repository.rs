@@ -15,6 +15,7 @@ on_both_databases!(
     key_hashes_are_unique,
     usage_rows_add_up_per_key_and_hour,
     timestamps_round_trip_exactly,
+    the_status_filter_follows_the_one_status_rule,
 );
 
 fn user(conn: &mut DbConnection, email: &str) -> User {
@@ -262,4 +263,57 @@ fn timestamps_round_trip_exactly(conn: &mut DbConnection) {
         ApiKey::find(conn, k.id).expect("find").map(|k| k.created_at),
         Some(k.created_at)
     );
+}
+
+/// The SQL status filter agrees with `KeyStatus::at`, the rule the gate and the views use, at
+/// the boundary second too.
+fn the_status_filter_follows_the_one_status_rule(conn: &mut DbConnection) {
+    use keygate::db::models::{KeySearch, KeyStatusFilter};
+    use keygate::keys::KeyStatus;
+    let ada = user(conn, "ada@example.com");
+    let now = db::now();
+    let at = |seconds: i64| Some(Some(now + chrono::Duration::seconds(seconds)));
+    let cases = [
+        ("live", None, true),
+        ("off", None, false),
+        ("past", at(-60), true),
+        ("now", at(0), true),
+        ("soon", at(60), true),
+        ("off-and-past", at(-60), false),
+    ];
+    for (i, (name, expires_at, active)) in cases.iter().enumerate() {
+        let k = key(conn, &ada, name, &format!("status-{i}"));
+        let changes = ApiKeyChanges {
+            expires_at: *expires_at,
+            is_active: Some(*active),
+            ..ApiKeyChanges::default()
+        };
+        ApiKey::update(conn, k.id, &changes)
+            .expect("update")
+            .expect("found");
+    }
+    for (filter, status) in [
+        (KeyStatusFilter::Active, KeyStatus::Active),
+        (KeyStatusFilter::Inactive, KeyStatus::Inactive),
+        (KeyStatusFilter::Expired, KeyStatus::Expired),
+    ] {
+        let search = KeySearch {
+            status: Some(filter),
+            per_page: 100,
+            ..KeySearch::default()
+        };
+        let (rows, total) = ApiKey::search(conn, &search, now).expect("search");
+        let all = ApiKey::list(conn, Default::default()).expect("list");
+        let expected: Vec<&str> = all
+            .iter()
+            .filter(|(k, _)| KeyStatus::of(k, now) == status)
+            .map(|(k, _)| k.name.as_str())
+            .collect();
+        let mut found: Vec<&str> = rows.iter().map(|(k, _)| k.name.as_str()).collect();
+        found.sort_unstable();
+        let mut expected = expected;
+        expected.sort_unstable();
+        assert_eq!(found, expected, "{filter:?}");
+        assert_eq!(total as usize, expected.len());
+    }
 }

@@ -474,7 +474,7 @@ async fn detail_page(
     let now = db::now();
     let (_, usage) = service::usage(&state.pool, admin.actor(), record.key.id, now).await?;
     let policy = KeyInfo::policy_of(&record.key);
-    let bars = match state.limiter.hit(Bucket::Key(record.key.id), &policy, 0).await {
+    let bars = match state.limiter.peek(Bucket::Key(record.key.id), &policy).await {
         Ok(decision) => decision
             .counts
             .iter()

@@ -191,7 +191,7 @@ pub async fn stats(
     let policy = KeyInfo::policy_of(&record.key);
     let current = state
         .limiter
-        .hit(Bucket::Key(record.key.id), &policy, 0)
+        .peek(Bucket::Key(record.key.id), &policy)
         .await
         .map_err(|_| ApiError::RateLimiterUnavailable)?;
     let current: serde_json::Map<String, serde_json::Value> = current
