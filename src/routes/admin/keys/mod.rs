@@ -1,13 +1,19 @@
 //! Dashboard pages for keys: list (search, filter, sort, pages), create (the key shown once),
 //! detail (usage bars, 24-hour chart, edit form), deactivate and activate (confirmed).
 
+mod form;
+mod view;
+
+pub use form::KeyForm;
+pub use view::{Chart, ChartBar, KeyRow, UsageBar, thousands};
+use view::{duration_text, utc};
+
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use chrono::{NaiveDateTime, Timelike};
 use serde::Deserialize;
 
 use crate::db::models::{ApiKey, KeyOrder, KeySearch, KeyStatusFilter, User};
@@ -15,64 +21,11 @@ use crate::db::{self, DbError};
 use crate::error::AdminError;
 use crate::keys::cache::KeyInfo;
 use crate::keys::service::{self, KeyPatch, KeyRecord, NewKey};
-use crate::keys::{KeyName, KeyStatus, Limits, parse_limit};
 use crate::limits::Bucket;
-use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, ago, field, redirect, render};
+use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, redirect, render};
 use crate::state::AppState;
-use crate::validation::FieldErrors;
 
 const PER_PAGE: i64 = 20;
-
-fn limit_text(limit: Option<i32>) -> String {
-    limit.map_or_else(|| "∞".to_owned(), |n| thousands(u64::try_from(n).unwrap_or(0)))
-}
-
-/// 12345 → "12,345".
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn utc(at: NaiveDateTime) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-/// One row of the keys table.
-pub struct KeyRow {
-    pub id: i64,
-    pub name: String,
-    pub prefix: String,
-    pub owner: String,
-    pub limits: String,
-    pub last_used: String,
-    pub status: &'static str,
-}
-
-impl KeyRow {
-    fn of(key: &ApiKey, owner: &str, now: NaiveDateTime) -> KeyRow {
-        KeyRow {
-            id: key.id,
-            name: key.name.clone(),
-            prefix: key.prefix.clone(),
-            owner: owner.to_owned(),
-            limits: format!(
-                "{} / {} / {}",
-                limit_text(key.rate_limit_per_minute),
-                limit_text(key.rate_limit_per_hour),
-                limit_text(key.rate_limit_per_day)
-            ),
-            last_used: ago(key.last_used_at, now),
-            status: KeyStatus::of(key, now).as_str(),
-        }
-    }
-}
 
 #[derive(Template)]
 #[template(path = "admin/keys.html")]
@@ -148,106 +101,6 @@ pub async fn list(
 }
 
 /// The key form as typed, and its errors, for re-rendering.
-#[derive(Default)]
-pub struct KeyForm {
-    pub name: String,
-    pub owner: String,
-    pub per_minute: String,
-    pub per_hour: String,
-    pub per_day: String,
-    pub expires_at: String,
-    pub errors: HashMap<String, String>,
-}
-
-impl KeyForm {
-    pub fn error(&self, field: &str) -> Option<&str> {
-        self.errors.get(field).map(String::as_str)
-    }
-
-    fn of(key: &ApiKey) -> KeyForm {
-        let text = |limit: Option<i32>| limit.map(|n| n.to_string()).unwrap_or_default();
-        KeyForm {
-            name: key.name.clone(),
-            owner: String::new(),
-            per_minute: text(key.rate_limit_per_minute),
-            per_hour: text(key.rate_limit_per_hour),
-            per_day: text(key.rate_limit_per_day),
-            expires_at: key
-                .expires_at
-                .map(|at| at.format("%Y-%m-%dT%H:%M").to_string())
-                .unwrap_or_default(),
-            errors: HashMap::new(),
-        }
-    }
-
-    fn defaults(limits: Limits) -> KeyForm {
-        let text = |limit: Option<u32>| limit.map(|n| n.to_string()).unwrap_or_default();
-        KeyForm {
-            per_minute: text(limits.per_minute),
-            per_hour: text(limits.per_hour),
-            per_day: text(limits.per_day),
-            ..KeyForm::default()
-        }
-    }
-
-    fn read(form: &HashMap<String, String>) -> KeyForm {
-        KeyForm {
-            name: field(form, "name").to_owned(),
-            owner: field(form, "owner").to_owned(),
-            per_minute: field(form, "rate_limit_per_minute").to_owned(),
-            per_hour: field(form, "rate_limit_per_hour").to_owned(),
-            per_day: field(form, "rate_limit_per_day").to_owned(),
-            expires_at: field(form, "expires_at").to_owned(),
-            errors: HashMap::new(),
-        }
-    }
-
-    /// Parses the form: an empty limit means no limit; the expiry is a `datetime-local` in UTC.
-    fn parse(&mut self) -> Option<(KeyName, Limits, Option<NaiveDateTime>)> {
-        let mut errors = FieldErrors::new();
-        let name = KeyName::parse(&self.name).map_err(|e| errors.add("name", e)).ok();
-        let mut limit = |field: &str, text: &str| -> Option<u32> {
-            if text.is_empty() {
-                return None;
-            }
-            match text
-                .parse::<i64>()
-                .map_err(|_| "must be a whole number".to_owned())
-                .and_then(parse_limit)
-            {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    errors.add(field, e);
-                    None
-                }
-            }
-        };
-        let limits = Limits {
-            per_minute: limit("rate_limit_per_minute", &self.per_minute),
-            per_hour: limit("rate_limit_per_hour", &self.per_hour),
-            per_day: limit("rate_limit_per_day", &self.per_day),
-        };
-        let expires_at = match self.expires_at.as_str() {
-            "" => None,
-            text => match NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
-                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
-            {
-                Ok(at) => Some(at),
-                Err(_) => {
-                    errors.add("expires_at", "must be a date and time such as 2027-01-31T12:00");
-                    None
-                }
-            },
-        };
-        self.errors = errors.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        if errors.is_empty() {
-            name.map(|name| (name, limits, expires_at))
-        } else {
-            None
-        }
-    }
-}
-
 #[derive(Template)]
 #[template(path = "admin/key_new.html")]
 struct NewKeyPage {
@@ -371,82 +224,6 @@ pub async fn created(
         .headers_mut()
         .insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
     Ok(response)
-}
-
-/// Current use of one window, as a bar.
-pub struct UsageBar {
-    pub window: &'static str,
-    pub used: String,
-    pub limit: String,
-    pub percent: u64,
-    pub level: &'static str,
-    pub resets_in: String,
-}
-
-/// One hour of the 24-hour chart, in SVG coordinates.
-pub struct ChartBar {
-    pub x: u32,
-    pub allowed_y: u32,
-    pub allowed_h: u32,
-    pub rejected_y: u32,
-    pub rejected_h: u32,
-    pub label: String,
-    pub title: String,
-}
-
-pub struct Chart {
-    pub bars: Vec<ChartBar>,
-    pub max: i64,
-    pub empty: bool,
-}
-
-const CHART_HEIGHT: u32 = 140;
-
-impl Chart {
-    fn of(history: &[crate::db::models::UsageRow]) -> Chart {
-        let max = history.iter().map(|h| h.allowed + h.rejected).max().unwrap_or(0);
-        let scale = |n: i64| {
-            if max == 0 {
-                0
-            } else {
-                ((n as f64 / max as f64) * f64::from(CHART_HEIGHT)).round() as u32
-            }
-        };
-        let bars = history
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let (allowed_h, rejected_h) = (scale(h.allowed), scale(h.rejected));
-                let hour = h.hour.hour();
-                ChartBar {
-                    x: 40 + i as u32 * 28,
-                    allowed_y: CHART_HEIGHT + 10 - allowed_h,
-                    allowed_h,
-                    rejected_y: CHART_HEIGHT + 10 - allowed_h - rejected_h,
-                    rejected_h,
-                    label: if i % 3 == 0 {
-                        format!("{hour:02}:00")
-                    } else {
-                        String::new()
-                    },
-                    title: format!("{hour:02}:00 UTC: {} allowed, {} rejected", h.allowed, h.rejected),
-                }
-            })
-            .collect();
-        Chart {
-            bars,
-            max,
-            empty: max == 0,
-        }
-    }
-}
-
-fn duration_text(seconds: u64) -> String {
-    match seconds {
-        0..=90 => format!("{seconds} s"),
-        91..=5_400 => format!("{} min", seconds.div_ceil(60)),
-        _ => format!("{} h", seconds.div_ceil(3_600)),
-    }
 }
 
 #[derive(Template)]

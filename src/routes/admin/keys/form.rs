@@ -1,0 +1,111 @@
+//! The key form (new key, key detail): as typed, parsed into domain values, and re-rendered
+//! with its errors.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+
+use crate::db::models::ApiKey;
+use crate::keys::{KeyName, Limits, parse_limit};
+use crate::routes::admin::field;
+use crate::validation::FieldErrors;
+
+#[derive(Default)]
+pub struct KeyForm {
+    pub name: String,
+    pub owner: String,
+    pub per_minute: String,
+    pub per_hour: String,
+    pub per_day: String,
+    pub expires_at: String,
+    pub errors: HashMap<String, String>,
+}
+
+impl KeyForm {
+    pub fn error(&self, field: &str) -> Option<&str> {
+        self.errors.get(field).map(String::as_str)
+    }
+
+    pub(super) fn of(key: &ApiKey) -> KeyForm {
+        let text = |limit: Option<i32>| limit.map(|n| n.to_string()).unwrap_or_default();
+        KeyForm {
+            name: key.name.clone(),
+            owner: String::new(),
+            per_minute: text(key.rate_limit_per_minute),
+            per_hour: text(key.rate_limit_per_hour),
+            per_day: text(key.rate_limit_per_day),
+            expires_at: key
+                .expires_at
+                .map(|at| at.format("%Y-%m-%dT%H:%M").to_string())
+                .unwrap_or_default(),
+            errors: HashMap::new(),
+        }
+    }
+
+    pub(super) fn defaults(limits: Limits) -> KeyForm {
+        let text = |limit: Option<u32>| limit.map(|n| n.to_string()).unwrap_or_default();
+        KeyForm {
+            per_minute: text(limits.per_minute),
+            per_hour: text(limits.per_hour),
+            per_day: text(limits.per_day),
+            ..KeyForm::default()
+        }
+    }
+
+    pub(super) fn read(form: &HashMap<String, String>) -> KeyForm {
+        KeyForm {
+            name: field(form, "name").to_owned(),
+            owner: field(form, "owner").to_owned(),
+            per_minute: field(form, "rate_limit_per_minute").to_owned(),
+            per_hour: field(form, "rate_limit_per_hour").to_owned(),
+            per_day: field(form, "rate_limit_per_day").to_owned(),
+            expires_at: field(form, "expires_at").to_owned(),
+            errors: HashMap::new(),
+        }
+    }
+
+    /// Parses the form: an empty limit means no limit; the expiry is a `datetime-local` in UTC.
+    pub(super) fn parse(&mut self) -> Option<(KeyName, Limits, Option<NaiveDateTime>)> {
+        let mut errors = FieldErrors::new();
+        let name = KeyName::parse(&self.name).map_err(|e| errors.add("name", e)).ok();
+        let mut limit = |field: &str, text: &str| -> Option<u32> {
+            if text.is_empty() {
+                return None;
+            }
+            match text
+                .parse::<i64>()
+                .map_err(|_| "must be a whole number".to_owned())
+                .and_then(parse_limit)
+            {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    errors.add(field, e);
+                    None
+                }
+            }
+        };
+        let limits = Limits {
+            per_minute: limit("rate_limit_per_minute", &self.per_minute),
+            per_hour: limit("rate_limit_per_hour", &self.per_hour),
+            per_day: limit("rate_limit_per_day", &self.per_day),
+        };
+        let expires_at = match self.expires_at.as_str() {
+            "" => None,
+            text => match NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+            {
+                Ok(at) => Some(at),
+                Err(_) => {
+                    errors.add("expires_at", "must be a date and time such as 2027-01-31T12:00");
+                    None
+                }
+            },
+        };
+        self.errors = errors.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        if errors.is_empty() {
+            name.map(|name| (name, limits, expires_at))
+        } else {
+            None
+        }
+    }
+}
