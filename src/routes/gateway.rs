@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use actix_web::http::Uri;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, body::SizedStream, web};
 use awc::error::SendRequestError;
@@ -112,57 +113,75 @@ pub async fn forward(
         .request(req.method().clone(), target)
         .no_decompress()
         .timeout(upstream.timeout);
+    let trusted_proxies = AppState::of(&req)?.client_ip.trusted_hops > 0;
+    copy_request_headers(req.headers(), outgoing.headers_mut(), trusted_proxies);
+    add_proxy_headers(&req, &uri, outgoing.headers_mut(), trusted_proxies);
 
     let incoming = req.headers();
     let length = content_length(incoming);
     let has_body = length.is_some_and(|n| n > 0) || incoming.contains_key(header::TRANSFER_ENCODING);
-    let trusted_proxies = AppState::of(&req)?.client_ip.trusted_hops > 0;
+    let sent = match (has_body, length) {
+        (false, _) => outgoing.send().await,
+        (true, Some(length)) => outgoing.send_body(SizedStream::new(length, body)).await,
+        (true, None) => outgoing.send_stream(body).await,
+    };
+    let response = sent.map_err(|e| match e {
+        SendRequestError::Timeout => ApiError::UpstreamTimeout,
+        other => {
+            log::warn!("upstream {}: {other}", upstream.base);
+            ApiError::UpstreamUnavailable
+        }
+    })?;
+    Ok(reply(response))
+}
+
+/// The caller's own headers, repeated ones kept, without what is keygate's or hop-by-hop.
+fn copy_request_headers(incoming: &HeaderMap, outgoing: &mut HeaderMap, trusted_proxies: bool) {
     let skip = hop_by_hop(incoming);
-    let headers = outgoing.headers_mut();
     for (name, value) in incoming {
         if skip.contains(name) {
             continue;
         }
         if name == header::COOKIE {
             if let Some(kept) = without_session_cookie(value) {
-                headers.append(name.clone(), kept);
+                outgoing.append(name.clone(), kept);
             }
         } else if forwarded_as_is(name, value, trusted_proxies) {
-            headers.append(name.clone(), value.clone());
+            outgoing.append(name.clone(), value.clone());
         }
+    }
+}
+
+/// `X-Forwarded-*` from the connection (through trusted proxies their own values stand), and
+/// the caller as the gate identified it.
+fn add_proxy_headers(req: &HttpRequest, uri: &Uri, outgoing: &mut HeaderMap, trusted_proxies: bool) {
+    let incoming = req.headers();
+    let mut add = |name: &'static str, value: String| {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            outgoing.insert(HeaderName::from_static(name), value);
+        }
+    };
+    let peer = req.peer_addr().map(|a| a.ip().to_string());
+    let chain = incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    match (chain, peer) {
+        (Some(chain), Some(peer)) => add("x-forwarded-for", format!("{chain}, {peer}")),
+        (None, Some(peer)) => add("x-forwarded-for", peer),
+        (Some(chain), None) => add("x-forwarded-for", chain.to_owned()),
+        (None, None) => {}
+    }
+    if !(trusted_proxies && incoming.contains_key("x-forwarded-proto")) {
+        let scheme = if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        };
+        add("x-forwarded-proto", scheme.to_owned());
     }
     let host = incoming
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| uri.authority().map(|a| a.to_string()));
-    let scheme = if req.app_config().secure() {
-        "https"
-    } else {
-        "http"
-    };
-    let peer = req.peer_addr().map(|a| a.ip().to_string());
-    let forwarded_for = match (
-        incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
-        peer,
-    ) {
-        (Some(chain), Some(peer)) => format!("{chain}, {peer}"),
-        (None, Some(peer)) => peer,
-        (Some(chain), None) => chain.to_owned(),
-        (None, None) => String::new(),
-    };
-    let mut add = |name: &'static str, value: String| {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    };
-    if !forwarded_for.is_empty() {
-        add("x-forwarded-for", forwarded_for);
-    }
-    // Through trusted proxies their own values stand; otherwise this connection's.
-    if !(trusted_proxies && incoming.contains_key("x-forwarded-proto")) {
-        add("x-forwarded-proto", scheme.to_owned());
-    }
     if let (false, Some(host)) = (trusted_proxies && incoming.contains_key("x-forwarded-host"), host) {
         add("x-forwarded-host", host);
     }
@@ -177,20 +196,14 @@ pub async fn forward(
             Identity::Anonymous => {}
         }
     }
+}
 
-    let sent = match (has_body, length) {
-        (false, _) => outgoing.send().await,
-        (true, Some(length)) => outgoing.send_body(SizedStream::new(length, body)).await,
-        (true, None) => outgoing.send_stream(body).await,
-    };
-    let response = sent.map_err(|e| match e {
-        SendRequestError::Timeout => ApiError::UpstreamTimeout,
-        other => {
-            log::warn!("upstream {}: {other}", upstream.base);
-            ApiError::UpstreamUnavailable
-        }
-    })?;
-
+/// The upstream's answer, streamed back without hop-by-hop headers or a `Set-Cookie` for the
+/// dashboard's cookie.
+fn reply<S>(response: awc::ClientResponse<S>) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
+{
     let mut reply = HttpResponse::build(response.status());
     let received = response.headers();
     let length = content_length(received);
@@ -201,8 +214,8 @@ pub async fn forward(
             reply.append_header((name.clone(), value.clone()));
         }
     }
-    Ok(match length {
+    match length {
         Some(length) => reply.body(SizedStream::new(length, response)),
         None => reply.streaming(response),
-    })
+    }
 }
