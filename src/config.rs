@@ -124,125 +124,53 @@ impl Settings {
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://keygate.db".into());
-        if crate::db::Backend::of_url(&database_url).is_none() {
-            return Err(invalid(
-                "DATABASE_URL",
-                "expected postgres://…, postgresql://… or sqlite://PATH",
-            ));
-        }
-
-        // Heroku Redis sets REDIS_URL itself (rediss://, self-signed): REDIS_TLS_INSECURE=1 adds
-        // the `#insecure` that the URL cannot be made to carry.
-        let insecure = matches!(
-            get("REDIS_TLS_INSECURE").as_deref().map(str::trim),
-            Some("1" | "true" | "yes")
-        );
-        let redis = get("REDIS_URL")
-            .map(|url| {
-                let url = url.trim();
-                let url = if insecure && url.starts_with("rediss") && !url.contains('#') {
-                    format!("{url}#insecure")
-                } else {
-                    url.to_owned()
-                };
-                RedisTarget::parse(&url).map_err(|e| invalid("REDIS_URL", e))
-            })
-            .transpose()?;
-
-        let (secret_key, secret_key_generated) = match get("SECRET_KEY") {
-            Some(key) if key.len() < SecretKey::MIN_LEN => {
-                return Err(invalid(
-                    "SECRET_KEY",
-                    format!(
-                        "must be at least {} bytes long (it is {}); generate one with `openssl rand -hex 64`",
-                        SecretKey::MIN_LEN,
-                        key.len()
-                    ),
-                ));
-            }
-            Some(key) => (SecretKey::from_bytes(key.into_bytes()), false),
-            None => (SecretKey::random(), true),
-        };
-
-        let admin = match (get("ADMIN_EMAIL"), get("ADMIN_PASSWORD")) {
-            (Some(email), Some(password)) => Some(AdminBootstrap { email, password }),
-            (None, None) => None,
-            (Some(_), None) => return Err(invalid("ADMIN_PASSWORD", "must be set with ADMIN_EMAIL")),
-            (None, Some(_)) => return Err(invalid("ADMIN_EMAIL", "must be set with ADMIN_PASSWORD")),
-        };
-
-        let client_ip_header = get("CLIENT_IP_HEADER");
-        if let Some(name) = &client_ip_header
-            && actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err()
-        {
-            return Err(invalid(
-                "CLIENT_IP_HEADER",
-                format!("{name:?} is not a header name"),
-            ));
-        }
-
-        let key_rates = rates(&get, "KEY_RATE_LIMIT", "60/minute,1000/hour,10000/day")?;
+        let get: &Lookup = &get;
+        let (secret_key, secret_key_generated) = secret_key(get)?;
+        let key_rates = rates(get, "KEY_RATE_LIMIT", "60/minute,1000/hour,10000/day")?;
         let key_rate_limit =
             Limits::from_rates(&key_rates).map_err(|reason| invalid("KEY_RATE_LIMIT", reason))?;
-
-        let failure_mode = match get("RATE_LIMIT_FAILURE_MODE").as_deref().map(str::trim) {
-            None | Some("local") => FailureMode::Local,
-            Some("open") => FailureMode::Open,
-            Some("closed") => FailureMode::Closed,
-            Some(other) => {
-                return Err(invalid(
-                    "RATE_LIMIT_FAILURE_MODE",
-                    format!("{other:?} is not one of local, open, closed"),
-                ));
-            }
-        };
-
+        let database_url = database_url(get)?;
+        let redis = redis_target(get)?;
+        let failure_mode = failure_mode(get)?;
+        let admin = admin(get)?;
+        let client_ip_header = client_ip_header(get)?;
+        let upstream_url = upstream_url(get)?;
         let settings = Settings {
-            port: number(&get, "PORT", 8080)?,
-            bind_addr: parsed(&get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
+            port: number(get, "PORT", 8080)?,
+            bind_addr: parsed(get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
             database_url: Redacted(database_url),
-            database_pool_size: positive(&get, "DATABASE_POOL_SIZE", 10)?,
+            database_pool_size: positive(get, "DATABASE_POOL_SIZE", 10)?,
             redis,
             redis_prefix: get("REDIS_PREFIX").unwrap_or_else(|| "keygate".into()),
-            redis_timeout: Duration::from_millis(positive(&get, "REDIS_TIMEOUT_MS", 50)?),
+            redis_timeout: Duration::from_millis(positive(get, "REDIS_TIMEOUT_MS", 50)?),
             failure_mode,
             secret_key,
             secret_key_generated,
             admin,
-            trusted_proxy_hops: number(&get, "TRUSTED_PROXY_HOPS", 0)?,
+            trusted_proxy_hops: number(get, "TRUSTED_PROXY_HOPS", 0)?,
             client_ip_header,
-            anon_rate_limit: rates(&get, "ANON_RATE_LIMIT", "100/hour")?,
+            anon_rate_limit: rates(get, "ANON_RATE_LIMIT", "100/hour")?,
             anon_limit_message: get("ANON_LIMIT_MESSAGE")
                 .unwrap_or_else(|| DEFAULT_ANON_LIMIT_MESSAGE.into()),
-            user_rate_limit: rates(&get, "USER_RATE_LIMIT", "1000/hour")?,
+            user_rate_limit: rates(get, "USER_RATE_LIMIT", "1000/hour")?,
             key_rate_limit,
-            token_ttl: Duration::from_secs(positive(&get, "TOKEN_TTL_SECONDS", 3600)?),
+            token_ttl: Duration::from_secs(positive(get, "TOKEN_TTL_SECONDS", 3600)?),
             workers: get("WEB_CONCURRENCY")
-                .map(|_| positive(&get, "WEB_CONCURRENCY", 1))
+                .map(|_| positive(get, "WEB_CONCURRENCY", 1))
                 .transpose()?,
-            usage_flush_interval: Duration::from_millis(positive(&get, "USAGE_FLUSH_MS", 2000)?),
-            client_timeout: Duration::from_millis(positive(&get, "CLIENT_TIMEOUT_MS", 5000)?),
+            usage_flush_interval: Duration::from_millis(positive(get, "USAGE_FLUSH_MS", 2000)?),
+            client_timeout: Duration::from_millis(positive(get, "CLIENT_TIMEOUT_MS", 5000)?),
             metrics_token: get("METRICS_TOKEN").map(Redacted),
             dyno: get("DYNO"),
-            upstream_url: get("UPSTREAM_URL").map(|u| u.trim().trim_end_matches('/').to_owned()),
-            upstream_timeout: Duration::from_millis(positive(&get, "UPSTREAM_TIMEOUT_MS", 30_000)?),
+            upstream_url,
+            upstream_timeout: Duration::from_millis(positive(get, "UPSTREAM_TIMEOUT_MS", 30_000)?),
         };
-        if let Some(url) = &settings.upstream_url
-            && !url.starts_with("http://")
-        {
-            return Err(invalid(
-                "UPSTREAM_URL",
-                "expected http://… (plain HTTP to a service on your network)",
-            ));
-        }
         Ok(settings)
     }
 }
 
 fn parsed<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
+    get: &Lookup,
     var: &'static str,
     default: T,
     expected: &str,
@@ -256,16 +184,12 @@ fn parsed<T: std::str::FromStr>(
     }
 }
 
-fn number<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
+fn number<T: std::str::FromStr>(get: &Lookup, var: &'static str, default: T) -> Result<T, ConfigError> {
     parsed(get, var, default, "a whole number in range")
 }
 
 fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(
-    get: &impl Fn(&str) -> Option<String>,
+    get: &Lookup,
     var: &'static str,
     default: T,
 ) -> Result<T, ConfigError> {
@@ -276,11 +200,105 @@ fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(
     Ok(value)
 }
 
-fn rates(
-    get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
-    default: &str,
-) -> Result<Vec<Rate>, ConfigError> {
+/// How settings are read: a variable's value, `None` when unset or empty.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+fn database_url(get: &Lookup) -> Result<String, ConfigError> {
+    let url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://keygate.db".into());
+    if crate::db::Backend::of_url(&url).is_none() {
+        return Err(invalid(
+            "DATABASE_URL",
+            "expected postgres://…, postgresql://… or sqlite://PATH",
+        ));
+    }
+    Ok(url)
+}
+
+/// `REDIS_URL`. Heroku Redis sets it itself (rediss://, self-signed): `REDIS_TLS_INSECURE=1`
+/// adds the `#insecure` that the URL cannot be made to carry.
+fn redis_target(get: &Lookup) -> Result<Option<RedisTarget>, ConfigError> {
+    let insecure = matches!(
+        get("REDIS_TLS_INSECURE").as_deref().map(str::trim),
+        Some("1" | "true" | "yes")
+    );
+    get("REDIS_URL")
+        .map(|url| {
+            let url = url.trim();
+            let url = if insecure && url.starts_with("rediss") && !url.contains('#') {
+                format!("{url}#insecure")
+            } else {
+                url.to_owned()
+            };
+            RedisTarget::parse(&url).map_err(|e| invalid("REDIS_URL", e))
+        })
+        .transpose()
+}
+
+/// `SECRET_KEY`, or a random one (and `true`: generated).
+fn secret_key(get: &Lookup) -> Result<(SecretKey, bool), ConfigError> {
+    match get("SECRET_KEY") {
+        Some(key) if key.len() < SecretKey::MIN_LEN => Err(invalid(
+            "SECRET_KEY",
+            format!(
+                "must be at least {} bytes long (it is {}); generate one with `openssl rand -hex 64`",
+                SecretKey::MIN_LEN,
+                key.len()
+            ),
+        )),
+        Some(key) => Ok((SecretKey::from_bytes(key.into_bytes()), false)),
+        None => Ok((SecretKey::random(), true)),
+    }
+}
+
+fn admin(get: &Lookup) -> Result<Option<AdminBootstrap>, ConfigError> {
+    match (get("ADMIN_EMAIL"), get("ADMIN_PASSWORD")) {
+        (Some(email), Some(password)) => Ok(Some(AdminBootstrap { email, password })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid("ADMIN_PASSWORD", "must be set with ADMIN_EMAIL")),
+        (None, Some(_)) => Err(invalid("ADMIN_EMAIL", "must be set with ADMIN_PASSWORD")),
+    }
+}
+
+fn client_ip_header(get: &Lookup) -> Result<Option<String>, ConfigError> {
+    let header = get("CLIENT_IP_HEADER");
+    if let Some(name) = &header
+        && actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+    {
+        return Err(invalid(
+            "CLIENT_IP_HEADER",
+            format!("{name:?} is not a header name"),
+        ));
+    }
+    Ok(header)
+}
+
+fn failure_mode(get: &Lookup) -> Result<FailureMode, ConfigError> {
+    match get("RATE_LIMIT_FAILURE_MODE").as_deref().map(str::trim) {
+        None | Some("local") => Ok(FailureMode::Local),
+        Some("open") => Ok(FailureMode::Open),
+        Some("closed") => Ok(FailureMode::Closed),
+        Some(other) => Err(invalid(
+            "RATE_LIMIT_FAILURE_MODE",
+            format!("{other:?} is not one of local, open, closed"),
+        )),
+    }
+}
+
+/// `UPSTREAM_URL` without a trailing slash; plain `http://` only.
+fn upstream_url(get: &Lookup) -> Result<Option<String>, ConfigError> {
+    let url = get("UPSTREAM_URL").map(|u| u.trim().trim_end_matches('/').to_owned());
+    if let Some(url) = &url
+        && !url.starts_with("http://")
+    {
+        return Err(invalid(
+            "UPSTREAM_URL",
+            "expected http://… (plain HTTP to a service on your network)",
+        ));
+    }
+    Ok(url)
+}
+
+fn rates(get: &Lookup, var: &'static str, default: &str) -> Result<Vec<Rate>, ConfigError> {
     let text = get(var).unwrap_or_else(|| default.to_owned());
     Rate::parse_list(&text).map_err(|e| invalid(var, e))
 }
