@@ -40,9 +40,26 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         }
     }
     let mut out = String::with_capacity(4096);
+    requests(&mut out, &state);
+    store(&mut out, &state);
+    key_cache(&mut out, &state);
+    usage(&mut out, &state);
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
+}
+
+/// A metric with one sample and no labels.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn requests(out: &mut String, state: &AppState) {
+    let name = "keygate_requests_total";
     family(
-        &mut out,
-        "keygate_requests_total",
+        out,
+        name,
         "counter",
         "Requests the gate decided, by caller tier and outcome.",
     );
@@ -50,96 +67,85 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
         for outcome in Outcome::ALL {
             let n = state.requests.get(tier, outcome);
             let (tier, outcome) = (tier.name(), outcome.name());
-            let _ = writeln!(
-                out,
-                "keygate_requests_total{{tier=\"{tier}\",outcome=\"{outcome}\"}} {n}"
-            );
+            let _ = writeln!(out, "{name}{{tier=\"{tier}\",outcome=\"{outcome}\"}} {n}");
         }
     }
+}
+
+fn store(out: &mut String, state: &AppState) {
     let limiter = state.limiter.stats();
-    family(
-        &mut out,
-        "keygate_store_latency_seconds",
-        "histogram",
-        "Time of one counter-store decision.",
-    );
-    limiter.latency.render(&mut out, "keygate_store_latency_seconds");
-    family(
-        &mut out,
+    let latency = "keygate_store_latency_seconds";
+    family(out, latency, "histogram", "Time of one counter-store decision.");
+    limiter.latency.render(out, latency);
+    single(
+        out,
         "keygate_store_failures_total",
         "counter",
         "Redis errors and timeouts on the counter path.",
+        limiter.failures.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
+    single(
         out,
-        "keygate_store_failures_total {}",
-        limiter.failures.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
         "keygate_store_redis_up",
         "gauge",
         "1 while decisions are made in Redis (0: failure mode, or no Redis).",
+        u8::from(state.limiter.state() == crate::limits::CounterState::Redis),
     );
-    let _ = writeln!(
-        out,
-        "keygate_store_redis_up {}",
-        u8::from(state.limiter.state() == crate::limits::CounterState::Redis)
-    );
+}
+
+fn key_cache(out: &mut String, state: &AppState) {
     let (hits, misses) = state.keys.hits_and_misses();
+    let name = "keygate_key_cache_lookups_total";
     family(
-        &mut out,
-        "keygate_key_cache_lookups_total",
+        out,
+        name,
         "counter",
         "API-key lookups, by whether the cache answered.",
     );
-    let _ = writeln!(out, "keygate_key_cache_lookups_total{{result=\"hit\"}} {hits}");
-    let _ = writeln!(out, "keygate_key_cache_lookups_total{{result=\"miss\"}} {misses}");
-    family(
-        &mut out,
-        "keygate_key_cache_hit_ratio",
-        "gauge",
-        "Share of key lookups the cache answered.",
-    );
+    let _ = writeln!(out, "{name}{{result=\"hit\"}} {hits}");
+    let _ = writeln!(out, "{name}{{result=\"miss\"}} {misses}");
     let ratio = if hits + misses == 0 {
         0.0
     } else {
         hits as f64 / (hits + misses) as f64
     };
-    let _ = writeln!(out, "keygate_key_cache_hit_ratio {ratio:.4}");
-    family(
-        &mut out,
+    single(
+        out,
+        "keygate_key_cache_hit_ratio",
+        "gauge",
+        "Share of key lookups the cache answered.",
+        format!("{ratio:.4}"),
+    );
+}
+
+fn usage(out: &mut String, state: &AppState) {
+    let usage = &state.usage;
+    single(
+        out,
         "keygate_usage_flush_lag_seconds",
         "gauge",
         "Seconds since buffered usage was last written (or since start).",
+        format!("{:.3}", usage.flush_lag().as_secs_f64()),
     );
-    let _ = writeln!(
+    single(
         out,
-        "keygate_usage_flush_lag_seconds {:.3}",
-        state.usage.flush_lag().as_secs_f64()
-    );
-    family(
-        &mut out,
         "keygate_usage_pending_keys",
         "gauge",
         "Keys whose usage is not yet written.",
+        usage.pending(),
     );
-    let _ = writeln!(out, "keygate_usage_pending_keys {}", state.usage.pending());
-    family(
-        &mut out,
+    single(
+        out,
         "keygate_usage_dropped_total",
         "counter",
         "Requests whose usage was dropped because the buffer was full.",
+        usage.dropped(),
     );
-    let _ = writeln!(out, "keygate_usage_dropped_total {}", state.usage.dropped());
-    family(
-        &mut out,
+    single(
+        out,
         "keygate_usage_statements_total",
         "counter",
         "SQL statements written for usage, in batches.",
+        usage.statements(),
     );
-    let _ = writeln!(out, "keygate_usage_statements_total {}", state.usage.statements());
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(out))
 }
