@@ -192,25 +192,7 @@ async fn users_command(command: UsersCommand, settings: Settings) -> Result<(), 
                 if admin { ", admin" } else { "" }
             );
         }
-        UsersCommand::List => {
-            println!(
-                "{:>6}  {:<32} {:<6} {:<8} {:>10} {:>10} {:>10}",
-                "id", "email", "admin", "active", "max/min", "max/hour", "max/day"
-            );
-            for user in users::list(&pool).await.map_err(describe_user_error)? {
-                let ceiling = users::ceiling(&user, &settings.key_rate_limit);
-                println!(
-                    "{:>6}  {:<32} {:<6} {:<8} {:>10} {:>10} {:>10}",
-                    user.id,
-                    user.email,
-                    if user.is_admin { "yes" } else { "no" },
-                    if user.is_active { "yes" } else { "no" },
-                    shown(ceiling.per_minute),
-                    shown(ceiling.per_hour),
-                    shown(ceiling.per_day),
-                );
-            }
-        }
+        UsersCommand::List => list_users(&pool, &settings).await?,
         UsersCommand::Deactivate { email } => {
             let user = by_email(&email).await?;
             users::set_active(&pool, &cache, user.id, false)
@@ -231,26 +213,8 @@ async fn users_command(command: UsersCommand, settings: Settings) -> Result<(), 
             per_hour,
             per_day,
         } => {
-            let ceiling = Limits {
-                per_minute: ceiling_arg("per-minute", &per_minute)?,
-                per_hour: ceiling_arg("per-hour", &per_hour)?,
-                per_day: ceiling_arg("per-day", &per_day)?,
-            };
             let user = by_email(&email).await?;
-            let patch = users::UserPatch {
-                ceiling: Some(ceiling),
-                ..users::UserPatch::default()
-            };
-            users::update(&pool, &cache, user.id, patch)
-                .await
-                .map_err(describe_user_error)?;
-            println!(
-                "{} may set at most {}/minute, {}/hour, {}/day on their keys",
-                user.email,
-                shown(ceiling.per_minute),
-                shown(ceiling.per_hour),
-                shown(ceiling.per_day)
-            );
+            set_ceiling(&pool, &cache, user, [&per_minute, &per_hour, &per_day]).await?;
         }
         UsersCommand::SetPassword { email } => {
             let user = by_email(&email).await?;
@@ -284,58 +248,10 @@ async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
             per_day,
             expires_in_days,
         } => {
-            let name = KeyName::parse(&name).map_err(|e| format!("--name {e}"))?;
-            let limit = |flag: &str, value: Option<i64>, default: Option<u32>| match value {
-                Some(n) => parse_limit(n).map(Some).map_err(|e| format!("{flag} {e}")),
-                None => Ok(default),
-            };
-            let defaults = settings.key_rate_limit;
-            let limits = Limits {
-                per_minute: limit("--per-minute", per_minute, defaults.per_minute)?,
-                per_hour: limit("--per-hour", per_hour, defaults.per_hour)?,
-                per_day: limit("--per-day", per_day, defaults.per_day)?,
-            };
-            let expires_at = expires_in_days.map(|d| db::now() + Duration::days(i64::from(d)));
-            let new = NewKey {
-                name,
-                owner: Some(owner),
-                limits,
-                expires_at,
-            };
-            let (record, issued) = service::create(&pool, operator, settings.key_rate_limit, new)
-                .await
-                .map_err(|e| describe_key_error(&e))?;
-            eprintln!(
-                "created key {} ({}) for {}; it is shown once:",
-                record.key.id, record.key.prefix, record.owner_email
-            );
-            println!("{}", issued.expose());
+            let limits = [per_minute, per_hour, per_day];
+            create_key(&pool, &settings, operator, owner, name, limits, expires_in_days).await?;
         }
-        KeysCommand::List => {
-            let now = db::now();
-            let records = service::list(&pool, operator, None)
-                .await
-                .map_err(|e| describe_key_error(&e))?;
-            println!(
-                "{:>6}  {:<10} {:<9} {:<24} {:<28} {:<22} NAME",
-                "ID", "PREFIX", "STATUS", "OWNER", "LIMITS (min/hour/day)", "LAST USED"
-            );
-            for r in &records {
-                let limits = Limits::of(&r.key)
-                    .windows()
-                    .map(|(_, l)| l.map_or_else(|| "-".to_owned(), |n| n.to_string()))
-                    .join("/");
-                let last_used = r
-                    .key
-                    .last_used_at
-                    .map_or_else(|| "never".to_owned(), |t| t.to_string());
-                let status = KeyStatus::of(&r.key, now).as_str();
-                println!(
-                    "{:>6}  {:<10} {:<9} {:<24} {:<28} {:<22} {}",
-                    r.key.id, r.key.prefix, status, r.owner_email, limits, last_used, r.key.name
-                );
-            }
-        }
+        KeysCommand::List => list_keys(&pool, operator).await?,
         KeysCommand::Deactivate { id } => {
             let record = service::deactivate(&pool, &cache, operator, settings.key_rate_limit, id)
                 .await
@@ -378,4 +294,118 @@ fn describe_key_error(e: &service::KeyError) -> String {
         service::KeyError::UnknownOwner | service::KeyError::OwnerInactive => e.to_string(),
         service::KeyError::Db(e) => e.to_string(),
     }
+}
+
+async fn create_key(
+    pool: &db::DbPool,
+    settings: &Settings,
+    operator: Actor,
+    owner: String,
+    name: String,
+    [per_minute, per_hour, per_day]: [Option<i64>; 3],
+    expires_in_days: Option<u32>,
+) -> Result<(), String> {
+    let name = KeyName::parse(&name).map_err(|e| format!("--name {e}"))?;
+    let limit = |flag: &str, value: Option<i64>, default: Option<u32>| match value {
+        Some(n) => parse_limit(n).map(Some).map_err(|e| format!("{flag} {e}")),
+        None => Ok(default),
+    };
+    let defaults = settings.key_rate_limit;
+    let limits = Limits {
+        per_minute: limit("--per-minute", per_minute, defaults.per_minute)?,
+        per_hour: limit("--per-hour", per_hour, defaults.per_hour)?,
+        per_day: limit("--per-day", per_day, defaults.per_day)?,
+    };
+    let expires_at = expires_in_days.map(|d| db::now() + Duration::days(i64::from(d)));
+    let new = NewKey {
+        name,
+        owner: Some(owner),
+        limits,
+        expires_at,
+    };
+    let (record, issued) = service::create(pool, operator, settings.key_rate_limit, new)
+        .await
+        .map_err(|e| describe_key_error(&e))?;
+    eprintln!(
+        "created key {} ({}) for {}; it is shown once:",
+        record.key.id, record.key.prefix, record.owner_email
+    );
+    println!("{}", issued.expose());
+    Ok(())
+}
+
+async fn list_keys(pool: &db::DbPool, operator: Actor) -> Result<(), String> {
+    let now = db::now();
+    let records = service::list(pool, operator, None)
+        .await
+        .map_err(|e| describe_key_error(&e))?;
+    println!(
+        "{:>6}  {:<10} {:<9} {:<24} {:<28} {:<22} NAME",
+        "ID", "PREFIX", "STATUS", "OWNER", "LIMITS (min/hour/day)", "LAST USED"
+    );
+    for r in &records {
+        let limits = Limits::of(&r.key)
+            .windows()
+            .map(|(_, l)| l.map_or_else(|| "-".to_owned(), |n| n.to_string()))
+            .join("/");
+        let last_used = r
+            .key
+            .last_used_at
+            .map_or_else(|| "never".to_owned(), |t| t.to_string());
+        let status = KeyStatus::of(&r.key, now).as_str();
+        println!(
+            "{:>6}  {:<10} {:<9} {:<24} {:<28} {:<22} {}",
+            r.key.id, r.key.prefix, status, r.owner_email, limits, last_used, r.key.name
+        );
+    }
+    Ok(())
+}
+
+async fn list_users(pool: &db::DbPool, settings: &Settings) -> Result<(), String> {
+    println!(
+        "{:>6}  {:<32} {:<6} {:<8} {:>10} {:>10} {:>10}",
+        "id", "email", "admin", "active", "max/min", "max/hour", "max/day"
+    );
+    for user in users::list(pool).await.map_err(describe_user_error)? {
+        let ceiling = users::ceiling(&user, &settings.key_rate_limit);
+        println!(
+            "{:>6}  {:<32} {:<6} {:<8} {:>10} {:>10} {:>10}",
+            user.id,
+            user.email,
+            if user.is_admin { "yes" } else { "no" },
+            if user.is_active { "yes" } else { "no" },
+            shown(ceiling.per_minute),
+            shown(ceiling.per_hour),
+            shown(ceiling.per_day),
+        );
+    }
+    Ok(())
+}
+
+async fn set_ceiling(
+    pool: &db::DbPool,
+    cache: &KeyCache,
+    user: keygate::db::models::User,
+    [per_minute, per_hour, per_day]: [&str; 3],
+) -> Result<(), String> {
+    let ceiling = Limits {
+        per_minute: ceiling_arg("per-minute", per_minute)?,
+        per_hour: ceiling_arg("per-hour", per_hour)?,
+        per_day: ceiling_arg("per-day", per_day)?,
+    };
+    let patch = users::UserPatch {
+        ceiling: Some(ceiling),
+        ..users::UserPatch::default()
+    };
+    users::update(pool, cache, user.id, patch)
+        .await
+        .map_err(describe_user_error)?;
+    println!(
+        "{} may set at most {}/minute, {}/hour, {}/day on their keys",
+        user.email,
+        shown(ceiling.per_minute),
+        shown(ceiling.per_hour),
+        shown(ceiling.per_day)
+    );
+    Ok(())
 }
