@@ -1,15 +1,12 @@
 //! Users: accounts that own keys and log in, with argon2id password hashes (`password`) and
 //! signed bearer tokens (`token`). Knows nothing of HTTP.
 
+mod bootstrap;
 pub mod password;
 pub mod throttle;
 pub mod token;
 
-use std::fmt;
 use std::net::IpAddr;
-use std::sync::LazyLock;
-
-use tokio::sync::Semaphore;
 
 use crate::db::models::{NewUser, RevokedSession, User, UserChanges};
 use crate::db::{self, DbConnection, DbError, DbPool};
@@ -18,20 +15,7 @@ use crate::keys::cache::KeyCache;
 use crate::limits::Limiter;
 use crate::validation::FieldErrors;
 
-/// The admin account the configuration asks for (`ADMIN_EMAIL`, `ADMIN_PASSWORD`).
-#[derive(Clone)]
-pub struct AdminBootstrap {
-    pub email: String,
-    pub password: String,
-}
-
-impl fmt::Debug for AdminBootstrap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminBootstrap")
-            .field("email", &self.email)
-            .finish_non_exhaustive()
-    }
-}
+pub use bootstrap::{AdminBootstrap, FIRST_RUN_ADMIN, GeneratedAdmin, bootstrap_admin, random_password};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -123,29 +107,6 @@ fn insert(
     )?)
 }
 
-/// Argon2 runs at most this many at once (one per core), on the blocking pool and holding no
-/// database connection: a burst of logins then queues here instead of starving key lookups of
-/// connections.
-static HASHING: LazyLock<Semaphore> =
-    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
-
-async fn hash_password(password: &str) -> Result<String, UserError> {
-    let _permit = HASHING.acquire().await;
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|_| UserError::Hash(password::HashError))?
-        .map_err(UserError::Hash)
-}
-
-async fn password_matches(password: &str, phc: String) -> bool {
-    let _permit = HASHING.acquire().await;
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || password::verify(&password, &phc))
-        .await
-        .unwrap_or(false)
-}
-
 pub async fn create(pool: &DbPool, email: &str, password: &str, is_admin: bool) -> Result<User, UserError> {
     let mut errors = FieldErrors::new();
     let email = Email::parse(email).map_err(|e| errors.add("email", e)).ok();
@@ -155,7 +116,7 @@ pub async fn create(pool: &DbPool, email: &str, password: &str, is_admin: bool) 
     let (Some(email), true) = (email, errors.is_empty()) else {
         return Err(UserError::Invalid(errors));
     };
-    let hash = hash_password(password).await?;
+    let hash = password::hash_bounded(password).await?;
     db::run(pool, move |conn| insert(conn, &email, &hash, is_admin)).await
 }
 
@@ -171,7 +132,7 @@ pub async fn authenticate(pool: &DbPool, email: &str, password: &str) -> Result<
         .as_ref()
         .map_or(DUMMY_HASH, |u| u.password_hash.as_str())
         .to_owned();
-    let matches = password_matches(password, phc).await;
+    let matches = password::verify_bounded(password, phc).await;
     match user {
         Some(user) if matches && user.is_active => Ok(user),
         _ => Err(UserError::InvalidCredentials),
@@ -259,7 +220,7 @@ pub async fn change_password(
     new: &str,
 ) -> Result<User, UserError> {
     let user = find(pool, id).await?;
-    if !password_matches(current, user.password_hash.clone()).await {
+    if !password::verify_bounded(current, user.password_hash.clone()).await {
         return Err(UserError::InvalidCredentials);
     }
     set_password(pool, cache, id, new).await
@@ -269,7 +230,7 @@ pub async fn change_password(
 pub async fn set_password(pool: &DbPool, cache: &KeyCache, id: i64, new: &str) -> Result<User, UserError> {
     check_password(new).map_err(|e| UserError::Invalid(FieldErrors::single("new_password", e)))?;
     let changes = UserChanges {
-        password_hash: Some(hash_password(new).await?),
+        password_hash: Some(password::hash_bounded(new).await?),
         updated_at: Some(db::now()),
         ..UserChanges::default()
     };
@@ -333,81 +294,6 @@ pub async fn find_by_email(pool: &DbPool, email: &Email) -> Result<User, UserErr
         User::find_by_email(conn, email.as_str())?.ok_or(UserError::NotFound)
     })
     .await
-}
-
-/// The admin account made at first start, with the password to print once.
-pub struct GeneratedAdmin {
-    pub email: String,
-    pub password: String,
-}
-
-pub const FIRST_RUN_ADMIN: &str = "admin@localhost";
-
-/// Makes sure an admin exists: the configured one (created when missing), or on a database
-/// with no users at all `admin@localhost` with a random password, returned to be shown once.
-pub async fn bootstrap_admin(
-    pool: &DbPool,
-    configured: Option<&AdminBootstrap>,
-) -> Result<Option<GeneratedAdmin>, UserError> {
-    if let Some(admin) = configured {
-        let email = Email::parse(&admin.email)
-            .map_err(|e| UserError::Invalid(FieldErrors::single("ADMIN_EMAIL", e)))?;
-        check_password(&admin.password)
-            .map_err(|e| UserError::Invalid(FieldErrors::single("ADMIN_PASSWORD", e)))?;
-        let exists = db::run(pool, {
-            let email = email.clone();
-            move |conn| Ok::<_, UserError>(User::find_by_email(conn, email.as_str())?.is_some())
-        })
-        .await?;
-        if exists {
-            return Ok(None);
-        }
-        let hash = hash_password(&admin.password).await?;
-        db::run(pool, move |conn| {
-            if User::find_by_email(conn, email.as_str())?.is_none() {
-                insert(conn, &email, &hash, true)?;
-                log::info!("created admin user {}", email.as_str());
-            }
-            Ok::<_, UserError>(())
-        })
-        .await?;
-        return Ok(None);
-    }
-    if db::run(pool, |conn| Ok::<_, UserError>(User::count(conn)?)).await? > 0 {
-        return Ok(None);
-    }
-    let password = random_password();
-    let hash = hash_password(&password).await?;
-    db::run(pool, move |conn| {
-        if User::count(conn)? > 0 {
-            return Ok(None);
-        }
-        let email = Email(FIRST_RUN_ADMIN.to_owned());
-        insert(conn, &email, &hash, true)?;
-        Ok(Some(GeneratedAdmin {
-            email: email.0,
-            password,
-        }))
-    })
-    .await
-}
-
-/// 20 characters from a 56-symbol alphabet without look-alikes (~116 bits).
-pub fn random_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut out = String::with_capacity(20);
-    let mut buf = [0u8; 64];
-    while out.len() < 20 {
-        getrandom::fill(&mut buf).expect("the operating system's random source is unavailable");
-        let fits = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
-        out.extend(
-            buf.iter()
-                .filter(|&&b| b < fits)
-                .map(|&b| ALPHABET[usize::from(b) % ALPHABET.len()] as char)
-                .take(20 - out.len()),
-        );
-    }
-    out
 }
 
 #[cfg(test)]
