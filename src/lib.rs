@@ -1,21 +1,13 @@
 //! keygate: API keys and rate limits for an HTTP API.
+//!
+//! Three layers, one folder each, dependencies pointing one way (`web` → `domain` →
+//! `storage`; `tests/api/architecture.rs` enforces it). Every module is also re-exported here
+//! under its own name (`crate::keys`, `keygate::startup`), so paths do not spell out the layer.
 
-pub mod config;
-pub mod credentials;
-pub mod db;
-pub mod error;
-pub mod gate;
-pub mod keys;
-pub mod limits;
-pub mod metrics;
-pub mod normalize;
-pub mod policy;
-pub mod routes;
-pub mod sessions;
-pub mod shared_redis;
-pub mod startup;
-pub mod state;
-pub mod striped;
-pub mod usage;
-pub mod users;
-pub mod validation;
+pub mod domain;
+pub mod storage;
+pub mod web;
+
+pub use domain::{keys, limits, policy, usage, users, validation};
+pub use storage::{db, shared_redis, striped};
+pub use web::{config, credentials, error, gate, metrics, normalize, routes, sessions, startup, state};

@@ -1,8 +1,10 @@
-//! The layers of `src/` point one way, as ArchUnit checks for Java: the web edge (HTTP, the
-//! dashboard, wiring, configuration) may use the domain and storage; the domain (keys, users,
-//! limits, usage, the authorization policy) may use storage but neither the web edge nor the
-//! HTTP framework; storage (the database, the Redis connection, per-thread structures) uses
-//! only itself. Read from the `crate::…` paths in each file's code (its tests excluded).
+//! The layers of `src/` point one way, as ArchUnit checks for Java: the web edge (`src/web/`:
+//! HTTP, the dashboard, wiring, configuration) may use the domain and storage; the domain
+//! (`src/domain/`: keys, users, limits, usage, the authorization policy) may use storage but
+//! neither the web edge nor the HTTP framework; storage (`src/storage/`: the database, the Redis
+//! connection, per-thread structures) uses only itself. A file's layer is its folder; what it
+//! uses is read from the `crate::…` paths in its code (its tests excluded), by module name (the
+//! crate root re-exports every module under its own name) or by layer (`crate::web::…`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +21,9 @@ enum Layer {
 }
 
 fn layer(module: &str) -> Layer {
-    if STORAGE.contains(&module) {
+    if module == "storage" || STORAGE.contains(&module) {
         Layer::Storage
-    } else if DOMAIN.contains(&module) {
+    } else if module == "domain" || DOMAIN.contains(&module) {
         Layer::Domain
     } else {
         Layer::Web
@@ -39,15 +41,26 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level module a file of `src/` belongs to (`src/keys/cache.rs` → `keys`).
+/// The module a file of `src/` belongs to, named so that its layer follows from the name
+/// (`src/domain/keys/cache.rs` → `keys`; `src/web/config.rs` → `web:config`; `src/main.rs` →
+/// `main`, the web edge).
 fn module_of(relative: &Path) -> String {
-    let first = relative
+    let parts: Vec<String> = relative
         .components()
-        .next()
-        .expect("a path")
-        .as_os_str()
-        .to_string_lossy();
-    first.trim_end_matches(".rs").to_owned()
+        .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned())
+        .collect();
+    match parts.as_slice() {
+        [layer, module, ..] if layer == "web" => format!("web:{module}"),
+        [layer, module, ..] if layer == "domain" || layer == "storage" => {
+            if module == "mod" {
+                layer.clone()
+            } else {
+                module.clone()
+            }
+        }
+        [first, ..] => first.clone(),
+        [] => String::new(),
+    }
 }
 
 /// Every import against the direction in one file's code: `(what, why)`.
@@ -93,6 +106,37 @@ fn layers_point_one_way() {
         }
     }
     assert!(files.len() > 40, "read {} files", files.len());
+    // Every folder is where it says it is.
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let module = module_of(relative);
+        let folder = relative
+            .components()
+            .next()
+            .expect("a path")
+            .as_os_str()
+            .to_string_lossy()
+            .into_owned();
+        let expected = match layer(&module) {
+            Layer::Storage => "storage",
+            Layer::Domain => "domain",
+            Layer::Web => "web",
+        };
+        if folder.ends_with(".rs") {
+            assert!(
+                ["lib.rs", "main.rs"].contains(&folder.as_str()),
+                "{} sits outside the layers",
+                relative.display()
+            );
+        } else {
+            assert_eq!(
+                folder,
+                expected,
+                "{} is in the wrong layer's folder",
+                relative.display()
+            );
+        }
+    }
     assert!(
         problems.is_empty(),
         "imports against the layers:\n{}",

@@ -10,17 +10,17 @@ const FILES: &[(&str, &str, &str)] = &[
     (
         "admin.css",
         "text/css; charset=utf-8",
-        include_str!("../../static/admin.css"),
+        include_str!("../../../static/admin.css"),
     ),
     (
         "admin.js",
         "text/javascript; charset=utf-8",
-        include_str!("../../static/admin.js"),
+        include_str!("../../../static/admin.js"),
     ),
     (
         "favicon.svg",
         "image/svg+xml",
-        include_str!("../../static/favicon.svg"),
+        include_str!("../../../static/favicon.svg"),
     ),
 ];
 

@@ -1,0 +1,9 @@
+//! The domain: keys, users, rate limits, usage, and the authorization policy. It may use storage,
+//! never the web edge or the HTTP framework (`tests/api/architecture.rs` checks).
+
+pub mod keys;
+pub mod limits;
+pub mod policy;
+pub mod usage;
+pub mod users;
+pub mod validation;
