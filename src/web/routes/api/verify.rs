@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::keys::KeyStatus;
+use crate::keys::cache::KeyInfo;
 use crate::keys::secret::PresentedKey;
 use crate::limits::Bucket;
 use crate::routes::api::body::{Fields, JsonObject};
@@ -37,35 +38,11 @@ pub async fn verify(
         })));
     };
     let now = Utc::now().timestamp();
-    let mut code = match info.status_at(now) {
-        KeyStatus::Active => "VALID",
-        KeyStatus::Expired => "EXPIRED",
-        KeyStatus::Inactive => "INACTIVE",
+    let verdict = match info.status_at(now) {
+        KeyStatus::Active => windows(&state, &info, consume, now).await?,
+        KeyStatus::Expired => Verdict::of("EXPIRED"),
+        KeyStatus::Inactive => Verdict::of("INACTIVE"),
     };
-    let (mut remaining, mut reset) = (Value::Null, Value::Null);
-    if code == "VALID" {
-        let decision = state
-            .limiter
-            .hit(Bucket::Key(info.id), &info.policy, u32::from(consume))
-            .await
-            .map_err(|_| ApiError::RateLimiterUnavailable)?;
-        let full = decision.counts.iter().any(|c| c.remaining() == Some(0));
-        if consume {
-            state.usage.record(info.id, decision.allowed, now);
-        }
-        if (consume && !decision.allowed) || (!consume && full) {
-            code = "RATE_LIMITED";
-        }
-        if let Some(window) = decision.binding() {
-            remaining = json!(window.remaining());
-            let wait = if code == "RATE_LIMITED" {
-                window.retry_after_ms()
-            } else {
-                window.reset_ms()
-            };
-            reset = json!(wait.div_ceil(1000));
-        }
-    }
     let limits: serde_json::Map<String, Value> = info
         .policy
         .windows()
@@ -73,13 +50,55 @@ pub async fn verify(
         .map(|(w, l)| (w.name().to_owned(), json!(l)))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
-        "valid": code == "VALID",
-        "code": code,
+        "valid": verdict.code == "VALID",
+        "code": verdict.code,
         "key_id": info.id,
         "owner": info.owner_email,
         "name": info.name,
         "limits": limits,
-        "remaining": remaining,
-        "reset": reset,
+        "remaining": verdict.remaining,
+        "reset": verdict.reset,
     })))
+}
+
+/// An active key's verdict: its code, and the binding window's room and wait.
+struct Verdict {
+    code: &'static str,
+    remaining: Value,
+    reset: Value,
+}
+
+impl Verdict {
+    fn of(code: &'static str) -> Verdict {
+        Verdict {
+            code,
+            remaining: Value::Null,
+            reset: Value::Null,
+        }
+    }
+}
+
+/// Counts one request against an active key (unless `consume` is false) and reports its room.
+async fn windows(state: &AppState, info: &KeyInfo, consume: bool, now: i64) -> Result<Verdict, ApiError> {
+    let decision = state
+        .limiter
+        .hit(Bucket::Key(info.id), &info.policy, u32::from(consume))
+        .await
+        .map_err(|_| ApiError::RateLimiterUnavailable)?;
+    let full = decision.counts.iter().any(|c| c.remaining() == Some(0));
+    if consume {
+        state.usage.record(info.id, decision.allowed, now);
+    }
+    let limited = (consume && !decision.allowed) || (!consume && full);
+    let mut verdict = Verdict::of(if limited { "RATE_LIMITED" } else { "VALID" });
+    if let Some(window) = decision.binding() {
+        verdict.remaining = json!(window.remaining());
+        let wait = if limited {
+            window.retry_after_ms()
+        } else {
+            window.reset_ms()
+        };
+        verdict.reset = json!(wait.div_ceil(1000));
+    }
+    Ok(verdict)
 }
