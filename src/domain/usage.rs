@@ -17,7 +17,7 @@ use diesel::prelude::*;
 
 use crate::db::models::UsageRow;
 use crate::db::schema::api_keys;
-use crate::db::{self, DbError, DbPool};
+use crate::db::{self, DbConnection, DbError, DbPool};
 use crate::striped::Striped;
 
 #[derive(Debug, Default, Clone)]
@@ -130,6 +130,21 @@ impl UsageRecorder {
     }
 
     /// Writes everything gathered so far; returns the number of keys written.
+    /// Puts a batch that could not be written back, for the next attempt (its keys were in the
+    /// buffer, so this stays within its bound).
+    fn restore(&self, batch: HashMap<i64, Pending>) {
+        let mut pending = self.pending.mine().lock().unwrap_or_else(PoisonError::into_inner);
+        for (key_id, p) in batch {
+            match pending.entry(key_id) {
+                Entry::Occupied(mut entry) => entry.get_mut().merge(p),
+                Entry::Vacant(entry) => {
+                    self.entries.fetch_add(1, Ordering::Relaxed);
+                    entry.insert(p);
+                }
+            }
+        }
+    }
+
     pub async fn flush(&self) -> Result<usize, DbError> {
         let batch = self.take();
         if batch.is_empty() {
@@ -139,35 +154,7 @@ impl UsageRecorder {
         let keys = batch.len();
         self.in_flight.store(keys, Ordering::Release);
         let rows = batch.clone();
-        let written = db::run(&self.pool, move |conn| {
-            conn.transaction::<u64, DbError, _>(|conn| {
-                let mut statements = 0;
-                for (key_id, pending) in &rows {
-                    let used = timestamp(pending.last_used);
-                    diesel::update(api_keys::table.find(key_id))
-                        .filter(
-                            api_keys::last_used_at
-                                .is_null()
-                                .or(api_keys::last_used_at.lt(used)),
-                        )
-                        .set(api_keys::last_used_at.eq(used))
-                        .execute(conn)?;
-                    statements += 1;
-                    for &(hour, allowed, rejected) in &pending.hours {
-                        let row = UsageRow {
-                            api_key_id: *key_id,
-                            hour: timestamp(hour),
-                            allowed,
-                            rejected,
-                        };
-                        row.add(conn)?;
-                        statements += 1;
-                    }
-                }
-                Ok(statements)
-            })
-        })
-        .await;
+        let written = db::run(&self.pool, move |conn| write(conn, &rows)).await;
         // Merge back or count as written before the batch stops counting as in flight.
         let outcome = match written {
             Ok(statements) => {
@@ -176,18 +163,7 @@ impl UsageRecorder {
                 Ok(keys)
             }
             Err(e) => {
-                // Keep the counts for the next attempt (the batch's keys were in the buffer, so
-                // this stays within its bound).
-                let mut pending = self.pending.mine().lock().unwrap_or_else(PoisonError::into_inner);
-                for (key_id, p) in batch {
-                    match pending.entry(key_id) {
-                        Entry::Occupied(mut entry) => entry.get_mut().merge(p),
-                        Entry::Vacant(entry) => {
-                            self.entries.fetch_add(1, Ordering::Relaxed);
-                            entry.insert(p);
-                        }
-                    }
-                }
+                self.restore(batch);
                 Err(e)
             }
         };
@@ -225,6 +201,37 @@ impl UsageRecorder {
             }
         });
     }
+}
+
+/// Writes one batch in one transaction: each key's last use (never moved back) and its hourly
+/// counts; returns the number of statements.
+fn write(conn: &mut DbConnection, rows: &HashMap<i64, Pending>) -> Result<u64, DbError> {
+    conn.transaction::<u64, DbError, _>(|conn| {
+        let mut statements = 0;
+        for (key_id, pending) in rows {
+            let used = timestamp(pending.last_used);
+            diesel::update(api_keys::table.find(key_id))
+                .filter(
+                    api_keys::last_used_at
+                        .is_null()
+                        .or(api_keys::last_used_at.lt(used)),
+                )
+                .set(api_keys::last_used_at.eq(used))
+                .execute(conn)?;
+            statements += 1;
+            for &(hour, allowed, rejected) in &pending.hours {
+                let row = UsageRow {
+                    api_key_id: *key_id,
+                    hour: timestamp(hour),
+                    allowed,
+                    rejected,
+                };
+                row.add(conn)?;
+                statements += 1;
+            }
+        }
+        Ok(statements)
+    })
 }
 
 #[cfg(test)]
