@@ -180,18 +180,7 @@ async fn users_command(command: UsersCommand, settings: Settings) -> Result<(), 
         }
     };
     match command {
-        UsersCommand::Create { email, admin } => {
-            let password = read_password()?;
-            let user = users::create(&pool, &email, &password, admin)
-                .await
-                .map_err(describe_user_error)?;
-            println!(
-                "created user {} (id {}){}",
-                user.email,
-                user.id,
-                if admin { ", admin" } else { "" }
-            );
-        }
+        UsersCommand::Create { email, admin } => create_user(&pool, &email, admin).await?,
         UsersCommand::List => list_users(&pool, &settings).await?,
         UsersCommand::Deactivate { email } => {
             let user = by_email(&email).await?;
@@ -406,6 +395,20 @@ async fn set_ceiling(
         shown(ceiling.per_minute),
         shown(ceiling.per_hour),
         shown(ceiling.per_day)
+    );
+    Ok(())
+}
+
+async fn create_user(pool: &db::DbPool, email: &str, admin: bool) -> Result<(), String> {
+    let password = read_password()?;
+    let user = users::create(pool, email, &password, admin)
+        .await
+        .map_err(describe_user_error)?;
+    println!(
+        "created user {} (id {}){}",
+        user.email,
+        user.id,
+        if admin { ", admin" } else { "" }
     );
     Ok(())
 }

@@ -72,6 +72,63 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// `{"error", "message"}` and the fields some errors add.
+    fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("error".into(), json!(self.code()));
+        body.insert("message".into(), json!(self.to_string()));
+        match self {
+            ApiError::ValidationError(fields) => {
+                let fields: Map<String, Value> =
+                    fields.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+                body.insert("fields".into(), Value::Object(fields));
+            }
+            ApiError::RateLimitExceeded {
+                limit,
+                window,
+                retry_after,
+                ..
+            } => {
+                body.insert("limit".into(), json!(limit));
+                body.insert("window".into(), json!(window));
+                body.insert("retry_after".into(), json!(retry_after));
+            }
+            _ => {}
+        }
+        Value::Object(body)
+    }
+
+    /// The headers an error's answer carries: `WWW-Authenticate` on 401s, `Retry-After` on
+    /// 429/503, `Allow` on 405.
+    fn headers(&self) -> Vec<(header::HeaderName, HeaderValue)> {
+        let mut headers = Vec::new();
+        if self.status_code() == StatusCode::UNAUTHORIZED {
+            headers.push((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keygate\""),
+            ));
+        }
+        match self {
+            ApiError::DatabaseUnavailable(e) => {
+                log::warn!("503 {}", chain(e));
+                headers.push((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            ApiError::RateLimiterUnavailable => {
+                headers.push((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    headers.push((header::ALLOW, value));
+                }
+            }
+            ApiError::RateLimitExceeded { retry_after, .. } | ApiError::TooManyAttempts { retry_after } => {
+                headers.push((header::RETRY_AFTER, HeaderValue::from(*retry_after)));
+            }
+            _ => {}
+        }
+        headers
+    }
+
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
         ApiError::InternalError(Box::new(e))
     }
@@ -193,53 +250,11 @@ impl ResponseError for ApiError {
         if let ApiError::InternalError(_) = self {
             log::error!("{} {}", status.as_u16(), chain(self));
         }
-        let mut body = Map::new();
-        body.insert("error".into(), json!(self.code()));
-        body.insert("message".into(), json!(self.to_string()));
-        match self {
-            ApiError::ValidationError(fields) => {
-                let fields: Map<String, Value> =
-                    fields.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
-                body.insert("fields".into(), Value::Object(fields));
-            }
-            ApiError::RateLimitExceeded {
-                limit,
-                window,
-                retry_after,
-                ..
-            } => {
-                body.insert("limit".into(), json!(limit));
-                body.insert("window".into(), json!(window));
-                body.insert("retry_after".into(), json!(retry_after));
-            }
-            _ => {}
-        }
         let mut response = HttpResponse::build(status);
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"keygate\""),
-            ));
+        for (name, value) in self.headers() {
+            response.insert_header((name, value));
         }
-        match self {
-            ApiError::DatabaseUnavailable(e) => {
-                log::warn!("503 {}", chain(e));
-                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
-            }
-            ApiError::RateLimiterUnavailable => {
-                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
-            }
-            ApiError::MethodNotAllowed(allow) => {
-                if let Ok(value) = HeaderValue::from_str(allow) {
-                    response.insert_header((header::ALLOW, value));
-                }
-            }
-            ApiError::RateLimitExceeded { retry_after, .. } | ApiError::TooManyAttempts { retry_after } => {
-                response.insert_header((header::RETRY_AFTER, *retry_after));
-            }
-            _ => {}
-        }
-        response.json(Value::Object(body))
+        response.json(self.body())
     }
 }
 

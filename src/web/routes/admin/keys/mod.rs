@@ -118,15 +118,25 @@ async fn owners(state: &AppState) -> Result<Vec<String>, AdminError> {
         .collect())
 }
 
-pub async fn new(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, AdminError> {
-    let mut form = KeyForm::defaults(state.key_defaults);
-    form.owner = admin.user.email.clone();
+/// The new-key page with `form` (prefilled, or as typed with its errors).
+async fn new_key_page(
+    state: &AppState,
+    admin: &Admin,
+    form: KeyForm,
+    status: StatusCode,
+) -> Result<HttpResponse, AdminError> {
     let page = NewKeyPage {
         layout: admin.layout("New key", "keys"),
         form,
-        owners: owners(&state).await?,
+        owners: owners(state).await?,
     };
-    render(&page, StatusCode::OK)
+    render(&page, status)
+}
+
+pub async fn new(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, AdminError> {
+    let mut form = KeyForm::defaults(state.key_defaults);
+    form.owner = admin.user.email.clone();
+    new_key_page(&state, &admin, form, StatusCode::OK).await
 }
 
 pub async fn create(
@@ -137,12 +147,7 @@ pub async fn create(
     admin.check_csrf(&form)?;
     let mut key_form = KeyForm::read(&form);
     let Some((name, limits, expires_at)) = key_form.parse() else {
-        let page = NewKeyPage {
-            layout: admin.layout("New key", "keys"),
-            form: key_form,
-            owners: owners(&state).await?,
-        };
-        return render(&page, StatusCode::BAD_REQUEST);
+        return new_key_page(&state, &admin, key_form, StatusCode::BAD_REQUEST).await;
     };
     let owner = Some(key_form.owner.clone()).filter(|o| !o.is_empty());
     let new = NewKey {
@@ -164,12 +169,7 @@ pub async fn create(
                 }
                 other => HashMap::from([("owner".to_owned(), other.to_string())]),
             };
-            let page = NewKeyPage {
-                layout: admin.layout("New key", "keys"),
-                form: key_form,
-                owners: owners(&state).await?,
-            };
-            return render(&page, StatusCode::BAD_REQUEST);
+            return new_key_page(&state, &admin, key_form, StatusCode::BAD_REQUEST).await;
         }
         Err(e) => return Err(e.into()),
     };
