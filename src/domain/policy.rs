@@ -85,14 +85,24 @@ pub fn may_change(actor: Actor, ceiling: &Limits, key: &ApiKey, patch: &KeyPatch
     if actor.is_admin {
         return Ok(());
     }
+    let current = Limits::of(key);
     let changes = [
-        (Window::Minute, patch.per_minute, ceiling.per_minute),
-        (Window::Hour, patch.per_hour, ceiling.per_hour),
-        (Window::Day, patch.per_day, ceiling.per_day),
+        (
+            Window::Minute,
+            patch.per_minute,
+            ceiling.per_minute,
+            current.per_minute,
+        ),
+        (Window::Hour, patch.per_hour, ceiling.per_hour, current.per_hour),
+        (Window::Day, patch.per_day, ceiling.per_day, current.per_day),
     ];
-    for (window, change, max) in changes {
-        if let Some(limit) = change {
-            within_ceiling(window, limit, max)?;
+    for (window, change, max, now) in changes {
+        match (change, now) {
+            // Lowering a limit is always the owner's to do, even one an admin set above the
+            // ceiling.
+            (Some(Some(new)), Some(now)) if new <= now => {}
+            (Some(limit), _) => within_ceiling(window, limit, max)?,
+            (None, _) => {}
         }
     }
     if let Some(expiry) = patch.expires_at {
@@ -115,9 +125,11 @@ fn may_set_expiry(current: Option<NaiveDateTime>, new: Option<NaiveDateTime>) ->
     }
 }
 
-/// Whether switching a key off is recorded as an admin's doing (which its owner cannot undo).
-pub fn deactivated_by_admin(actor: Actor) -> bool {
-    actor.is_admin
+/// Whether a key switched off by `actor` counts as switched off by an admin (which its owner
+/// cannot undo): an admin's doing, or an owner's switching off again a key an admin had already
+/// switched off (it stays the admin's).
+pub fn deactivated_by_admin(actor: Actor, key: &ApiKey) -> bool {
+    actor.is_admin || (!key.is_active && key.deactivated_by_admin)
 }
 
 #[cfg(test)]

@@ -426,6 +426,18 @@ async fn owners_cannot_undo_admin_controls(app: TestApp) {
         refused.text
     );
     assert_eq!(app.get(&path, &owner.auth()).await.body["is_active"], false);
+    // Switching it off again does not make it the owner's to switch on (found by a hostile
+    // review after the first fix: PATCH false, then PATCH true, revived the key).
+    assert_eq!(
+        app.patch(&path, &owner.auth(), json!({"is_active": false}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(app.delete(&path, &owner.auth()).await.status, 204);
+    app.patch(&path, &owner.auth(), json!({"is_active": true}))
+        .await
+        .assert_error(403, "forbidden");
     // Admins may do all of it.
     let cleared = app
         .patch(
@@ -459,9 +471,33 @@ async fn unknown_and_other_owners_get_the_same_answer(app: TestApp) {
     assert_eq!(answers[0].0, 403);
 }
 
+/// Lowering a limit is always the owner's to do, even from above a ceiling an admin lowered
+/// later.
+async fn owners_may_lower_a_limit_above_their_ceiling(app: TestApp) {
+    let admin = app.admin().await;
+    let owner = app.user("lowering@example.com").await;
+    let created = app
+        .create_key(&owner, json!({"name": "high", "rate_limit_per_minute": 60}))
+        .await;
+    let path = format!("/api/api-keys/{}/", created["id"]);
+    let ceiling = json!({"max_rate_limit_per_minute": 10});
+    let set = app
+        .patch(&format!("/api/users/{}/", owner.id), &admin.auth(), ceiling)
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let lowered = app
+        .patch(&path, &owner.auth(), json!({"rate_limit_per_minute": 30}))
+        .await;
+    assert_eq!(lowered.status, 200, "{}", lowered.text);
+    app.patch(&path, &owner.auth(), json!({"rate_limit_per_minute": 40}))
+        .await
+        .assert_error(403, "forbidden");
+}
+
 crate::helpers::on_both_backends!(
     owners_cannot_undo_admin_controls,
-    unknown_and_other_owners_get_the_same_answer
+    unknown_and_other_owners_get_the_same_answer,
+    owners_may_lower_a_limit_above_their_ceiling,
 );
 
 /// 4: the token endpoint shares the dashboard's login throttle.
@@ -567,6 +603,31 @@ async fn the_gateway_forwards_only_the_callers_own_request() {
     assert_eq!(seen["forwarded"], Value::Null, "{seen}");
     assert_eq!(seen["x-real-ip"], Value::Null, "{seen}");
     assert_eq!(seen["x-a"], "1, 2", "{seen}");
+    // Look-alikes with underscores, which some upstreams read as the dashed names.
+    let (_, look_alikes) = raw_request(
+        &app,
+        "GET",
+        "/echo",
+        &[
+            ("Api-Key", &real),
+            ("X_Keygate_Tier", "admin"),
+            ("X_Keygate_User_Id", "1"),
+            ("X_Forwarded_Host", "evil.example"),
+            ("X_Real_IP", "6.6.6.6"),
+            ("Api_Key", "kg_other"),
+        ],
+    )
+    .await;
+    let seen = headers_of(&look_alikes);
+    for name in [
+        "x_keygate_tier",
+        "x_keygate_user_id",
+        "x_forwarded_host",
+        "x_real_ip",
+        "api_key",
+    ] {
+        assert_eq!(seen[name], Value::Null, "{name} reached the upstream: {seen}");
+    }
     let lower = response.to_ascii_lowercase();
     assert!(!lower.contains("set-cookie: keygate_session"), "{response}");
     assert!(lower.contains("set-cookie: theirs=1"), "{response}");
@@ -709,6 +770,31 @@ async fn the_dashboard_keeps_its_secrets() {
     let id_page = location.split('?').next().unwrap_or_default().to_owned();
     let replayed = page(cookie_after.clone(), id_page).await;
     assert!(!replayed.contains("kg_"), "no key without the nonce");
+
+    // Fetch Metadata: a script's request (an upstream page's fetch() in gateway mode) or a frame
+    // gets nothing from the dashboard; the browser's own navigations do.
+    for (name, value) in [("Sec-Fetch-Mode", "cors"), ("Sec-Fetch-Dest", "iframe")] {
+        let mut response = client
+            .get(format!("{}/admin/keys/new", app.address))
+            .insert_header(("Cookie", cookie_after.as_str()))
+            .insert_header((name, value))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 403, "{name}: {value}");
+        let body = String::from_utf8_lossy(&response.body().await.expect("body")).into_owned();
+        assert!(!body.contains("csrf_token"), "{name}: {value} got a form");
+    }
+    let navigation = client
+        .get(format!("{}/admin/keys/new", app.address))
+        .insert_header(("Cookie", cookie_after.as_str()))
+        .insert_header(("Sec-Fetch-Mode", "navigate"))
+        .insert_header(("Sec-Fetch-Dest", "document"))
+        .insert_header(("Sec-Fetch-Site", "same-origin"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(navigation.status(), 200);
 
     // 9: logout ends the session even with cookie sessions (no Redis here).
     log_out(&app, &cookie_after).await;

@@ -201,9 +201,8 @@ pub async fn update(
         rate_limit_per_day: patch.per_day.map(column),
         expires_at: patch.expires_at,
         is_active: patch.is_active,
-        deactivated_by_admin: patch
-            .is_active
-            .map(|active| !active && policy::deactivated_by_admin(actor)),
+        // Set below, from the key as it is when the change is made.
+        deactivated_by_admin: None,
         updated_at: Some(db::now()),
     };
     let record = db::run(pool, move |conn| {
@@ -213,6 +212,12 @@ pub async fn update(
                 let owner = User::find(conn, record.key.user_id)?.ok_or(KeyError::NotFound)?;
                 policy::may_change(actor, &users::ceiling(&owner, &defaults), &record.key, &check)?;
             }
+            let changes = ApiKeyChanges {
+                deactivated_by_admin: check
+                    .is_active
+                    .map(|active| !active && policy::deactivated_by_admin(actor, &record.key)),
+                ..changes
+            };
             let key = ApiKey::update(conn, id, &changes)?.ok_or(KeyError::NotFound)?;
             Ok(KeyRecord { key, ..record })
         })

@@ -59,7 +59,15 @@ const PROXY_SET: [&str; 4] = ["x-forwarded-proto", "x-forwarded-host", "forwarde
 
 /// Whether a request header is forwarded as it came.
 fn forwarded_as_is(name: &HeaderName, value: &HeaderValue, trusted_proxies: bool) -> bool {
-    let name = name.as_str();
+    // Some upstreams (CGI-style environments, Puma before CVE-2024-45614's fix) read `_` as
+    // `-`: a look-alike such as `X_Keygate_Tier` is judged as the name it would pass for.
+    let dashed;
+    let name = if name.as_str().contains('_') {
+        dashed = name.as_str().replace('_', "-");
+        dashed.as_str()
+    } else {
+        name.as_str()
+    };
     match name {
         "host" | "api-key" | "x-forwarded-for" | "cookie" => false,
         "authorization" => !credentials::is_keygate_authorization(value),

@@ -29,6 +29,33 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-frame-options", "DENY"),
 ];
 
+/// Fetch Metadata (what browsers say about a request's origin): the dashboard answers the
+/// browser's own navigations — pages, links, its forms — and not scripts, frames or other
+/// sites' form posts. In gateway mode the upstream shares keygate's origin, so an upstream page
+/// (or an XSS on it) could otherwise `fetch()` a dashboard page with the admin's cookie and read
+/// its CSRF token. Requests without the headers (older browsers, curl) pass: CSRF tokens and
+/// SameSite cookies still guard them.
+async fn navigations_only(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::ResponseError;
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let script = header("sec-fetch-mode").is_some_and(|mode| mode != "navigate");
+    let embedded = header("sec-fetch-dest").is_some_and(|dest| dest != "document");
+    let foreign_post = header("sec-fetch-site")
+        .is_some_and(|site| site == "cross-site" || site == "same-site")
+        && req.method() != actix_web::http::Method::GET;
+    if script || embedded || foreign_post {
+        let refused = AdminError::Refused(
+            "The dashboard answers its own pages and forms in the browser, not scripts, frames or other sites."
+                .into(),
+        );
+        return Ok(req.into_response(refused.error_response()));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 /// One dashboard resource: its routes by method, HEAD as GET, and 405 with `Allow` for the rest.
 macro_rules! resource {
     ($path:expr, $($method:ident => $handler:expr),+ $(,)?) => {{
@@ -65,6 +92,7 @@ pub fn scope(
     web::scope("/admin")
         .app_data(web::PathConfig::default().error_handler(|_, _| AdminError::NotFound.into()))
         .wrap(sessions.middleware())
+        .wrap(actix_web::middleware::from_fn(navigations_only))
         .wrap(actix_web::middleware::from_fn(secure_cookies))
         .wrap(headers)
         .service(resource!("", get => index))
