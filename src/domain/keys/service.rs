@@ -207,6 +207,8 @@ pub async fn update(
     };
     let record = db::run(pool, move |conn| {
         conn.transaction::<_, KeyError, _>(|conn| {
+            // What the policy reads (state, who switched it off) stays true until the write.
+            ApiKey::lock(conn, id)?;
             let record = visible(conn, actor, id)?;
             if !actor.is_admin {
                 let owner = User::find(conn, record.key.user_id)?.ok_or(KeyError::NotFound)?;

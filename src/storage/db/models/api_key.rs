@@ -201,6 +201,21 @@ impl ApiKey {
         Ok((rows, total))
     }
 
+    /// Locks the key's row until the transaction ends (PostgreSQL `FOR UPDATE`), so a change
+    /// decided on what was read cannot interleave with another change of the same key. SQLite
+    /// has one writer at a time already.
+    pub fn lock(conn: &mut DbConnection, id: i64) -> QueryResult<()> {
+        if let DbConnection::Postgresql(pg) = conn {
+            api_keys::table
+                .find(id)
+                .select(api_keys::id)
+                .for_update()
+                .first::<i64>(pg)
+                .optional()?;
+        }
+        Ok(())
+    }
+
     /// Applies `changes`; `None` when no key has this id.
     pub fn update(conn: &mut DbConnection, id: i64, changes: &ApiKeyChanges) -> QueryResult<Option<ApiKey>> {
         diesel::update(api_keys::table.find(id))
