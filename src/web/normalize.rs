@@ -16,32 +16,42 @@ use actix_web::http::Uri;
 use actix_web::http::uri::PathAndQuery;
 use actix_web::{Error, HttpMessage};
 
+use crate::error::ApiError;
+
 /// The request's URI as the client sent it, when normalisation changed it.
 #[derive(Clone)]
 pub struct OriginalUri(pub Uri);
 
-pub struct NormalizePath;
+/// A change made to a request before it is routed (or, on a resource, before its routes are
+/// tried): it may refuse the request. One `Transform` for keygate's rewrites (path hygiene,
+/// HEAD as GET): a plain function call on the hot path, no allocation, no boxed future.
+#[derive(Clone, Copy)]
+pub struct Rewrite(pub fn(&mut ServiceRequest) -> Result<(), ApiError>);
 
-impl<S, B> Transform<S, ServiceRequest> for NormalizePath
+impl<S, B> Transform<S, ServiceRequest> for Rewrite
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Transform = NormalizePathService<S>;
+    type Transform = RewriteService<S>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(NormalizePathService { service }))
+        ready(Ok(RewriteService {
+            service,
+            rewrite: self.0,
+        }))
     }
 }
 
-pub struct NormalizePathService<S> {
+pub struct RewriteService<S> {
     service: S,
+    rewrite: fn(&mut ServiceRequest) -> Result<(), ApiError>,
 }
 
-impl<S, B> Service<ServiceRequest> for NormalizePathService<S>
+impl<S, B> Service<ServiceRequest> for RewriteService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
@@ -52,29 +62,37 @@ where
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        if ambiguous(req.path()) {
-            return Either::Right(ready(Err(crate::error::ApiError::InvalidPath.into())));
+        match (self.rewrite)(&mut req) {
+            Ok(()) => Either::Left(self.service.call(req)),
+            Err(refused) => Either::Right(ready(Err(refused.into()))),
         }
-        if let Some(path) = normalized(req.path()) {
-            let original = req.uri().clone();
-            let path_and_query = match original.query() {
-                Some(query) => format!("{path}?{query}"),
-                None => path,
-            };
-            let mut parts = original.clone().into_parts();
-            // Built from a valid path with bytes only removed, so both steps succeed; if not,
-            // the request goes on unchanged.
-            if let Ok(pq) = PathAndQuery::try_from(path_and_query) {
-                parts.path_and_query = Some(pq);
-                if let Ok(uri) = Uri::from_parts(parts) {
-                    req.match_info_mut().set(Url::new(uri.clone()));
-                    req.head_mut().uri = uri;
-                    req.extensions_mut().insert(OriginalUri(original));
-                }
+    }
+}
+
+/// Path hygiene and normalisation (see the module comment), as a [`Rewrite`] of the whole app.
+pub fn normalize_path(req: &mut ServiceRequest) -> Result<(), ApiError> {
+    if ambiguous(req.path()) {
+        return Err(ApiError::InvalidPath);
+    }
+    if let Some(path) = normalized(req.path()) {
+        let original = req.uri().clone();
+        let path_and_query = match original.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let mut parts = original.clone().into_parts();
+        // Built from a valid path with bytes only removed, so both steps succeed; if not,
+        // the request goes on unchanged.
+        if let Ok(pq) = PathAndQuery::try_from(path_and_query) {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                req.match_info_mut().set(Url::new(uri.clone()));
+                req.head_mut().uri = uri;
+                req.extensions_mut().insert(OriginalUri(original));
             }
         }
-        Either::Left(self.service.call(req))
     }
+    Ok(())
 }
 
 /// Whether `path` has a dot segment or an encoded slash or backslash (see the module comment).
@@ -84,18 +102,33 @@ fn ambiguous(path: &str) -> bool {
     if !bytes.iter().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
         return false;
     }
-    if bytes.contains(&b'\\') {
+    let encoded =
+        |w: &[u8]| w[0] == b'%' && (w[1..].eq_ignore_ascii_case(b"2f") || w[1..].eq_ignore_ascii_case(b"5c"));
+    if bytes.contains(&b'\\') || bytes.windows(3).any(encoded) {
         return true;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") {
-        return true;
+    // `..;x` is `..` to servers that read `;` as a parameter separator.
+    bytes
+        .split(|b| *b == b'/')
+        .map(|segment| segment.split(|b| *b == b';').next().unwrap_or(segment))
+        .any(is_dot_segment)
+}
+
+/// `.` or `..`, each dot written as `.` or `%2e` (any case). Allocates nothing: paths with a dot
+/// (`/v1.2/x`, `/file.json`) are common on gated routes.
+fn is_dot_segment(mut segment: &[u8]) -> bool {
+    let mut dots = 0;
+    while !segment.is_empty() {
+        if segment[0] == b'.' {
+            segment = &segment[1..];
+        } else if segment.len() >= 3 && segment[..3].eq_ignore_ascii_case(b"%2e") {
+            segment = &segment[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
     }
-    lower.split('/').any(|segment| {
-        // `..;x` is `..` to servers that read `;` as a parameter separator.
-        let segment = segment.split(';').next().unwrap_or(segment).replace("%2e", ".");
-        segment == "." || segment == ".."
-    })
+    dots == 1 || dots == 2
 }
 
 /// The normal form of `path`, or `None` when it already is.
