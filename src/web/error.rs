@@ -56,7 +56,7 @@ pub enum ApiError {
     Conflict(String),
     #[error("The path is not allowed: it has a dot segment (. or ..) or an encoded slash.")]
     InvalidPath,
-    #[error("Too many failed attempts. Try again in {retry_after} seconds.")]
+    #[error("Too many login attempts. Try again in {retry_after} seconds.")]
     TooManyAttempts { retry_after: u64 },
     #[error("The upstream service could not be reached.")]
     UpstreamUnavailable,
@@ -355,7 +355,7 @@ impl From<UserError> for AdminError {
             UserError::Invalid(fields) => AdminError::BadRequest(fields.sentence()),
             UserError::InvalidCredentials => AdminError::LoginRequired,
             UserError::Throttled(seconds) => AdminError::Refused(format!(
-                "Too many failed attempts. Try again in {seconds} seconds."
+                "Too many login attempts. Try again in {seconds} seconds."
             )),
             UserError::Db(e) => e.into(),
             UserError::Hash(e) => AdminError::internal(e),

@@ -1,7 +1,7 @@
 //! The one-time handoff of a new key's secret from the dashboard's create form to the page that
 //! shows it. The secret never enters session storage (a replayed cookie, or a Redis session
 //! kept for hours, would show it again): it waits here at most a minute under a random nonce,
-//! bound to the key and the admin who created it, and is deleted by the first read. With Redis
+//! bound to the key and the admin who created it, and is deleted by its first read. With Redis
 //! (any instance may serve the next page) it is one key read and deleted atomically (`GETDEL`);
 //! without, an in-process cache.
 
@@ -28,9 +28,10 @@ fn random_nonce() -> String {
     hex::encode(bytes)
 }
 
-/// What is stored: the key and the admin it is for, then the secret.
-fn record(key_id: i64, user_id: i64, secret: &str) -> String {
-    format!("{key_id}:{user_id}:{secret}")
+/// Where a secret waits: under its key, its admin and the nonce, so a read for another key or
+/// admin finds nothing and does not use up the record.
+fn slot(key_id: i64, user_id: i64, nonce: &str) -> String {
+    format!("{key_id}:{user_id}:{nonce}")
 }
 
 impl Handoff {
@@ -49,14 +50,14 @@ impl Handoff {
     /// Keeps `secret` for one read by `user_id`; returns the nonce that reaches it.
     pub async fn put(&self, key_id: i64, user_id: i64, secret: &str) -> Result<String, redis::RedisError> {
         let nonce = random_nonce();
-        let value = record(key_id, user_id, secret);
+        let slot = slot(key_id, user_id, &nonce);
         match &self.store {
-            Store::Memory(cache) => cache.insert(nonce.clone(), value),
+            Store::Memory(cache) => cache.insert(slot, secret.to_owned()),
             Store::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
                 redis::cmd("SET")
-                    .arg(format!("{prefix}{nonce}"))
-                    .arg(value)
+                    .arg(format!("{prefix}{slot}"))
+                    .arg(secret)
                     .arg("EX")
                     .arg(TTL.as_secs())
                     .query_async::<()>(&mut conn)
@@ -71,20 +72,21 @@ impl Handoff {
         if nonce.len() != 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let value = match &self.store {
-            Store::Memory(cache) => cache.remove(nonce),
+        let slot = slot(key_id, user_id, nonce);
+        match &self.store {
+            Store::Memory(cache) => cache.remove(&slot),
             Store::Redis { conn, prefix } => {
                 let mut conn = conn.clone();
-                redis::cmd("GETDEL")
-                    .arg(format!("{prefix}{nonce}"))
+                let taken = redis::cmd("GETDEL")
+                    .arg(format!("{prefix}{slot}"))
                     .query_async::<Option<String>>(&mut conn)
-                    .await
-                    .ok()
-                    .flatten()
+                    .await;
+                taken.unwrap_or_else(|e| {
+                    log::warn!("could not read a new key's one-time record from Redis: {e}");
+                    None
+                })
             }
-        }?;
-        let expected = record(key_id, user_id, "");
-        value.strip_prefix(&expected).map(str::to_owned)
+        }
     }
 }
 
@@ -97,9 +99,8 @@ mod tests {
         let handoff = Handoff::new(None);
         let nonce = handoff.put(7, 1, "kg_secret").await.expect("kept");
         assert_eq!(handoff.take(&nonce, 8, 1).await, None, "another key");
-        let nonce = handoff.put(7, 1, "kg_secret").await.expect("kept");
         assert_eq!(handoff.take(&nonce, 7, 2).await, None, "another admin");
-        let nonce = handoff.put(7, 1, "kg_secret").await.expect("kept");
+        // …which used nothing up.
         assert_eq!(handoff.take(&nonce, 7, 1).await.as_deref(), Some("kg_secret"));
         assert_eq!(handoff.take(&nonce, 7, 1).await, None, "only once");
         assert_eq!(handoff.take("../x", 7, 1).await, None);

@@ -148,15 +148,11 @@ pub async fn log_in(
     email: &str,
     password: &str,
 ) -> Result<User, UserError> {
-    let attempt = throttle::Attempt::new(address, email);
-    if let Some(seconds) = attempt.blocked_for(limiter).await {
-        return Err(UserError::Throttled(seconds));
-    }
-    let result = authenticate(pool, email, password).await;
-    if let Err(UserError::InvalidCredentials) = result {
-        attempt.failed(limiter).await;
-    }
-    result
+    throttle::Attempt::new(address, email)
+        .begin(limiter)
+        .await
+        .map_err(UserError::Throttled)?;
+    authenticate(pool, email, password).await
 }
 
 /// The most `user` may set on their own keys: what an admin set, or `defaults`
@@ -212,18 +208,25 @@ pub async fn update(pool: &DbPool, cache: &KeyCache, id: i64, patch: UserPatch) 
 
 /// Changes the password of user `id` (who must know the current one); every token and session
 /// of theirs ends.
+/// Guessing the current password (with a stolen token or session) is throttled as logging in
+/// is, from `address`.
 pub async fn change_password(
     pool: &DbPool,
-    cache: &KeyCache,
-    id: i64,
+    (limiter, cache): (&Limiter, &KeyCache),
+    address: Option<IpAddr>,
+    user: &User,
     current: &str,
     new: &str,
 ) -> Result<User, UserError> {
-    let user = find(pool, id).await?;
-    if !password::verify_bounded(current, user.password_hash.clone()).await {
+    throttle::Attempt::new(address, &user.email)
+        .begin(limiter)
+        .await
+        .map_err(UserError::Throttled)?;
+    let stored = find(pool, user.id).await?;
+    if !password::verify_bounded(current, stored.password_hash).await {
         return Err(UserError::InvalidCredentials);
     }
-    set_password(pool, cache, id, new).await
+    set_password(pool, cache, user.id, new).await
 }
 
 /// Sets the password of user `id` (the CLI's reset); every token and session of theirs ends.

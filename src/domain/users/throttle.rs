@@ -1,16 +1,16 @@
 //! The one login throttle, for the dashboard's login form and `POST /api/auth/token` alike.
-//! Failed attempts are counted in the gate's counter store (so the limits hold across
-//! instances) in three buckets:
+//! Attempts are counted — before the password is checked, so parallel guesses count too — in
+//! the gate's counter store (so the limits hold across instances), in three buckets:
 //!
 //! | bucket | limit | stops |
 //! |---|---|---|
-//! | this email from this address (IPv6: its /64) | 5 an hour | guessing one account from one place |
-//! | this address (/64), any email | 20 an hour | one place trying many accounts |
+//! | this email from this address (IPv6: its /64) | 10 an hour | guessing one account from one place |
+//! | this address (/64), any email | 30 an hour | one place trying many accounts |
 //! | this email, from anywhere | 100 an hour | a distributed guesser |
 //!
 //! So an attacker cannot lock the real user out from another address (only the generous
-//! per-email cap is shared), and a guesser gets few tries per address. A successful login counts
-//! nothing.
+//! per-email cap is shared), and a guesser gets few tries per address. Successful attempts count
+//! too (the store counts before it knows the outcome), which the limits leave room for.
 
 use std::net::IpAddr;
 
@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::limits::{Bucket, Limiter, Policy, Window};
 
-const PER_PAIR: u32 = 5;
-const PER_ADDRESS: u32 = 20;
+const PER_PAIR: u32 = 10;
+const PER_ADDRESS: u32 = 30;
 const PER_EMAIL: u32 = 100;
 
 /// The buckets of one login attempt.
@@ -59,26 +59,20 @@ impl Attempt {
         }
     }
 
-    /// Seconds until another attempt is allowed, if failures so far used up a bucket.
-    pub async fn blocked_for(&self, limiter: &Limiter) -> Option<u64> {
-        let mut wait = None;
+    /// Counts this attempt in every bucket before the password is checked, or refuses it with
+    /// the seconds to wait. Counting first is what makes the limits hold for attempts sent in
+    /// parallel (checked after hashing, N parallel guesses would all pass the check). So
+    /// successful attempts count too; the limits leave room for them.
+    pub async fn begin(&self, limiter: &Limiter) -> Result<(), u64> {
         for (bucket, policy) in &self.buckets {
             // Without counters (Redis failing in mode closed) logins stay possible.
-            let Ok(decision) = limiter.peek(*bucket, policy).await else {
+            let Ok(decision) = limiter.hit(*bucket, policy, 1).await else {
                 continue;
             };
-            for count in decision.counts.iter().filter(|c| c.remaining() == Some(0)) {
-                let seconds = count.retry_after_ms().div_ceil(1000).max(1);
-                wait = Some(wait.map_or(seconds, |w: u64| w.max(seconds)));
+            if let Some((_, wait_ms)) = decision.refusal() {
+                return Err(wait_ms.div_ceil(1000).max(1));
             }
         }
-        wait
-    }
-
-    /// Counts a failed attempt.
-    pub async fn failed(&self, limiter: &Limiter) {
-        for (bucket, policy) in &self.buckets {
-            let _ = limiter.hit(*bucket, policy, 1).await;
-        }
+        Ok(())
     }
 }

@@ -55,7 +55,20 @@ fn hop_by_hop(received: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Set by proxies: from a client they are believed only through trusted hops.
-const PROXY_SET: [&str; 4] = ["x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"];
+/// (`X-Original-URL` and `X-Rewrite-URL` route requests in some frameworks: from a client they
+/// would undo the path the gate decided on.)
+const PROXY_SET: [&str; 10] = [
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
 
 /// Whether a request header is forwarded as it came.
 fn forwarded_as_is(name: &HeaderName, value: &HeaderValue, trusted_proxies: bool) -> bool {
@@ -170,6 +183,8 @@ fn add_proxy_headers(req: &HttpRequest, uri: &Uri, outgoing: &mut HeaderMap, tru
         }
     };
     let peer = req.peer_addr().map(|a| a.ip().to_string());
+    // The client's chain is kept and the peer appended, as proxies do: the upstream trusts only
+    // the entries its own proxies (here: keygate, the last) added.
     let chain = incoming.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     match (chain, peer) {
         (Some(chain), Some(peer)) => add("x-forwarded-for", format!("{chain}, {peer}")),

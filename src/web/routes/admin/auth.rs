@@ -102,7 +102,7 @@ pub async fn submit(
             StatusCode::FORBIDDEN,
         ),
         Err(UserError::Throttled(seconds)) => {
-            let error = format!("Too many failed attempts. Try again in {}.", retry_text(seconds));
+            let error = format!("Too many login attempts. Try again in {}.", retry_text(seconds));
             let mut page = login_page(&session, &email, Some(error), None, StatusCode::TOO_MANY_REQUESTS)?;
             page.headers_mut()
                 .insert(actix_web::http::header::RETRY_AFTER, seconds.into());
@@ -162,23 +162,21 @@ pub async fn change_password(
         };
         render(&page, status)
     };
-    let attempt = users::throttle::Attempt::new(client_ip(&state, &req), &admin.user.email);
-    if let Some(seconds) = attempt.blocked_for(&state.limiter).await {
-        let error = format!("Too many failed attempts. Try again in {}.", retry_text(seconds));
-        return refuse(error, StatusCode::TOO_MANY_REQUESTS);
-    }
-    match users::change_password(&state.pool, &state.keys, admin.user.id, &current, &new).await {
+    let address = client_ip(&state, &req);
+    let stores = (&*state.limiter, &*state.keys);
+    match users::change_password(&state.pool, stores, address, &admin.user, &current, &new).await {
         Ok(_) => {
             admin.session.purge();
             Ok(redirect("/admin/login?password_changed=1"))
         }
-        Err(UserError::InvalidCredentials) => {
-            attempt.failed(&state.limiter).await;
-            refuse(
-                "The current password is wrong; nothing changed.".into(),
-                StatusCode::FORBIDDEN,
-            )
-        }
+        Err(UserError::Throttled(seconds)) => refuse(
+            format!("Too many attempts. Try again in {}.", retry_text(seconds)),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Err(UserError::InvalidCredentials) => refuse(
+            "The current password is wrong; nothing changed.".into(),
+            StatusCode::FORBIDDEN,
+        ),
         Err(UserError::Invalid(fields)) => refuse(
             format!("Nothing changed: {}.", fields.sentence()),
             StatusCode::BAD_REQUEST,

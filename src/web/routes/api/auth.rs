@@ -53,19 +53,13 @@ pub async fn password(
             "current_password and new_password are required".into(),
         ));
     };
-    // Guessing the current password with a stolen token is throttled like logging in.
-    let attempt = users::throttle::Attempt::new(client_ip(&state, &req), &who.0.email);
-    if let Some(retry_after) = attempt.blocked_for(&state.limiter).await {
-        return Err(ApiError::TooManyAttempts { retry_after });
-    }
-    match users::change_password(&state.pool, &state.keys, who.0.id, &current, &new).await {
+    let address = client_ip(&state, &req);
+    let stores = (&*state.limiter, &*state.keys);
+    match users::change_password(&state.pool, stores, address, &who.0, &current, &new).await {
         Ok(_) => Ok(HttpResponse::NoContent().finish()),
-        Err(UserError::InvalidCredentials) => {
-            attempt.failed(&state.limiter).await;
-            Err(ApiError::Forbidden(
-                "The current password is wrong; the password was not changed.".into(),
-            ))
-        }
+        Err(UserError::InvalidCredentials) => Err(ApiError::Forbidden(
+            "The current password is wrong; the password was not changed.".into(),
+        )),
         Err(e) => Err(e.into()),
     }
 }
