@@ -22,8 +22,10 @@ pub enum Credential<'a> {
     Token(&'a str),
     /// An `Authorization` header that is not keygate's.
     Foreign,
-    /// Something keygate's own that cannot be read: the sentence says why.
+    /// An API key that cannot be read: the sentence says why.
     Invalid(String),
+    /// A keygate token that cannot be read (not ASCII).
+    UnreadableToken,
 }
 
 /// Keygate's bearer tokens start with this (see `users::token`).
@@ -89,7 +91,7 @@ pub fn of(headers: &HeaderMap) -> Credential<'_> {
     match keygate_token(value.as_bytes()) {
         Some(token) => match std::str::from_utf8(token) {
             Ok(token) => Credential::Token(token),
-            Err(_) => Credential::Invalid("The bearer token is not ASCII.".into()),
+            Err(_) => Credential::UnreadableToken,
         },
         None => Credential::Foreign,
     }
@@ -168,6 +170,16 @@ mod tests {
             assert!(matches!(of(&map), Credential::Token("kgt.1.2.3")), "{auth}");
             assert!(is_keygate_authorization(map.get("authorization").expect("set")));
         }
+    }
+
+    #[test]
+    fn a_keygate_token_that_is_not_text_is_an_unreadable_token_not_a_bad_key() {
+        let mut map = HeaderMap::new();
+        map.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer kgt.\xff\xfe").expect("obs-text is a valid value"),
+        );
+        assert!(matches!(of(&map), Credential::UnreadableToken));
     }
 
     #[test]

@@ -26,16 +26,18 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use crate::credentials::{self, Credential};
 use crate::error::ApiError;
 use crate::keys::KeyStatus;
-use crate::keys::cache::KeyInfo;
+use crate::keys::cache::{KeyInfo, UserStanding};
 use crate::limits::headers::RateLimitHeaders;
 use crate::limits::{Bucket, Decision, LimiterError, Policy};
 use crate::state::AppState;
+use crate::users::token::Claims;
 
 /// Who is calling, as the gate established it.
 #[derive(Debug, Clone)]
 pub enum Identity {
     Key(Arc<KeyInfo>),
-    /// A bearer-token user (signature and expiry checked; no database read).
+    /// A bearer-token user (signature, expiry, and the user's standing from the cache: a
+    /// database read only on a miss).
     User(i64),
     Anonymous,
 }
@@ -313,19 +315,26 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Identity, Api
         }
         Credential::Token(token) => {
             let claims = state.tokens.verify(token, chrono::Utc::now().timestamp())?;
-            match state.keys.user(&state.pool, claims.user_id).await? {
-                Some(user) if user.is_active && user.epoch == claims.epoch => {
-                    Ok(Identity::User(claims.user_id))
-                }
-                Some(user) if user.is_active => Err(ApiError::InvalidToken(
-                    "it was issued before the user's password or status changed".into(),
-                )),
-                _ => Err(ApiError::InvalidToken("its user is no longer active".into())),
-            }
+            let standing = state.keys.user(&state.pool, claims.user_id).await?;
+            token_standing(&claims, standing)?;
+            Ok(Identity::User(claims.user_id))
         }
         Credential::Invalid(message) => Err(ApiError::InvalidApiKey(message)),
+        Credential::UnreadableToken => Err(ApiError::InvalidToken("it is not ASCII".into())),
         // Another `Authorization` is the upstream's business.
         Credential::Foreign | Credential::None => Ok(Identity::Anonymous),
+    }
+}
+
+/// Whether a verified token's user still holds it: active, and the token from their current
+/// epoch. The one rule for the gate and the API's principal.
+pub fn token_standing(claims: &Claims, standing: Option<UserStanding>) -> Result<(), ApiError> {
+    match standing {
+        Some(user) if user.is_active && user.epoch == claims.epoch => Ok(()),
+        Some(user) if user.is_active => Err(ApiError::InvalidToken(
+            "it was issued before the user's password or status changed".into(),
+        )),
+        _ => Err(ApiError::InvalidToken("its user is no longer active".into())),
     }
 }
 

@@ -563,27 +563,41 @@ pub fn assert_key_format(key: &str) {
 
 /// Logs in to the dashboard with a plain HTTP client; returns the session cookie.
 pub async fn dashboard_session(app: &TestApp) -> String {
+    let (status, cookie) = dashboard_login(app, ADMIN_EMAIL, ADMIN_PASSWORD, None).await;
+    assert_eq!(status, 303, "logged in");
+    cookie.expect("a renewed session cookie")
+}
+
+/// Logs in through the dashboard's form, as if from `client_ip` when given (the app must trust
+/// one proxy hop); returns the status of the login POST (303 on success) and its cookie.
+async fn dashboard_login(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    client_ip: Option<&str>,
+) -> (u16, Option<String>) {
     let client = awc::Client::builder().disable_redirects().finish();
-    let mut page = client
-        .get(format!("{}/admin/login", app.address))
+    let forwarded = |request: awc::ClientRequest| match client_ip {
+        Some(ip) => request.insert_header(("X-Forwarded-For", ip)),
+        None => request,
+    };
+    let mut page = forwarded(client.get(format!("{}/admin/login", app.address)))
         .send()
         .await
         .expect("login page");
     let cookie = session_cookie(&page).expect("a session cookie");
     let html = String::from_utf8_lossy(&page.body().await.expect("body")).into_owned();
     let csrf = csrf_token_in(&html);
-    let response = client
-        .post(format!("{}/admin/login", app.address))
+    let response = forwarded(client.post(format!("{}/admin/login", app.address)))
         .insert_header(("Cookie", cookie))
         .send_form(&[
             ("csrf_token", csrf.as_str()),
-            ("email", ADMIN_EMAIL),
-            ("password", ADMIN_PASSWORD),
+            ("email", email),
+            ("password", password),
         ])
         .await
         .expect("log in");
-    assert_eq!(response.status(), 303, "logged in");
-    session_cookie(&response).expect("a renewed session cookie")
+    (response.status().as_u16(), session_cookie(&response))
 }
 
 pub fn session_cookie<B>(response: &awc::ClientResponse<B>) -> Option<String> {
@@ -651,29 +665,7 @@ pub async fn dashboard_form(
 /// Logs in to the dashboard as if from `client_ip` (the app must trust one proxy hop); returns
 /// the status of the login POST (303 on success).
 pub async fn dashboard_login_from(app: &TestApp, email: &str, password: &str, client_ip: &str) -> u16 {
-    let client = awc::Client::builder().disable_redirects().finish();
-    let mut page = client
-        .get(format!("{}/admin/login", app.address))
-        .insert_header(("X-Forwarded-For", client_ip))
-        .send()
-        .await
-        .expect("login page");
-    let cookie = session_cookie(&page).expect("a session cookie");
-    let html = String::from_utf8_lossy(&page.body().await.expect("body")).into_owned();
-    let csrf = csrf_token_in(&html);
-    client
-        .post(format!("{}/admin/login", app.address))
-        .insert_header(("Cookie", cookie))
-        .insert_header(("X-Forwarded-For", client_ip))
-        .send_form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", email),
-            ("password", password),
-        ])
-        .await
-        .expect("log in")
-        .status()
-        .as_u16()
+    dashboard_login(app, email, password, Some(client_ip)).await.0
 }
 
 /// Sends one request exactly as written, like `curl --path-as-is` (no normalising, repeated

@@ -130,6 +130,9 @@ pub struct KeyCache {
     id: u64,
     /// Moves whenever a key is forgotten: every thread's copies are then dropped.
     generation: AtomicU64,
+    /// Moves whenever a user is forgotten (guards `user` as `generation` guards `lookup`; a
+    /// counter of its own, so a user change does not drop every thread's key copies).
+    user_generation: AtomicU64,
 }
 
 /// How long a thread reuses its own copy of a key before asking the shared cache again.
@@ -180,6 +183,7 @@ impl KeyCache {
             lookups: Striped::default(),
             id: IDS.fetch_add(1, Ordering::Relaxed),
             generation: AtomicU64::new(0),
+            user_generation: AtomicU64::new(0),
         }
     }
 
@@ -268,13 +272,13 @@ impl KeyCache {
         if let Some(standing) = self.users.get(&id) {
             return Ok(standing);
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.user_generation.load(Ordering::Acquire);
         let found = db::run(pool, move |conn| User::find(conn, id).map_err(DbError::Query)).await?;
         let standing = found.map(|u| UserStanding {
             is_active: u.is_active,
             epoch: u.auth_epoch,
         });
-        if self.generation.load(Ordering::Acquire) == generation {
+        if self.user_generation.load(Ordering::Acquire) == generation {
             self.users.insert(id, standing);
         }
         Ok(standing)
@@ -282,7 +286,7 @@ impl KeyCache {
 
     pub fn forget_user(&self, user_id: i64) {
         self.users.invalidate(&user_id);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.user_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Lookups answered by the cache, and those that went to the database.
@@ -300,6 +304,7 @@ impl KeyCache {
         self.known.invalidate_all();
         self.users.invalidate_all();
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.user_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Announces that a key changed: forgotten here at once, and on every instance through Redis.

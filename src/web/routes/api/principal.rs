@@ -13,6 +13,8 @@ use chrono::Utc;
 use crate::credentials::{self, Credential};
 use crate::db::models::User;
 use crate::error::ApiError;
+use crate::gate::token_standing;
+use crate::keys::cache::UserStanding;
 use crate::keys::service::Actor;
 use crate::state::AppState;
 use crate::users::{self, UserError};
@@ -42,22 +44,26 @@ impl FromRequest for Principal {
                 Err(ApiError::AuthenticationRequired(KEY_CANNOT_MANAGE))
             }
             Credential::Foreign => Err(ApiError::InvalidToken("it is not a keygate token".into())),
+            Credential::UnreadableToken => Err(ApiError::InvalidToken("it is not ASCII".into())),
             Credential::None => Err(ApiError::AuthenticationRequired(NO_CREDENTIALS)),
         };
         Box::pin(async move {
             let state = state
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("AppState is not registered")))?;
             let claims = state.tokens.verify(&token?, Utc::now().timestamp())?;
-            match users::find(&state.pool, claims.user_id).await {
-                Ok(user) if user.is_active && user.auth_epoch == claims.epoch => Ok(Principal(user)),
-                Ok(user) if user.is_active => Err(ApiError::InvalidToken(
-                    "it was issued before the user's password or status changed".into(),
-                )),
-                Ok(_) | Err(UserError::NotFound) => {
-                    Err(ApiError::InvalidToken("its user is no longer active".into()))
-                }
-                Err(e) => Err(e.into()),
-            }
+            let user = match users::find(&state.pool, claims.user_id).await {
+                Ok(user) => Some(user),
+                Err(UserError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let standing = user.as_ref().map(|u| UserStanding {
+                is_active: u.is_active,
+                epoch: u.auth_epoch,
+            });
+            token_standing(&claims, standing)?;
+            // `token_standing` refused a missing user already.
+            user.map(Principal)
+                .ok_or_else(|| ApiError::InvalidToken("its user is no longer active".into()))
         })
     }
 }
