@@ -25,16 +25,18 @@ pub struct OriginalUri(pub Uri);
 /// A change made to a request before it is routed (or, on a resource, before its routes are
 /// tried): it may refuse the request. One `Transform` for keygate's rewrites (path hygiene,
 /// HEAD as GET): a plain function call on the hot path, no allocation, no boxed future.
+/// Generic over the function (a zero-sized fn item), so each use is its own inlined copy.
 #[derive(Clone, Copy)]
-pub struct Rewrite(pub fn(&mut ServiceRequest) -> Result<(), ApiError>);
+pub struct Rewrite<F>(pub F);
 
-impl<S, B> Transform<S, ServiceRequest> for Rewrite
+impl<S, B, F> Transform<S, ServiceRequest> for Rewrite<F>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    F: Fn(&mut ServiceRequest) -> Result<(), ApiError> + Copy,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Transform = RewriteService<S>;
+    type Transform = RewriteService<S, F>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
@@ -46,14 +48,15 @@ where
     }
 }
 
-pub struct RewriteService<S> {
+pub struct RewriteService<S, F> {
     service: S,
-    rewrite: fn(&mut ServiceRequest) -> Result<(), ApiError>,
+    rewrite: F,
 }
 
-impl<S, B> Service<ServiceRequest> for RewriteService<S>
+impl<S, B, F> Service<ServiceRequest> for RewriteService<S, F>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    F: Fn(&mut ServiceRequest) -> Result<(), ApiError>,
 {
     type Response = ServiceResponse<B>;
     type Error = Error;

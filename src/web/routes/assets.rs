@@ -39,7 +39,7 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(AdminError::MethodNotAllowed(crate::routes::allow(&["GET"])))
             }))
-            .wrap(crate::routes::HEAD_AS_GET);
+            .wrap(crate::routes::head_as_get_middleware());
         cfg.service(file);
     }
 }

@@ -31,7 +31,9 @@ pub fn head_as_get(req: &mut ServiceRequest) -> Result<(), ApiError> {
 /// [`head_as_get`] as middleware. A plain `Transform` rather than `from_fn`: it sits on every
 /// API route, and with `from_fn` there the in-process gate measured 0.89× of the previous
 /// build against 1.02× without (`bench/compare`, unpinned, one run each).
-pub const HEAD_AS_GET: Rewrite = Rewrite(head_as_get);
+pub fn head_as_get_middleware() -> Rewrite<impl Fn(&mut ServiceRequest) -> Result<(), ApiError> + Copy> {
+    Rewrite(head_as_get)
+}
 
 /// The `Allow` value of a resource serving `methods` (upper case): HEAD joins GET.
 pub fn allow(methods: &[&str]) -> String {

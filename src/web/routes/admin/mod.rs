@@ -67,7 +67,7 @@ macro_rules! resource {
                 let allow = allow.clone();
                 async move { Err::<HttpResponse, _>(AdminError::MethodNotAllowed(allow)) }
             }))
-            .wrap(crate::routes::HEAD_AS_GET)
+            .wrap(crate::routes::head_as_get_middleware())
     }};
 }
 

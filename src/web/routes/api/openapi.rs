@@ -439,7 +439,7 @@ pub fn register(cfg: &mut web::ServiceConfig, gated: bool) {
                 let allow = allow.clone();
                 async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
             }))
-            .wrap(crate::routes::HEAD_AS_GET);
+            .wrap(crate::routes::head_as_get_middleware());
         if gated {
             cfg.service(resource.wrap(actix_web::middleware::from_fn(crate::gate::gate)));
         } else {
