@@ -60,7 +60,9 @@ async fn drive(client: &Client, keys: i64, policy: &Policy) -> (f64, f64) {
                 let mut i = t as i64;
                 while Instant::now() < deadline {
                     let started = Instant::now();
-                    let ok = client.hit(Bucket::Key(i % keys), &policy).await;
+                    let ok = client
+                        .hit(Bucket::Key(keygate::db::KeyId(i % keys)), &policy)
+                        .await;
                     latencies.push(started.elapsed());
                     let counter = if ok { &done } else { &failed };
                     counter.fetch_add(1, Ordering::Relaxed);

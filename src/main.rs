@@ -5,10 +5,13 @@ use std::process::ExitCode;
 
 use chrono::Duration;
 use clap::{Parser, Subcommand};
+use keygate::clock::Now;
 use keygate::config::Settings;
+use keygate::db::{KeyId, UserId};
 use keygate::keys::cache::KeyCache;
 use keygate::keys::service::{self, Actor, NewKey};
-use keygate::keys::{KeyName, KeyStatus, Limits, parse_limit};
+use keygate::keys::{KeyName, KeyStatus};
+use keygate::limits::{Limit, Limits};
 use keygate::startup::{self, Application};
 use keygate::{db, users};
 
@@ -83,7 +86,7 @@ enum KeysCommand {
     /// List all keys (never their secrets).
     List,
     /// Deactivate a key (soft delete).
-    Deactivate { id: i64 },
+    Deactivate { id: KeyId },
 }
 
 fn main() -> ExitCode {
@@ -153,17 +156,19 @@ fn announcer(settings: &Settings) -> KeyCache {
 }
 
 /// A ceiling as the command line gives it: a positive number, or `none`.
-fn ceiling_arg(name: &str, value: &str) -> Result<Option<u32>, String> {
+fn ceiling_arg(name: &str, value: &str) -> Result<Option<Limit>, String> {
     if value.eq_ignore_ascii_case("none") {
         return Ok(None);
     }
     let number: i64 = value
         .parse()
         .map_err(|_| format!("--{name} must be a positive whole number or none"))?;
-    parse_limit(number).map(Some).map_err(|e| format!("--{name} {e}"))
+    Limit::parse(number)
+        .map(Some)
+        .map_err(|e| format!("--{name} {e}"))
 }
 
-fn shown(limit: Option<u32>) -> String {
+fn shown(limit: Option<Limit>) -> String {
     limit.map_or_else(|| "none".to_owned(), |n| n.to_string())
 }
 
@@ -184,14 +189,14 @@ async fn users_command(command: UsersCommand, settings: Settings) -> Result<(), 
         UsersCommand::List => list_users(&pool, &settings).await?,
         UsersCommand::Deactivate { email } => {
             let user = by_email(&email).await?;
-            users::set_active(&pool, &cache, user.id, false)
+            users::set_active(&pool, &cache, user.id, false, Now::read())
                 .await
                 .map_err(describe_user_error)?;
             println!("deactivated {}; their tokens and sessions have ended", user.email);
         }
         UsersCommand::Activate { email } => {
             let user = by_email(&email).await?;
-            users::set_active(&pool, &cache, user.id, true)
+            users::set_active(&pool, &cache, user.id, true, Now::read())
                 .await
                 .map_err(describe_user_error)?;
             println!("activated {}", user.email);
@@ -208,7 +213,7 @@ async fn users_command(command: UsersCommand, settings: Settings) -> Result<(), 
         UsersCommand::SetPassword { email } => {
             let user = by_email(&email).await?;
             let password = read_password()?;
-            users::set_password(&pool, &cache, user.id, &password)
+            users::set_password(&pool, &cache, user.id, &password, Now::read())
                 .await
                 .map_err(describe_user_error)?;
             println!(
@@ -225,7 +230,7 @@ async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
     let cache = announcer(&settings);
     // Whoever runs the CLI has the server's environment, so acts with admin rights.
     let operator = Actor {
-        user_id: 0,
+        user_id: UserId(0),
         is_admin: true,
     };
     match command {
@@ -242,9 +247,10 @@ async fn keys(command: KeysCommand, settings: Settings) -> Result<(), String> {
         }
         KeysCommand::List => list_keys(&pool, operator).await?,
         KeysCommand::Deactivate { id } => {
-            let record = service::deactivate(&pool, &cache, operator, settings.key_rate_limit, id)
-                .await
-                .map_err(|e| describe_key_error(&e))?;
+            let record =
+                service::deactivate(&pool, &cache, operator, settings.key_rate_limit, id, Now::read())
+                    .await
+                    .map_err(|e| describe_key_error(&e))?;
             println!("deactivated key {} ({})", record.key.id, record.key.prefix);
         }
     }
@@ -295,8 +301,8 @@ async fn create_key(
     expires_in_days: Option<u32>,
 ) -> Result<(), String> {
     let name = KeyName::parse(&name).map_err(|e| format!("--name {e}"))?;
-    let limit = |flag: &str, value: Option<i64>, default: Option<u32>| match value {
-        Some(n) => parse_limit(n).map(Some).map_err(|e| format!("{flag} {e}")),
+    let limit = |flag: &str, value: Option<i64>, default: Option<Limit>| match value {
+        Some(n) => Limit::parse(n).map(Some).map_err(|e| format!("{flag} {e}")),
         None => Ok(default),
     };
     let defaults = settings.key_rate_limit;
@@ -305,14 +311,14 @@ async fn create_key(
         per_hour: limit("--per-hour", per_hour, defaults.per_hour)?,
         per_day: limit("--per-day", per_day, defaults.per_day)?,
     };
-    let expires_at = expires_in_days.map(|d| db::now() + Duration::days(i64::from(d)));
+    let expires_at = expires_in_days.map(|d| Now::read().naive() + Duration::days(i64::from(d)));
     let new = NewKey {
         name,
         owner: Some(owner),
         limits,
         expires_at,
     };
-    let (record, issued) = service::create(pool, operator, settings.key_rate_limit, new)
+    let (record, issued) = service::create(pool, operator, settings.key_rate_limit, new, Now::read())
         .await
         .map_err(|e| describe_key_error(&e))?;
     eprintln!(
@@ -324,7 +330,7 @@ async fn create_key(
 }
 
 async fn list_keys(pool: &db::DbPool, operator: Actor) -> Result<(), String> {
-    let now = db::now();
+    let now = Now::read().naive();
     let records = service::list(pool, operator, None)
         .await
         .map_err(|e| describe_key_error(&e))?;
@@ -386,7 +392,7 @@ async fn set_ceiling(
         ceiling: Some(ceiling),
         ..users::UserPatch::default()
     };
-    users::update(pool, cache, user.id, patch)
+    users::update(pool, cache, user.id, patch, Now::read())
         .await
         .map_err(describe_user_error)?;
     println!(
@@ -401,7 +407,7 @@ async fn set_ceiling(
 
 async fn create_user(pool: &db::DbPool, email: &str, admin: bool) -> Result<(), String> {
     let password = read_password()?;
-    let user = users::create(pool, email, &password, admin)
+    let user = users::create(pool, email, &password, admin, Now::read())
         .await
         .map_err(describe_user_error)?;
     println!(

@@ -15,10 +15,37 @@
 
 use chrono::NaiveDateTime;
 
-use crate::db::models::ApiKey;
-use crate::keys::Limits;
-use crate::keys::service::{Actor, KeyPatch};
-use crate::limits::Window;
+use crate::db::UserId;
+use crate::db::models::{ApiKey, User};
+use crate::limits::{Limit, Limits, Window};
+
+/// Who is acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: UserId,
+    pub is_admin: bool,
+}
+
+impl Actor {
+    pub fn of(user: &User) -> Actor {
+        Actor {
+            user_id: user.id,
+            is_admin: user.is_admin,
+        }
+    }
+}
+
+/// What the policy judges of a change to a key: its limits, expiry and on/off switch (a
+/// rename is anyone's who may see the key). `None` leaves a field alone; for nullable fields
+/// `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyChange {
+    pub per_minute: Option<Option<Limit>>,
+    pub per_hour: Option<Option<Limit>>,
+    pub per_day: Option<Option<Limit>>,
+    pub expires_at: Option<Option<NaiveDateTime>>,
+    pub is_active: Option<bool>,
+}
 
 /// A rule refused the action; the sentence says which.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +54,11 @@ pub struct Refusal(pub String);
 
 fn refuse<T>(text: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal(text.into()))
+}
+
+/// Users reach only their own keys; admins reach all.
+pub fn may_see(actor: Actor, key: &ApiKey) -> bool {
+    actor.is_admin || key.user_id == actor.user_id
 }
 
 /// Admin-only actions: `what` completes "Only admins may …".
@@ -54,7 +86,7 @@ fn window_name(window: Window) -> &'static str {
 }
 
 /// A limit an owner sets: present and within the ceiling in that window.
-fn within_ceiling(window: Window, limit: Option<u32>, ceiling: Option<u32>) -> Result<(), Refusal> {
+fn within_ceiling(window: Window, limit: Option<Limit>, ceiling: Option<Limit>) -> Result<(), Refusal> {
     match (limit, ceiling) {
         (_, None) => Ok(()),
         (None, Some(max)) => refuse(format!(
@@ -81,7 +113,7 @@ pub fn may_create(actor: Actor, ceiling: &Limits, limits: &Limits) -> Result<(),
 }
 
 /// A change of `key` (which `actor` may see), for an owner who is not an admin.
-pub fn may_change(actor: Actor, ceiling: &Limits, key: &ApiKey, patch: &KeyPatch) -> Result<(), Refusal> {
+pub fn may_change(actor: Actor, ceiling: &Limits, key: &ApiKey, patch: &KeyChange) -> Result<(), Refusal> {
     if actor.is_admin {
         return Ok(());
     }
@@ -137,31 +169,31 @@ mod tests {
     use super::*;
 
     const USER: Actor = Actor {
-        user_id: 2,
+        user_id: UserId(2),
         is_admin: false,
     };
     const ADMIN: Actor = Actor {
-        user_id: 1,
+        user_id: UserId(1),
         is_admin: true,
     };
     const CEILING: Limits = Limits {
-        per_minute: Some(60),
-        per_hour: Some(1000),
+        per_minute: Limit::new(60),
+        per_hour: Limit::new(1000),
         per_day: None,
     };
 
     #[test]
     fn owners_create_within_their_ceiling() {
         let ok = Limits {
-            per_minute: Some(60),
-            per_hour: Some(10),
+            per_minute: Limit::new(60),
+            per_hour: Limit::new(10),
             per_day: None,
         };
         assert_eq!(may_create(USER, &CEILING, &ok), Ok(()));
         let unlimited = Limits::default();
         assert!(may_create(USER, &CEILING, &unlimited).is_err());
         let above = Limits {
-            per_minute: Some(61),
+            per_minute: Limit::new(61),
             ..ok
         };
         let refusal = may_create(USER, &CEILING, &above).expect_err("above");

@@ -15,9 +15,10 @@ use chrono::DateTime;
 use diesel::Connection;
 use diesel::prelude::*;
 
+use crate::clock::Now;
 use crate::db::models::UsageRow;
 use crate::db::schema::api_keys;
-use crate::db::{self, DbConnection, DbError, DbPool};
+use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
 use crate::striped::Striped;
 
 #[derive(Debug, Default, Clone)]
@@ -53,7 +54,7 @@ pub struct UsageRecorder {
     pool: DbPool,
     /// Per thread, so workers noting the same key do not share a lock; a key used on two
     /// workers has an entry in each until the flush merges them.
-    pending: Striped<Mutex<HashMap<i64, Pending>>>,
+    pending: Striped<Mutex<HashMap<KeyId, Pending>>>,
     /// Entries over all stripes: written only when an entry is added or flushed, so reading
     /// it on every request costs no cache-line transfer.
     entries: AtomicUsize,
@@ -85,8 +86,8 @@ impl UsageRecorder {
         }
     }
 
-    /// Notes one request of `key_id` at `unix_now` (seconds).
-    pub fn record(&self, key_id: i64, allowed: bool, unix_now: i64) {
+    /// Notes one request of `key_id` at `now`.
+    pub fn record(&self, key_id: KeyId, allowed: bool, now: Now) {
         let mut pending = self.pending.mine().lock().unwrap_or_else(PoisonError::into_inner);
         let entry = match pending.entry(key_id) {
             Entry::Occupied(entry) => entry.into_mut(),
@@ -103,12 +104,12 @@ impl UsageRecorder {
                 entry.insert(Pending::default())
             }
         };
-        entry.add(unix_now, i64::from(allowed), i64::from(!allowed));
+        entry.add(now.unix_secs(), i64::from(allowed), i64::from(!allowed));
     }
 
     /// Everything buffered, merged per key; the buffer is left empty.
-    fn take(&self) -> HashMap<i64, Pending> {
-        let mut batch: HashMap<i64, Pending> = HashMap::new();
+    fn take(&self) -> HashMap<KeyId, Pending> {
+        let mut batch: HashMap<KeyId, Pending> = HashMap::new();
         for stripe in self.pending.all() {
             let taken = std::mem::take(&mut *stripe.lock().unwrap_or_else(PoisonError::into_inner));
             self.entries.fetch_sub(taken.len(), Ordering::Relaxed);
@@ -132,7 +133,7 @@ impl UsageRecorder {
     /// Writes everything gathered so far; returns the number of keys written.
     /// Puts a batch that could not be written back, for the next attempt (its keys were in the
     /// buffer, so this stays within its bound).
-    fn restore(&self, batch: HashMap<i64, Pending>) {
+    fn restore(&self, batch: HashMap<KeyId, Pending>) {
         let mut pending = self.pending.mine().lock().unwrap_or_else(PoisonError::into_inner);
         for (key_id, p) in batch {
             match pending.entry(key_id) {
@@ -205,7 +206,7 @@ impl UsageRecorder {
 
 /// Writes one batch in one transaction: each key's last use (never moved back) and its hourly
 /// counts; returns the number of statements.
-fn write(conn: &mut DbConnection, rows: &HashMap<i64, Pending>) -> Result<u64, DbError> {
+fn write(conn: &mut DbConnection, rows: &HashMap<KeyId, Pending>) -> Result<u64, DbError> {
     conn.transaction::<u64, DbError, _>(|conn| {
         let mut statements = 0;
         for (key_id, pending) in rows {

@@ -35,7 +35,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::keys::Limits;
+use crate::limits::Limits;
 use crate::limits::Rate;
 use crate::shared_redis::RedisTarget;
 
@@ -306,6 +306,7 @@ fn rates(get: &Lookup, var: &'static str, default: &str) -> Result<Vec<Rate>, Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::Limit;
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
@@ -336,9 +337,9 @@ mod tests {
         assert_eq!(
             s.key_rate_limit,
             Limits {
-                per_minute: Some(60),
-                per_hour: Some(1000),
-                per_day: Some(10000)
+                per_minute: Limit::new(60),
+                per_hour: Limit::new(1000),
+                per_day: Limit::new(10000)
             }
         );
         assert_eq!(s.anon_limit_message, DEFAULT_ANON_LIMIT_MESSAGE);
@@ -402,7 +403,7 @@ mod tests {
         assert_eq!(
             s.key_rate_limit,
             Limits {
-                per_minute: Some(10),
+                per_minute: Limit::new(10),
                 per_hour: None,
                 per_day: None
             }

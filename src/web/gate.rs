@@ -17,18 +17,21 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::clock::Now;
 use crate::credentials::{self, Credential};
+use crate::db::{KeyId, UserId};
 use crate::error::ApiError;
 use crate::keys::KeyStatus;
 use crate::keys::cache::{KeyInfo, UserStanding};
 use crate::limits::headers::RateLimitHeaders;
 use crate::limits::{Bucket, Decision, LimiterError, Policy};
+use crate::metrics::{Outcome, Tier};
 use crate::state::AppState;
 use crate::users::token::Claims;
 
@@ -38,7 +41,7 @@ pub enum Identity {
     Key(Arc<KeyInfo>),
     /// A bearer-token user (signature, expiry, and the user's standing from the cache: a
     /// database read only on a miss).
-    User(i64),
+    User(UserId),
     Anonymous,
 }
 
@@ -55,14 +58,33 @@ pub struct Caller {
     pub client_ip: Option<IpAddr>,
     /// The counter-store decision (with no windows when failure mode `open` bypassed it).
     pub decision: Decision,
+    /// When the gate took the request: the one clock reading the request's handlers use.
+    pub now: Now,
+}
+
+/// The request's instant, for handlers (time is an input): the gate's reading for a gated
+/// request, else read once here.
+impl FromRequest for Now {
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Now, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(Ok(now_of(req)))
+    }
+}
+
+/// The request's instant: the gate's reading, else the clock's now.
+pub fn now_of(req: &HttpRequest) -> Now {
+    let gated = req.extensions().get::<Caller>().map(|c| c.now);
+    gated.unwrap_or_else(Now::read)
 }
 
 /// Who called, for the request log line (never the key). `Copy`, so tagging a request costs no
 /// allocation; it is formatted only when a log line is written.
 #[derive(Debug, Clone, Copy)]
 pub enum LogTag {
-    Key(i64),
-    User(i64),
+    Key(KeyId),
+    User(UserId),
     Anonymous,
     Invalid,
 }
@@ -74,56 +96,6 @@ impl std::fmt::Display for LogTag {
             LogTag::User(id) => write!(f, "user={id}"),
             LogTag::Anonymous => f.write_str("anon"),
             LogTag::Invalid => f.write_str("invalid"),
-        }
-    }
-}
-
-/// The caller's tier, as `/metrics` counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    ApiKey,
-    User,
-    Anonymous,
-    /// Credentials that could not be accepted.
-    Invalid,
-}
-
-impl Tier {
-    pub const ALL: [Tier; 4] = [Tier::ApiKey, Tier::User, Tier::Anonymous, Tier::Invalid];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Tier::ApiKey => "api_key",
-            Tier::User => "user",
-            Tier::Anonymous => "anonymous",
-            Tier::Invalid => "invalid",
-        }
-    }
-}
-
-/// What the gate decided, as `/metrics` counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Allowed,
-    RateLimited,
-    Unauthorized,
-    Unavailable,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Allowed,
-        Outcome::RateLimited,
-        Outcome::Unauthorized,
-        Outcome::Unavailable,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::RateLimited => "rate_limited",
-            Outcome::Unauthorized => "unauthorized",
-            Outcome::Unavailable => "unavailable",
         }
     }
 }
@@ -201,8 +173,9 @@ fn outcome_of(error: &ApiError) -> Outcome {
 /// Who is calling and whether their windows have room: one counter-store decision.
 async fn admit(state: &AppState, req: &ServiceRequest) -> Result<Admitted, (Tier, Refused)> {
     let refuse = |tier, error| (tier, Refused { error, headers: None });
+    let now = Now::read();
     let client_ip = client_ip(state, req.request());
-    let identity = match identify(state, req.headers()).await {
+    let identity = match identify(state, req.headers(), now).await {
         Ok(identity) => identity,
         Err(error) => {
             tag(state, req, LogTag::Invalid);
@@ -220,14 +193,12 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<Admitted, (Tier
         ),
     };
     let cost = cost(req.path());
-    let decision = match state.limiter.hit(bucket, policy, cost).await {
+    let decision = match state.limiter.hit(bucket, policy, cost, now).await {
         Ok(decision) => decision,
         Err(LimiterError::Unavailable) => return Err(refuse(tier, ApiError::RateLimiterUnavailable)),
     };
     if let (Identity::Key(info), 1) = (&identity, cost) {
-        state
-            .usage
-            .record(info.id, decision.allowed, (decision.now_ms / 1000) as i64);
+        state.usage.record(info.id, decision.allowed, now);
     }
     let headers = RateLimitHeaders::of(&decision, policy);
     if let Some((window, _)) = decision.refusal() {
@@ -238,6 +209,7 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<Admitted, (Tier
         identity,
         client_ip,
         decision,
+        now,
     };
     Ok(Admitted { caller, headers })
 }
@@ -250,7 +222,7 @@ fn rate_limit_exceeded(
     headers: Option<&RateLimitHeaders>,
 ) -> ApiError {
     let retry_after = headers.and_then(|h| h.retry_after).unwrap_or(1);
-    let limit = window.limit.unwrap_or(0);
+    let limit = window.limit.map_or(0, crate::limits::Limit::get);
     let message = match identity {
         Identity::Anonymous => state.anon_message.clone(),
         _ => format!(
@@ -299,7 +271,7 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
         .resolve(req.peer_addr().map(|a| a.ip()), forwarded, header)
 }
 
-async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
+async fn identify(state: &AppState, headers: &HeaderMap, now: Now) -> Result<Identity, ApiError> {
     match credentials::of(headers) {
         Credential::ApiKey(presented) => {
             let info = state
@@ -307,14 +279,14 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Identity, Api
                 .lookup(&state.pool, &presented)
                 .await?
                 .ok_or_else(|| ApiError::InvalidApiKey("This API key is not valid.".into()))?;
-            match info.status_at(chrono::Utc::now().timestamp()) {
+            match info.status_at(now) {
                 KeyStatus::Active => Ok(Identity::Key(info)),
                 KeyStatus::Expired => Err(ApiError::ApiKeyExpired),
                 KeyStatus::Inactive => Err(ApiError::ApiKeyInactive),
             }
         }
         Credential::Token(token) => {
-            let claims = state.tokens.verify(token, chrono::Utc::now().timestamp())?;
+            let claims = state.tokens.verify(token, now.unix_secs())?;
             let standing = state.keys.user(&state.pool, claims.user_id).await?;
             token_standing(&claims, standing)?;
             Ok(Identity::User(claims.user_id))

@@ -8,9 +8,9 @@ use actix_web::{HttpRequest, web};
 
 use crate::db::DbPool;
 use crate::error::ApiError;
-use crate::keys::Limits;
 use crate::keys::cache::KeyCache;
 use crate::keys::handoff::Handoff;
+use crate::limits::Limits;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::{Limiter, Policy};
 use crate::metrics::RequestCounters;

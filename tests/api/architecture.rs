@@ -9,7 +9,15 @@
 use std::path::{Path, PathBuf};
 
 const STORAGE: &[&str] = &["db", "shared_redis", "striped"];
-const DOMAIN: &[&str] = &["keys", "users", "limits", "usage", "policy", "validation"];
+const DOMAIN: &[&str] = &[
+    "clock",
+    "keys",
+    "users",
+    "limits",
+    "usage",
+    "policy",
+    "validation",
+];
 /// Crates of the web edge: the domain and storage never name them.
 const FRAMEWORK: &[&str] = &["actix_web", "actix_http", "actix_session", "askama", "awc"];
 
@@ -160,4 +168,109 @@ fn a_forbidden_import_is_caught() {
     );
     assert!(violations("routes", "use crate::keys::Limits; use actix_web::web;").is_empty());
     assert!(violations("keys", "#[cfg(test)]\nmod tests { use crate::routes::x; }").is_empty());
+}
+
+/// The modules `source` (the code of module `module`) uses, by the `crate::…` paths in it
+/// (tests excluded), named as [`module_of`] names them.
+fn uses(module: &str, source: &str) -> std::collections::BTreeSet<String> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+    let mut used = std::collections::BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let mut path = code[at + 7..].split("::").map(|part| {
+            part.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        });
+        let mut name = path.next().unwrap_or_default();
+        if ["web", "domain", "storage"].contains(&name.as_str()) {
+            let layer = name.clone();
+            name = path.next().unwrap_or_default();
+            if layer == "web" {
+                name = format!("web:{name}");
+            }
+        } else if layer(&name) == Layer::Web {
+            name = format!("web:{name}");
+        }
+        if name != module && !name.ends_with(':') {
+            used.insert(name);
+        }
+    }
+    used
+}
+
+/// A cycle in `graph`, if there is one: the modules on it, the first repeated at the end.
+fn cycle(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|n| n == node) {
+            let mut found = path[start..].to_vec();
+            found.push(node.to_owned());
+            return Some(found);
+        }
+        if !done.insert(node.to_owned()) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(found) = visit(next, graph, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+/// No two modules use each other, directly or around a circle, inside a layer or across: a
+/// reader can take the modules in an order where each uses only those before it.
+#[test]
+fn modules_form_no_cycles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for file in &files {
+        let module = module_of(file.strip_prefix(&src).expect("under src"));
+        let source = std::fs::read_to_string(file).expect("read");
+        graph
+            .entry(module.clone())
+            .or_default()
+            .extend(uses(&module, &source));
+    }
+    assert!(
+        graph.contains_key("keys") && graph["web:gate"].contains("web:state"),
+        "{graph:?}"
+    );
+    assert_eq!(cycle(&graph), None, "a cycle of modules");
+}
+
+#[test]
+fn a_cycle_is_caught() {
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    graph.insert("users".into(), uses("users", "use crate::keys::cache::KeyCache;"));
+    graph.insert(
+        "keys".into(),
+        uses("keys", "use crate::users;\nuse crate::db::DbPool;"),
+    );
+    graph.insert(
+        "web:gate".into(),
+        uses("web:gate", "use crate::web::state::AppState;"),
+    );
+    assert_eq!(graph["web:gate"].iter().collect::<Vec<_>>(), ["web:state"]);
+    assert_eq!(
+        cycle(&graph),
+        Some(vec!["keys".into(), "users".into(), "keys".into()])
+    );
+    graph.get_mut("users").expect("users").clear();
+    assert_eq!(cycle(&graph), None);
 }

@@ -47,9 +47,15 @@ async fn bad_credentials_get_401_whatever_is_wrong(app: TestApp) {
 
 async fn a_deactivated_user_can_neither_log_in_nor_use_an_old_token(app: TestApp) {
     let ada = app.user("ada@example.com").await;
-    keygate::users::set_active(&app.pool, &app.state.keys, ada.id, false)
-        .await
-        .expect("deactivate");
+    keygate::users::set_active(
+        &app.pool,
+        &app.state.keys,
+        ada.id,
+        false,
+        keygate::clock::Now::read(),
+    )
+    .await
+    .expect("deactivate");
     app.login("ada@example.com", PASSWORD)
         .await
         .assert_error(401, "invalid_credentials");

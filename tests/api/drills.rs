@@ -239,8 +239,11 @@ async fn sigterm_under_load_finishes_requests_writes_usage_and_exits_cleanly() {
     let ok = ok.load(Ordering::SeqCst) as i64;
 
     let mut conn = keygate::db::establish(&db_url).expect("open the database");
-    let totals = keygate::db::models::UsageRow::totals(&mut conn, created["id"].as_i64().expect("id"))
-        .expect("totals");
+    let totals = keygate::db::models::UsageRow::totals(
+        &mut conn,
+        keygate::db::KeyId(created["id"].as_i64().expect("id")),
+    )
+    .expect("totals");
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "SIGTERM under load: {ok} × 200 ({sent_at_signal} before the signal), {} × non-200, exit {:?} after {exited_after:.2?}, \

@@ -419,9 +419,9 @@ async fn the_verify_api_answers_every_code_and_counts_only_when_asked() {
         "INACTIVE"
     );
     let expiring = app.create_key(&admin, json!({"name": "expiring"})).await;
-    let id = expiring["id"].as_i64().expect("id");
+    let id = keygate::db::KeyId(expiring["id"].as_i64().expect("id"));
     keygate::db::run(&app.pool, move |conn| {
-        let past = keygate::db::now() - chrono::Duration::seconds(5);
+        let past = keygate::clock::Now::read().naive() - chrono::Duration::seconds(5);
         let changes = keygate::db::models::ApiKeyChanges {
             expires_at: Some(Some(past)),
             ..Default::default()

@@ -275,7 +275,7 @@ impl Reply {
 
 /// A logged-in user.
 pub struct Persona {
-    pub id: i64,
+    pub id: keygate::db::UserId,
     pub token: String,
 }
 
@@ -415,7 +415,7 @@ impl TestApp {
 
     /// Creates a user through the domain and logs in through HTTP.
     pub async fn user(&self, email: &str) -> Persona {
-        let user = keygate::users::create(&self.pool, email, PASSWORD, false)
+        let user = keygate::users::create(&self.pool, email, PASSWORD, false, keygate::clock::Now::read())
             .await
             .expect("create user");
         self.persona(user.id, email, PASSWORD).await
@@ -425,12 +425,18 @@ impl TestApp {
     pub async fn unlimited_user(&self, email: &str) -> Persona {
         let persona = self.user(email).await;
         let patch = keygate::users::UserPatch {
-            ceiling: Some(keygate::keys::Limits::default()),
+            ceiling: Some(keygate::limits::Limits::default()),
             ..keygate::users::UserPatch::default()
         };
-        keygate::users::update(&self.pool, &self.state.keys, persona.id, patch)
-            .await
-            .expect("ceiling removed");
+        keygate::users::update(
+            &self.pool,
+            &self.state.keys,
+            persona.id,
+            patch,
+            keygate::clock::Now::read(),
+        )
+        .await
+        .expect("ceiling removed");
         persona
     }
 
@@ -441,7 +447,7 @@ impl TestApp {
         self.persona(user.id, ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
-    async fn persona(&self, id: i64, email: &str, password: &str) -> Persona {
+    async fn persona(&self, id: keygate::db::UserId, email: &str, password: &str) -> Persona {
         let reply = self.login(email, password).await;
         assert_eq!(reply.status, StatusCode::OK, "login: {}", reply.text);
         let token = reply.body["access_token"].as_str().expect("a token").to_owned();

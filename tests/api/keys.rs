@@ -257,7 +257,7 @@ async fn stats_show_current_windows_and_the_last_24_hours(app: TestApp) {
             json!({"name": "metered", "rate_limit_per_minute": 7, "rate_limit_per_day": null}),
         )
         .await;
-    let id = key["id"].as_i64().expect("id");
+    let id = keygate::db::KeyId(key["id"].as_i64().expect("id"));
     let this_hour = hour_of(Utc::now().naive_utc());
     let rows = [
         UsageRow {
@@ -290,7 +290,7 @@ async fn stats_show_current_windows_and_the_last_24_hours(app: TestApp) {
     let reply = app.get(&format!("/api/api-keys/{id}/stats/"), &ada.auth()).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     let stats = reply.body;
-    assert_eq!(stats["id"], id);
+    assert_eq!(stats["id"], id.0);
     assert_eq!(stats["last_used_at"], Value::Null);
     let minute = &stats["current"]["minute"];
     assert_eq!(minute["limit"], 7);

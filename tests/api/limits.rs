@@ -2,9 +2,10 @@
 //! input (the Redis script accepts a clock override), so nothing here sleeps.
 
 use futures_util::future::join_all;
+use keygate::db::{KeyId, UserId};
 use keygate::limits::memory::MemoryStore;
 use keygate::limits::redis::RedisStore;
-use keygate::limits::{Bucket, Decision, Policy, Window};
+use keygate::limits::{Bucket, Decision, Limit, Policy, Window};
 use keygate::shared_redis::{RedisConn, RedisTarget};
 use std::time::Duration;
 
@@ -96,26 +97,26 @@ on_both_stores!(
     unlimited_windows_are_counted_but_never_refuse,
 );
 
-fn policy(windows: &[(Window, Option<u32>)]) -> Policy {
+fn policy(windows: &[(Window, Option<Limit>)]) -> Policy {
     Policy::new(windows.to_vec())
 }
 
 async fn a_limit_of_n_lets_exactly_n_of_many_racing_requests_through(store: Store) {
-    let p = policy(&[(Window::Minute, Some(50)), (Window::Day, Some(1000))]);
-    let passed = store.race(Bucket::Key(1), &p, 800, T0 + 5_000).await;
+    let p = policy(&[(Window::Minute, Limit::new(50)), (Window::Day, Limit::new(1000))]);
+    let passed = store.race(Bucket::Key(KeyId(1)), &p, 800, T0 + 5_000).await;
     assert_eq!(passed, 50, "800 racing requests, limit 50");
-    let again = store.hit(Bucket::Key(1), &p, 1, T0 + 6_000).await;
+    let again = store.hit(Bucket::Key(KeyId(1)), &p, 1, T0 + 6_000).await;
     assert!(!again.allowed);
     assert_eq!(again.counts[0].curr, 50, "refused requests left no trace");
 }
 
 async fn minute_hour_and_day_windows_are_all_enforced(store: Store) {
     let p = policy(&[
-        (Window::Minute, Some(3)),
-        (Window::Hour, Some(5)),
-        (Window::Day, Some(6)),
+        (Window::Minute, Limit::new(3)),
+        (Window::Hour, Limit::new(5)),
+        (Window::Day, Limit::new(6)),
     ]);
-    let k = Bucket::Key(2);
+    let k = Bucket::Key(KeyId(2));
     let mut passed = 0;
     for _ in 0..10 {
         passed += usize::from(store.hit(k, &p, 1, T0 + 1_000).await.allowed);
@@ -141,9 +142,9 @@ async fn minute_hour_and_day_windows_are_all_enforced(store: Store) {
 }
 
 async fn the_previous_window_weighs_in_as_it_slides_away(store: Store) {
-    let p = policy(&[(Window::Minute, Some(10))]);
-    let k = Bucket::Key(3);
-    assert_eq!(store.race(Bucket::Key(3), &p, 16, T0 + 50_000).await, 10);
+    let p = policy(&[(Window::Minute, Limit::new(10))]);
+    let k = Bucket::Key(KeyId(3));
+    assert_eq!(store.race(Bucket::Key(KeyId(3)), &p, 16, T0 + 50_000).await, 10);
     // 15 s into the next minute, the previous 10 still weigh floor(10 × 45/60) = 7.
     let d = store.hit(k, &p, 0, T0 + MINUTE + 15_000).await;
     assert_eq!(d.counts[0].used(), 7);
@@ -158,8 +159,8 @@ async fn the_previous_window_weighs_in_as_it_slides_away(store: Store) {
 }
 
 async fn refused_requests_consume_nothing(store: Store) {
-    let p = policy(&[(Window::Minute, Some(2))]);
-    let k = Bucket::User(4);
+    let p = policy(&[(Window::Minute, Limit::new(2))]);
+    let k = Bucket::User(UserId(4));
     assert!(store.hit(k, &p, 1, T0).await.allowed);
     assert!(store.hit(k, &p, 1, T0).await.allowed);
     for _ in 0..50 {
@@ -171,12 +172,12 @@ async fn refused_requests_consume_nothing(store: Store) {
 }
 
 async fn callers_are_isolated(store: Store) {
-    let p = policy(&[(Window::Hour, Some(1))]);
-    assert!(store.hit(Bucket::Key(5), &p, 1, T0).await.allowed);
-    assert!(!store.hit(Bucket::Key(5), &p, 1, T0).await.allowed);
+    let p = policy(&[(Window::Hour, Limit::new(1))]);
+    assert!(store.hit(Bucket::Key(KeyId(5)), &p, 1, T0).await.allowed);
+    assert!(!store.hit(Bucket::Key(KeyId(5)), &p, 1, T0).await.allowed);
     for other in [
-        Bucket::Key(6),
-        Bucket::User(5),
+        Bucket::Key(KeyId(6)),
+        Bucket::User(UserId(5)),
         Bucket::Ip("192.0.2.5".parse().expect("ip")),
     ] {
         assert!(store.hit(other, &p, 1, T0).await.allowed, "{other}");
@@ -184,8 +185,8 @@ async fn callers_are_isolated(store: Store) {
 }
 
 async fn reading_does_not_count(store: Store) {
-    let p = policy(&[(Window::Minute, Some(3))]);
-    let k = Bucket::Key(7);
+    let p = policy(&[(Window::Minute, Limit::new(3))]);
+    let k = Bucket::Key(KeyId(7));
     for _ in 0..5 {
         let d = store.hit(k, &p, 0, T0).await;
         assert!(d.allowed);
@@ -195,8 +196,8 @@ async fn reading_does_not_count(store: Store) {
 }
 
 async fn unlimited_windows_are_counted_but_never_refuse(store: Store) {
-    let p = policy(&[(Window::Minute, None), (Window::Day, Some(100))]);
-    let k = Bucket::Key(8);
+    let p = policy(&[(Window::Minute, None), (Window::Day, Limit::new(100))]);
+    let k = Bucket::Key(KeyId(8));
     for _ in 0..20 {
         assert!(store.hit(k, &p, 1, T0).await.allowed);
     }
@@ -210,16 +211,16 @@ async fn both_stores_decide_identically_step_by_step() {
     let Some(redis) = Store::redis().await else { return };
     let memory = Store::Memory(MemoryStore::new(1000));
     let p = policy(&[
-        (Window::Second, Some(4)),
-        (Window::Minute, Some(7)),
-        (Window::Hour, Some(20)),
+        (Window::Second, Limit::new(4)),
+        (Window::Minute, Limit::new(7)),
+        (Window::Hour, Limit::new(20)),
     ]);
     let mut now = T0 + 123;
     for step in 0..200u64 {
         now += (step * 7_919) % 9_000;
         let (a, b) = (
-            memory.hit(Bucket::Key(9), &p, 1, now).await,
-            redis.hit(Bucket::Key(9), &p, 1, now).await,
+            memory.hit(Bucket::Key(KeyId(9)), &p, 1, now).await,
+            redis.hit(Bucket::Key(KeyId(9)), &p, 1, now).await,
         );
         assert_eq!(a, b, "step {step} at {now}");
     }
@@ -235,11 +236,11 @@ async fn a_caller_is_one_redis_hash_that_expires() {
         .expect("connect");
     let store = RedisStore::new(conn, target, &env.prefix, Duration::from_secs(2));
     let p = policy(&[
-        (Window::Minute, Some(5)),
+        (Window::Minute, Limit::new(5)),
         (Window::Hour, None),
-        (Window::Day, Some(9)),
+        (Window::Day, Limit::new(9)),
     ]);
-    store.hit(Bucket::Key(42), &p, 1, None).await.expect("hit");
+    store.hit(Bucket::Key(KeyId(42)), &p, 1, None).await.expect("hit");
     let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
     let keys: Vec<String> = ::redis::cmd("KEYS")
         .arg(format!("{}:*", env.prefix))
@@ -272,10 +273,10 @@ async fn a_caller_is_one_redis_hash_that_expires() {
 #[actix_web::test]
 async fn coalesced_requests_are_decided_exactly_per_caller() {
     let Some(redis) = Store::redis().await else { return };
-    let strict = policy(&[(Window::Minute, Some(3))]);
-    let loose = policy(&[(Window::Minute, Some(7))]);
+    let strict = policy(&[(Window::Minute, Limit::new(3))]);
+    let loose = policy(&[(Window::Minute, Limit::new(7))]);
     let hits = (0..600u32).map(|i| {
-        let bucket = Bucket::Key(i64::from(i % 30));
+        let bucket = Bucket::Key(KeyId(i64::from(i % 30)));
         // Every seventh request only reads; caller 0 is also re-limited midway.
         let p = if i % 30 == 0 && i >= 300 { &loose } else { &strict };
         let cost = u32::from(i % 7 != 3);
@@ -286,7 +287,7 @@ async fn coalesced_requests_are_decided_exactly_per_caller() {
     for caller in 0..30 {
         let counted = results
             .iter()
-            .filter(|(b, cost, d)| *b == Bucket::Key(caller) && *cost == 1 && d.allowed)
+            .filter(|(b, cost, d)| *b == Bucket::Key(KeyId(caller)) && *cost == 1 && d.allowed)
             .count();
         let expected = if caller == 0 { 7 } else { 3 };
         assert_eq!(counted, expected, "caller {caller}");

@@ -2,10 +2,10 @@
 
 use chrono::Duration;
 use diesel::result::{DatabaseErrorKind, Error};
+use keygate::db::DbConnection;
 use keygate::db::models::{
     ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewUser, UsageRow, UsageTotals, User, UserChanges,
 };
-use keygate::db::{self, DbConnection};
 
 use crate::helpers::on_both_databases;
 
@@ -19,7 +19,7 @@ on_both_databases!(
 );
 
 fn user(conn: &mut DbConnection, email: &str) -> User {
-    let now = db::now();
+    let now = keygate::clock::Now::read().naive();
     User::insert(
         conn,
         &NewUser {
@@ -35,7 +35,7 @@ fn user(conn: &mut DbConnection, email: &str) -> User {
 }
 
 fn key(conn: &mut DbConnection, owner: &User, name: &str, hash: &str) -> ApiKey {
-    let now = db::now();
+    let now = keygate::clock::Now::read().naive();
     ApiKey::insert(
         conn,
         &NewApiKey {
@@ -58,7 +58,7 @@ fn key(conn: &mut DbConnection, owner: &User, name: &str, hash: &str) -> ApiKey 
 fn users_are_inserted_found_counted_and_unique_by_email(conn: &mut DbConnection) {
     assert_eq!(User::count(conn).expect("count"), 0);
     let ada = user(conn, "ada@example.com");
-    assert!(ada.id > 0);
+    assert!(ada.id.0 > 0);
     assert_eq!(
         User::find_by_email(conn, "ada@example.com")
             .expect("find")
@@ -69,8 +69,12 @@ fn users_are_inserted_found_counted_and_unique_by_email(conn: &mut DbConnection)
         User::find(conn, ada.id).expect("find").map(|u| u.email),
         Some("ada@example.com".into())
     );
-    assert!(User::find(conn, ada.id + 100).expect("find").is_none());
-    let now = db::now();
+    assert!(
+        User::find(conn, keygate::db::UserId(ada.id.0 + 100))
+            .expect("find")
+            .is_none()
+    );
+    let now = keygate::clock::Now::read().naive();
     let duplicate = User::insert(
         conn,
         &NewUser {
@@ -161,7 +165,7 @@ fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbC
         rate_limit_per_minute: Some(None),
         rate_limit_per_hour: Some(Some(500)),
         is_active: Some(false),
-        updated_at: Some(db::now()),
+        updated_at: Some(keygate::clock::Now::read().naive()),
         ..ApiKeyChanges::default()
     };
     let updated = ApiKey::update(conn, first.id, &changes)
@@ -172,7 +176,11 @@ fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbC
     assert_eq!(updated.rate_limit_per_hour, Some(500));
     assert_eq!(updated.rate_limit_per_day, Some(10_000), "untouched columns stay");
     assert!(!updated.is_active);
-    assert!(ApiKey::update(conn, 999_999, &changes).expect("update").is_none());
+    assert!(
+        ApiKey::update(conn, keygate::db::KeyId(999_999), &changes)
+            .expect("update")
+            .is_none()
+    );
 
     let active = KeyFilter {
         owner: Some(ada.id),
@@ -189,7 +197,7 @@ fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbC
 fn key_hashes_are_unique(conn: &mut DbConnection) {
     let ada = user(conn, "ada@example.com");
     key(conn, &ada, "one", "same-hash");
-    let now = db::now();
+    let now = keygate::clock::Now::read().naive();
     let again = ApiKey::insert(
         conn,
         &NewApiKey {
@@ -219,7 +227,7 @@ fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
     let ada = user(conn, "ada@example.com");
     let k = key(conn, &ada, "metered", "h");
     let other = key(conn, &ada, "other", "h2");
-    let hour = keygate::keys::service::hour_of(db::now());
+    let hour = keygate::keys::service::hour_of(keygate::clock::Now::read().naive());
     let row = |id, hour, allowed, rejected| UsageRow {
         api_key_id: id,
         hour,
@@ -241,7 +249,7 @@ fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
         }
     );
     assert_eq!(
-        UsageRow::totals(conn, 424_242).expect("totals"),
+        UsageRow::totals(conn, keygate::db::KeyId(424_242)).expect("totals"),
         UsageTotals::default()
     );
 }
@@ -249,7 +257,7 @@ fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
 fn timestamps_round_trip_exactly(conn: &mut DbConnection) {
     let ada = user(conn, "ada@example.com");
     let k = key(conn, &ada, "t", "h");
-    let expiry = db::now() + Duration::days(30);
+    let expiry = keygate::clock::Now::read().naive() + Duration::days(30);
     let changes = ApiKeyChanges {
         expires_at: Some(Some(expiry)),
         ..ApiKeyChanges::default()
@@ -271,7 +279,7 @@ fn the_status_filter_follows_the_one_status_rule(conn: &mut DbConnection) {
     use keygate::db::models::{KeySearch, KeyStatusFilter};
     use keygate::keys::KeyStatus;
     let ada = user(conn, "ada@example.com");
-    let now = db::now();
+    let now = keygate::clock::Now::read().naive();
     let at = |seconds: i64| Some(Some(now + chrono::Duration::seconds(seconds)));
     let cases = [
         ("live", None, true),

@@ -242,7 +242,7 @@ async fn in_library_mode_the_gate_exempts_none_of_the_apps_routes() {
     }
 }
 
-async fn deactivate_user(app: &TestApp, cookie: &str, id: i64) {
+async fn deactivate_user(app: &TestApp, cookie: &str, id: keygate::db::UserId) {
     let (status, _, _) = dashboard_form(
         app,
         cookie,

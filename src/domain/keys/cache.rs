@@ -25,19 +25,20 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use moka::sync::Cache;
 
+use crate::clock::Now;
 use crate::db::models::{ApiKey, User};
-use crate::db::{self, DbError, DbPool};
+use crate::db::{self, DbError, DbPool, KeyId, UserId};
+use crate::keys::KeyStatus;
 use crate::keys::secret::{KeyHash, PresentedKey};
-use crate::keys::{KeyStatus, Limits};
-use crate::limits::Policy;
+use crate::limits::{Limits, Policy};
 use crate::shared_redis::RedisTarget;
 use crate::striped::Striped;
 
 /// What the gate needs of a key, without its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyInfo {
-    pub id: i64,
-    pub user_id: i64,
+    pub id: KeyId,
+    pub user_id: UserId,
     pub name: String,
     pub prefix: String,
     pub owner_email: String,
@@ -52,8 +53,8 @@ static IDS: AtomicU64 = AtomicU64::new(0);
 /// A change announced on `<prefix>:key-events`: a key id as a number, a user id as `u<id>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Event {
-    Key(i64),
-    User(i64),
+    Key(KeyId),
+    User(UserId),
 }
 
 impl Event {
@@ -103,8 +104,8 @@ impl KeyInfo {
         Policy::new(Limits::of(key).windows().to_vec())
     }
 
-    pub fn status_at(&self, unix_now: i64) -> KeyStatus {
-        KeyStatus::at(self.is_active, self.expires_at, unix_now)
+    pub fn status_at(&self, now: Now) -> KeyStatus {
+        KeyStatus::at(self.is_active, self.expires_at, now.unix_secs())
     }
 }
 
@@ -120,7 +121,7 @@ pub struct KeyCache {
     /// Keyed by the raw SHA-256 of the key.
     known: Cache<[u8; 32], Arc<KeyInfo>>,
     /// Users by id (`None`: no such user).
-    users: Cache<i64, Option<UserStanding>>,
+    users: Cache<UserId, Option<UserStanding>>,
     unknown: Cache<[u8; 32], ()>,
     /// Clients of every Redis node that can carry events (any cluster node can), and the channel.
     events: Option<(Vec<redis::Client>, String)>,
@@ -268,7 +269,7 @@ impl KeyCache {
     }
 
     /// The standing of user `id`, from the cache or else the database.
-    pub async fn user(&self, pool: &DbPool, id: i64) -> Result<Option<UserStanding>, DbError> {
+    pub async fn user(&self, pool: &DbPool, id: UserId) -> Result<Option<UserStanding>, DbError> {
         if let Some(standing) = self.users.get(&id) {
             return Ok(standing);
         }
@@ -284,7 +285,7 @@ impl KeyCache {
         Ok(standing)
     }
 
-    pub fn forget_user(&self, user_id: i64) {
+    pub fn forget_user(&self, user_id: UserId) {
         self.users.invalidate(&user_id);
         self.user_generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -294,7 +295,7 @@ impl KeyCache {
         (self.lookups.sum(|c| &c[HIT]), self.lookups.sum(|c| &c[MISS]))
     }
 
-    pub fn forget(&self, key_id: i64) {
+    pub fn forget(&self, key_id: KeyId) {
         // Only fails when invalidation closures are not enabled, which `new` does.
         let _ = self.known.invalidate_entries_if(move |_, info| info.id == key_id);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -308,14 +309,14 @@ impl KeyCache {
     }
 
     /// Announces that a key changed: forgotten here at once, and on every instance through Redis.
-    pub async fn changed(&self, key_id: i64) {
+    pub async fn changed(&self, key_id: KeyId) {
         self.forget(key_id);
         self.announce(Event::Key(key_id)).await;
     }
 
     /// Announces that a user changed (deactivated, reactivated, new password): their standing
     /// is forgotten here at once, and on every instance through Redis.
-    pub async fn user_changed(&self, user_id: i64) {
+    pub async fn user_changed(&self, user_id: UserId) {
         self.forget_user(user_id);
         self.announce(Event::User(user_id)).await;
     }
@@ -399,18 +400,25 @@ impl KeyCache {
     }
 }
 
+impl crate::users::Standing for KeyCache {
+    async fn user_changed(&self, id: UserId) {
+        KeyCache::user_changed(self, id).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Event;
+    use crate::db::{KeyId, UserId};
 
     #[test]
     fn events_name_keys_and_users() {
-        for event in [Event::Key(7), Event::User(7)] {
+        for event in [Event::Key(KeyId(7)), Event::User(UserId(7))] {
             assert_eq!(Event::parse(&event.to_string()), Some(event));
         }
         assert_eq!(
             Event::parse("7"),
-            Some(Event::Key(7)),
+            Some(Event::Key(KeyId(7))),
             "what older instances send"
         );
         assert_eq!(Event::parse("x"), None);

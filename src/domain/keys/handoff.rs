@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use crate::db::{KeyId, UserId};
 use crate::shared_redis::RedisConn;
 
 pub const TTL: Duration = Duration::from_secs(60);
@@ -30,7 +31,7 @@ fn random_nonce() -> String {
 
 /// Where a secret waits: under its key, its admin and the nonce, so a read for another key or
 /// admin finds nothing and does not use up the record.
-fn slot(key_id: i64, user_id: i64, nonce: &str) -> String {
+fn slot(key_id: KeyId, user_id: UserId, nonce: &str) -> String {
     format!("{key_id}:{user_id}:{nonce}")
 }
 
@@ -48,7 +49,12 @@ impl Handoff {
     }
 
     /// Keeps `secret` for one read by `user_id`; returns the nonce that reaches it.
-    pub async fn put(&self, key_id: i64, user_id: i64, secret: &str) -> Result<String, redis::RedisError> {
+    pub async fn put(
+        &self,
+        key_id: KeyId,
+        user_id: UserId,
+        secret: &str,
+    ) -> Result<String, redis::RedisError> {
         let nonce = random_nonce();
         let slot = slot(key_id, user_id, &nonce);
         match &self.store {
@@ -68,7 +74,7 @@ impl Handoff {
     }
 
     /// The secret behind `nonce`, once, if it is for this key and this admin.
-    pub async fn take(&self, nonce: &str, key_id: i64, user_id: i64) -> Option<String> {
+    pub async fn take(&self, nonce: &str, key_id: KeyId, user_id: UserId) -> Option<String> {
         if nonce.len() != 64 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
@@ -97,12 +103,23 @@ mod tests {
     #[tokio::test]
     async fn a_secret_is_handed_over_once_to_its_admin_for_its_key() {
         let handoff = Handoff::new(None);
-        let nonce = handoff.put(7, 1, "kg_secret").await.expect("kept");
-        assert_eq!(handoff.take(&nonce, 8, 1).await, None, "another key");
-        assert_eq!(handoff.take(&nonce, 7, 2).await, None, "another admin");
+        let nonce = handoff.put(KeyId(7), UserId(1), "kg_secret").await.expect("kept");
+        assert_eq!(
+            handoff.take(&nonce, KeyId(8), UserId(1)).await,
+            None,
+            "another key"
+        );
+        assert_eq!(
+            handoff.take(&nonce, KeyId(7), UserId(2)).await,
+            None,
+            "another admin"
+        );
         // …which used nothing up.
-        assert_eq!(handoff.take(&nonce, 7, 1).await.as_deref(), Some("kg_secret"));
-        assert_eq!(handoff.take(&nonce, 7, 1).await, None, "only once");
-        assert_eq!(handoff.take("../x", 7, 1).await, None);
+        assert_eq!(
+            handoff.take(&nonce, KeyId(7), UserId(1)).await.as_deref(),
+            Some("kg_secret")
+        );
+        assert_eq!(handoff.take(&nonce, KeyId(7), UserId(1)).await, None, "only once");
+        assert_eq!(handoff.take("../x", KeyId(7), UserId(1)).await, None);
     }
 }

@@ -7,34 +7,17 @@
 use chrono::{Duration, NaiveDateTime, Timelike};
 use diesel::Connection;
 
+use crate::clock::Now;
 use crate::db::models::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, UsageRow, UsageTotals, User};
-use crate::db::{self, DbConnection, DbError, DbPool};
+use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
+use crate::keys::KeyName;
 use crate::keys::cache::KeyCache;
 use crate::keys::secret::IssuedKey;
-use crate::keys::{KeyName, Limits};
+use crate::limits::{Limit, Limits};
 use crate::policy::{self, Refusal};
+pub use crate::policy::{Actor, KeyChange};
 use crate::users;
 use crate::validation::FieldErrors;
-
-/// Who is acting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Actor {
-    pub user_id: i64,
-    pub is_admin: bool,
-}
-
-impl Actor {
-    pub fn of(user: &User) -> Actor {
-        Actor {
-            user_id: user.id,
-            is_admin: user.is_admin,
-        }
-    }
-
-    fn may_see(&self, key: &ApiKey) -> bool {
-        self.is_admin || key.user_id == self.user_id
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -74,15 +57,11 @@ pub struct NewKey {
     pub expires_at: Option<NaiveDateTime>,
 }
 
-/// A partial change: `None` leaves a field alone; for nullable fields `Some(None)` clears it.
+/// A partial change of a key: a new name, and what the policy judges.
 #[derive(Debug, Clone, Default)]
 pub struct KeyPatch {
     pub name: Option<KeyName>,
-    pub per_minute: Option<Option<u32>>,
-    pub per_hour: Option<Option<u32>>,
-    pub per_day: Option<Option<u32>>,
-    pub expires_at: Option<Option<NaiveDateTime>>,
-    pub is_active: Option<bool>,
+    pub change: KeyChange,
 }
 
 /// Hourly usage of one key: the last 24 clock hours (oldest first, zero-filled) and totals.
@@ -92,9 +71,8 @@ pub struct KeyUsage {
     pub history: Vec<UsageRow>,
 }
 
-fn column(limit: Option<u32>) -> Option<i32> {
-    // Limits are validated to 1..=i32::MAX before they get here.
-    limit.and_then(|n| i32::try_from(n).ok())
+fn column(limit: Option<Limit>) -> Option<i32> {
+    limit.map(Limit::column)
 }
 
 /// Issues a key. The returned [`IssuedKey`] is the only copy of the secret. `defaults` is the
@@ -104,12 +82,13 @@ pub async fn create(
     actor: Actor,
     defaults: Limits,
     new: NewKey,
+    now: Now,
 ) -> Result<(KeyRecord, IssuedKey), KeyError> {
     db::run(pool, move |conn| {
         let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
         policy::may_create(actor, &users::ceiling(&owner, &defaults), &new.limits)?;
         let issued = IssuedKey::generate();
-        let now = db::now();
+        let now = now.naive();
         let key = ApiKey::insert(
             conn,
             &NewApiKey {
@@ -172,14 +151,14 @@ pub async fn list(pool: &DbPool, actor: Actor, active: Option<bool>) -> Result<V
     .await
 }
 
-fn visible(conn: &mut DbConnection, actor: Actor, id: i64) -> Result<KeyRecord, KeyError> {
+fn visible(conn: &mut DbConnection, actor: Actor, id: KeyId) -> Result<KeyRecord, KeyError> {
     match ApiKey::find_with_owner(conn, id)? {
-        Some((key, owner_email)) if actor.may_see(&key) => Ok(KeyRecord { key, owner_email }),
+        Some((key, owner_email)) if policy::may_see(actor, &key) => Ok(KeyRecord { key, owner_email }),
         _ => Err(KeyError::NotFound),
     }
 }
 
-pub async fn get(pool: &DbPool, actor: Actor, id: i64) -> Result<KeyRecord, KeyError> {
+pub async fn get(pool: &DbPool, actor: Actor, id: KeyId) -> Result<KeyRecord, KeyError> {
     db::run(pool, move |conn| visible(conn, actor, id)).await
 }
 
@@ -190,20 +169,21 @@ pub async fn update(
     cache: &KeyCache,
     actor: Actor,
     defaults: Limits,
-    id: i64,
+    id: KeyId,
     patch: KeyPatch,
+    now: Now,
 ) -> Result<KeyRecord, KeyError> {
-    let check = patch.clone();
+    let check = patch.change.clone();
     let changes = ApiKeyChanges {
         name: patch.name.map(KeyName::into_inner),
-        rate_limit_per_minute: patch.per_minute.map(column),
-        rate_limit_per_hour: patch.per_hour.map(column),
-        rate_limit_per_day: patch.per_day.map(column),
-        expires_at: patch.expires_at,
-        is_active: patch.is_active,
+        rate_limit_per_minute: check.per_minute.map(column),
+        rate_limit_per_hour: check.per_hour.map(column),
+        rate_limit_per_day: check.per_day.map(column),
+        expires_at: check.expires_at,
+        is_active: check.is_active,
         // Set below, from the key as it is when the change is made.
         deactivated_by_admin: None,
-        updated_at: Some(db::now()),
+        updated_at: Some(now.naive()),
     };
     let record = db::run(pool, move |conn| {
         conn.transaction::<_, KeyError, _>(|conn| {
@@ -235,7 +215,8 @@ pub async fn deactivate(
     cache: &KeyCache,
     actor: Actor,
     defaults: Limits,
-    id: i64,
+    id: KeyId,
+    now: Now,
 ) -> Result<KeyRecord, KeyError> {
     update(
         pool,
@@ -244,9 +225,13 @@ pub async fn deactivate(
         defaults,
         id,
         KeyPatch {
-            is_active: Some(false),
-            ..KeyPatch::default()
+            name: None,
+            change: KeyChange {
+                is_active: Some(false),
+                ..KeyChange::default()
+            },
         },
+        now,
     )
     .await
 }
@@ -262,10 +247,10 @@ pub fn hour_of(at: NaiveDateTime) -> NaiveDateTime {
 pub async fn usage(
     pool: &DbPool,
     actor: Actor,
-    id: i64,
-    now: NaiveDateTime,
+    id: KeyId,
+    now: Now,
 ) -> Result<(KeyRecord, KeyUsage), KeyError> {
-    let first_hour = hour_of(now) - Duration::hours(23);
+    let first_hour = hour_of(now.naive()) - Duration::hours(23);
     db::run(pool, move |conn| {
         let record = visible(conn, actor, id)?;
         let totals = UsageRow::totals(conn, id)?;

@@ -1,7 +1,7 @@
 //! The sliding-window arithmetic (see the module comment of `limits`) and the decisions it
 //! makes, shared by both stores.
 
-use super::{Policy, Window};
+use super::{Limit, Policy, Window};
 
 /// `floor(prev × (W − elapsed) / W)`: the previous window's weight now. Computed in f64 in the
 /// same order as the Redis script, so both stores decide identically.
@@ -19,7 +19,7 @@ pub fn admits(limit: Option<u32>, prev: u64, curr: u64, elapsed_ms: u64, window_
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowCount {
     pub window: Window,
-    pub limit: Option<u32>,
+    pub limit: Option<Limit>,
     pub prev: u64,
     pub curr: u64,
     /// Milliseconds into the current clock-aligned window.
@@ -171,7 +171,14 @@ pub(crate) fn decide(policy: &Policy, now_ms: u64, counters: &[(u64, u64)], cost
         .iter()
         .zip(counters)
         .all(|(&(window, limit), &(prev, curr))| {
-            admits(limit, prev, curr, now_ms % window.millis(), window.millis(), cost)
+            admits(
+                limit.map(Limit::get),
+                prev,
+                curr,
+                now_ms % window.millis(),
+                window.millis(),
+                cost,
+            )
         });
     let after = counters
         .iter()

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::{Decision, Policy, Window};
+use super::{Decision, Limit, Policy, Window};
 
 /// Header values for one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl RateLimitHeaders {
                 (window, ceil_secs(window.reset_ms()).max(1))
             }
         };
-        let limit = window.limit?;
+        let limit = window.limit?.get();
         let remaining = window.remaining().unwrap_or(0);
         Some(RateLimitHeaders {
             current: format!("\"{}\";r={remaining};t={seconds}", window.window.name()),
@@ -52,7 +52,7 @@ impl RateLimitHeaders {
 }
 
 /// The `RateLimit-Policy` value of a policy's windows: the limited ones, shortest first.
-pub(crate) fn policy_header(windows: &[(Window, Option<u32>)]) -> String {
+pub(crate) fn policy_header(windows: &[(Window, Option<Limit>)]) -> String {
     let mut policy = String::new();
     for (window, limit) in windows {
         if let Some(limit) = limit {
@@ -75,9 +75,9 @@ mod tests {
 
     fn policy() -> Policy {
         Policy::new(vec![
-            (Window::Minute, Some(60)),
-            (Window::Hour, Some(1000)),
-            (Window::Day, Some(10000)),
+            (Window::Minute, Limit::new(60)),
+            (Window::Hour, Limit::new(1000)),
+            (Window::Day, Limit::new(10000)),
         ])
     }
 
@@ -117,7 +117,7 @@ mod tests {
             now in 0..4_000_000_000_000u64,
             cost in 0..2u64,
         ) {
-            let policy = Policy::new(vec![(Window::Minute, minute), (Window::Hour, hour)]);
+            let policy = Policy::new(vec![(Window::Minute, minute.and_then(crate::limits::Limit::new)), (Window::Hour, hour.and_then(crate::limits::Limit::new))]);
             let d = decide(&policy, now, &[(prev, curr), (prev, curr)], cost);
             if let Some(h) = RateLimitHeaders::of(&d, &policy) {
                 for value in [&*h.policy, h.current.as_str()] {

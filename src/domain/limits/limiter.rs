@@ -7,11 +7,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
 use super::{Bucket, Decision, Policy};
+use crate::clock::Now;
 use crate::limits::latency::Latency;
 use crate::shared_redis::{RedisConn, RedisTarget};
 
@@ -75,12 +76,6 @@ pub struct StoreStats {
     pub failures: AtomicU64,
 }
 
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Limiter {
     /// In-process counters only: a single instance.
     pub fn in_memory(memory: Arc<MemoryStore>) -> Limiter {
@@ -125,21 +120,34 @@ impl Limiter {
     }
 
     /// The counts of `bucket` under `policy`, counting nothing.
-    pub async fn peek(&self, bucket: Bucket, policy: &Policy) -> Result<Decision, LimiterError> {
-        self.hit(bucket, policy, 0).await
+    pub async fn peek(&self, bucket: Bucket, policy: &Policy, now: Now) -> Result<Decision, LimiterError> {
+        self.hit(bucket, policy, 0, now).await
     }
 
-    /// Counts `cost` requests (0: only reads) of `bucket` under `policy`.
-    pub async fn hit(&self, bucket: Bucket, policy: &Policy, cost: u32) -> Result<Decision, LimiterError> {
+    /// Counts `cost` requests (0: only reads) of `bucket` under `policy`, at `now` (the
+    /// in-process store's windows; Redis uses its own clock, shared by every instance).
+    pub async fn hit(
+        &self,
+        bucket: Bucket,
+        policy: &Policy,
+        cost: u32,
+        now: Now,
+    ) -> Result<Decision, LimiterError> {
         let started = Instant::now();
-        let decision = self.decide(bucket, policy, cost).await;
+        let decision = self.decide(bucket, policy, cost, now.unix_ms()).await;
         self.stats.latency.observe(started.elapsed());
         decision
     }
 
-    async fn decide(&self, bucket: Bucket, policy: &Policy, cost: u32) -> Result<Decision, LimiterError> {
+    async fn decide(
+        &self,
+        bucket: Bucket,
+        policy: &Policy,
+        cost: u32,
+        unix_ms: u64,
+    ) -> Result<Decision, LimiterError> {
         let Some(redis) = &self.redis else {
-            return Ok(self.memory.hit(bucket, policy, cost, unix_ms()));
+            return Ok(self.memory.hit(bucket, policy, cost, unix_ms));
         };
         if redis.healthy.load(Ordering::Acquire)
             && let Some(store) = redis.store.get()
@@ -157,8 +165,8 @@ impl Limiter {
             }
         }
         match redis.mode {
-            FailureMode::Local => Ok(self.memory.hit(bucket, policy, cost, unix_ms())),
-            FailureMode::Open => Ok(Decision::unlimited(unix_ms())),
+            FailureMode::Local => Ok(self.memory.hit(bucket, policy, cost, unix_ms)),
+            FailureMode::Open => Ok(Decision::unlimited(unix_ms)),
             FailureMode::Closed => Err(LimiterError::Unavailable),
         }
     }
@@ -196,7 +204,7 @@ impl Limiter {
                 let Some(limiter) = limiter.upgrade() else { return };
                 ticks += 1;
                 if ticks.is_multiple_of(40) {
-                    limiter.memory.sweep(unix_ms());
+                    limiter.memory.sweep(Now::read().unix_ms());
                 }
                 if let Some(redis) = &limiter.redis
                     && !redis.healthy.load(Ordering::Acquire)

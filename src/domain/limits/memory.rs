@@ -157,11 +157,13 @@ fn make_room(map: &mut HashMap<Bucket, Counters>, now_ms: u64, limit: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::KeyId;
+    use crate::limits::Limit;
 
     #[test]
     fn memory_stays_bounded_under_a_flood_of_callers() {
         let store = MemoryStore::new(6_400);
-        let policy = Policy::new(vec![(Window::Hour, Some(100))]);
+        let policy = Policy::new(vec![(Window::Hour, Limit::new(100))]);
         for i in 0..50_000u32 {
             let ip = std::net::IpAddr::from(i.to_be_bytes());
             store.hit(Bucket::Ip(ip), &policy, 1, 1_000_000);
@@ -172,16 +174,16 @@ mod tests {
     #[test]
     fn a_flood_of_addresses_does_not_reset_key_counters() {
         let store = MemoryStore::new(6_400);
-        let policy = Policy::new(vec![(Window::Hour, Some(100))]);
+        let policy = Policy::new(vec![(Window::Hour, Limit::new(100))]);
         for id in 0..1_000 {
-            store.hit(Bucket::Key(id), &policy, 60, 1_000_000);
+            store.hit(Bucket::Key(KeyId(id)), &policy, 60, 1_000_000);
         }
         for i in 0..50_000u64 {
             let v6 = std::net::Ipv6Addr::from(u128::from(i) << 64 | 1);
             store.hit(Bucket::ip(v6.into()), &policy, 1, 1_000_000);
         }
         for id in 0..1_000 {
-            let decision = store.hit(Bucket::Key(id), &policy, 0, 1_000_000);
+            let decision = store.hit(Bucket::Key(KeyId(id)), &policy, 0, 1_000_000);
             assert_eq!(
                 decision.counts[0].remaining(),
                 Some(40),
@@ -193,8 +195,8 @@ mod tests {
     #[test]
     fn sweeping_forgets_callers_whose_windows_have_passed() {
         let store = MemoryStore::new(1000);
-        let policy = Policy::new(vec![(Window::Minute, Some(5))]);
-        store.hit(Bucket::Key(1), &policy, 1, 0);
+        let policy = Policy::new(vec![(Window::Minute, Limit::new(5))]);
+        store.hit(Bucket::Key(KeyId(1)), &policy, 1, 0);
         store.sweep(60_000);
         assert_eq!(store.len(), 1, "still the previous window");
         store.sweep(120_000);

@@ -17,11 +17,13 @@ pub mod memory;
 pub mod redis;
 
 mod decision;
+mod limit;
 mod policy;
 mod rate;
 
 pub use decision::{Counts, Decision, WindowCount, admits, weighted_previous};
 pub(crate) use decision::{assemble, decide};
+pub use limit::{Limit, Limits};
 pub use limiter::{CounterState, FailureMode, Limiter, LimiterError};
 pub use policy::{Bucket, Policy};
 pub use rate::{Rate, RateParseError, Window};
@@ -43,7 +45,14 @@ mod tests {
             (" 5 / HOUR ", Window::Hour),
             ("5/day", Window::Day),
         ] {
-            assert_eq!(Rate::parse(text), Ok(Rate { limit: 5, window }), "{text}");
+            assert_eq!(
+                Rate::parse(text),
+                Ok(Rate {
+                    limit: Limit::new(5).expect("5"),
+                    window
+                }),
+                "{text}"
+            );
         }
     }
 
@@ -85,7 +94,7 @@ mod tests {
     fn count(limit: u32, prev: u64, curr: u64, elapsed_ms: u64) -> WindowCount {
         WindowCount {
             window: Window::Minute,
-            limit: Some(limit),
+            limit: Limit::new(limit),
             prev,
             curr,
             elapsed_ms,
@@ -132,8 +141,8 @@ mod tests {
     #[test]
     fn a_decision_counts_only_when_every_window_has_room() {
         let policy = Policy::new(vec![
-            (Window::Minute, Some(2)),
-            (Window::Hour, Some(10)),
+            (Window::Minute, Limit::new(2)),
+            (Window::Hour, Limit::new(10)),
             (Window::Day, None),
         ]);
         let allowed = decide(&policy, 61_000, &[(0, 1), (0, 5), (0, 99)], 1);
@@ -165,7 +174,7 @@ mod tests {
 
         #[test]
         fn rates_round_trip_through_their_text(limit in 1..=i32::MAX as u32, window in 0..4usize) {
-            let rate = Rate { limit, window: Window::ALL[window] };
+            let rate = Rate { limit: Limit::new(limit).expect("positive"), window: Window::ALL[window] };
             prop_assert_eq!(Rate::parse(&rate.to_string()), Ok(rate));
         }
 

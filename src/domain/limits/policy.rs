@@ -4,13 +4,14 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{Rate, Window, headers};
+use super::{Limit, Rate, Window, headers};
+use crate::db::{KeyId, UserId};
 
 /// Whose counters: one bucket per key, per user, or per client address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bucket {
-    Key(i64),
-    User(i64),
+    Key(KeyId),
+    User(UserId),
     /// IPv6 addresses are grouped by /64, the block one subscriber usually holds, so an
     /// attacker cannot rotate through 2⁶⁴ addresses for fresh buckets.
     Ip(IpAddr),
@@ -68,12 +69,12 @@ impl fmt::Display for Bucket {
 /// header value is rendered once, not per request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
-    windows: Arc<[(Window, Option<u32>)]>,
+    windows: Arc<[(Window, Option<Limit>)]>,
     header: Arc<str>,
 }
 
 impl Policy {
-    pub fn new(mut windows: Vec<(Window, Option<u32>)>) -> Policy {
+    pub fn new(mut windows: Vec<(Window, Option<Limit>)>) -> Policy {
         windows.sort_by_key(|(w, _)| *w);
         windows.dedup_by_key(|(w, _)| *w);
         let header = headers::policy_header(&windows).into();
@@ -87,7 +88,7 @@ impl Policy {
         Policy::new(rates.iter().map(|r| (r.window, Some(r.limit))).collect())
     }
 
-    pub fn windows(&self) -> &[(Window, Option<u32>)] {
+    pub fn windows(&self) -> &[(Window, Option<Limit>)] {
         &self.windows
     }
 

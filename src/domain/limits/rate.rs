@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::Limit;
+
 /// A fixed span of time a limit is counted over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Window {
@@ -64,7 +66,7 @@ impl Window {
 /// `limit` requests per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
-    pub limit: u32,
+    pub limit: Limit,
     pub window: Window,
 }
 
@@ -99,7 +101,7 @@ impl Rate {
             .trim()
             .parse::<u32>()
             .ok()
-            .filter(|n| (1..=i32::MAX as u32).contains(n))
+            .and_then(Limit::new)
             .ok_or_else(|| RateParseError::BadCount(text.to_owned()))?;
         Ok(Rate { limit, window })
     }

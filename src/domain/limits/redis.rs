@@ -314,7 +314,8 @@ impl ScriptCall {
         for policy in &self.policies {
             cmd.arg(policy.windows().len());
             for &(window, limit) in policy.windows() {
-                cmd.arg(window.seconds()).arg(limit.map_or(-1, i64::from));
+                cmd.arg(window.seconds())
+                    .arg(limit.map_or(-1, |l| i64::from(l.get())));
             }
         }
         for (number, costs) in &self.callers {

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::{Email, UserError, check_password, insert, password};
+use crate::clock::Now;
 use crate::db::models::User;
 use crate::db::{self, DbPool};
 use crate::validation::FieldErrors;
@@ -53,7 +54,7 @@ pub async fn bootstrap_admin(
         let hash = password::hash_bounded(&admin.password).await?;
         db::run(pool, move |conn| {
             if User::find_by_email(conn, email.as_str())?.is_none() {
-                insert(conn, &email, &hash, true)?;
+                insert(conn, &email, &hash, true, Now::read().naive())?;
                 log::info!("created admin user {}", email.as_str());
             }
             Ok::<_, UserError>(())
@@ -71,7 +72,7 @@ pub async fn bootstrap_admin(
             return Ok(None);
         }
         let email = Email(FIRST_RUN_ADMIN.to_owned());
-        insert(conn, &email, &hash, true)?;
+        insert(conn, &email, &hash, true, Now::read().naive())?;
         Ok(Some(GeneratedAdmin {
             email: email.0,
             password,

@@ -9,10 +9,11 @@ pub mod token;
 use std::net::IpAddr;
 
 use crate::db::models::{NewUser, RevokedSession, User, UserChanges};
-use crate::db::{self, DbConnection, DbError, DbPool};
-use crate::keys::Limits;
-use crate::keys::cache::KeyCache;
-use crate::limits::Limiter;
+use chrono::NaiveDateTime;
+
+use crate::clock::Now;
+use crate::db::{self, DbConnection, DbError, DbPool, UserId};
+use crate::limits::{Limit, Limiter, Limits};
 use crate::validation::FieldErrors;
 
 pub use bootstrap::{AdminBootstrap, FIRST_RUN_ADMIN, GeneratedAdmin, bootstrap_admin, random_password};
@@ -89,11 +90,11 @@ fn insert(
     email: &Email,
     password_hash: &str,
     is_admin: bool,
+    now: NaiveDateTime,
 ) -> Result<User, UserError> {
     if User::find_by_email(conn, email.as_str())?.is_some() {
         return Err(UserError::EmailTaken);
     }
-    let now = db::now();
     Ok(User::insert(
         conn,
         &NewUser {
@@ -107,7 +108,13 @@ fn insert(
     )?)
 }
 
-pub async fn create(pool: &DbPool, email: &str, password: &str, is_admin: bool) -> Result<User, UserError> {
+pub async fn create(
+    pool: &DbPool,
+    email: &str,
+    password: &str,
+    is_admin: bool,
+    now: Now,
+) -> Result<User, UserError> {
     let mut errors = FieldErrors::new();
     let email = Email::parse(email).map_err(|e| errors.add("email", e)).ok();
     if let Err(e) = check_password(password) {
@@ -117,7 +124,10 @@ pub async fn create(pool: &DbPool, email: &str, password: &str, is_admin: bool) 
         return Err(UserError::Invalid(errors));
     };
     let hash = password::hash_bounded(password).await?;
-    db::run(pool, move |conn| insert(conn, &email, &hash, is_admin)).await
+    db::run(pool, move |conn| {
+        insert(conn, &email, &hash, is_admin, now.naive())
+    })
+    .await
 }
 
 /// Checks an email and password. Unknown emails cost the same argon2 work as wrong passwords,
@@ -147,12 +157,27 @@ pub async fn log_in(
     address: Option<IpAddr>,
     email: &str,
     password: &str,
+    now: Now,
 ) -> Result<User, UserError> {
     throttle::Attempt::new(address, email)
-        .begin(limiter)
+        .begin(limiter, now)
         .await
         .map_err(UserError::Throttled)?;
     authenticate(pool, email, password).await
+}
+
+/// Where a change of a user's standing (active, epoch) is announced, so that every instance
+/// stops honouring their old tokens and sessions: the key cache, which holds the standing the
+/// gate reads. A trait, so that users need not know the cache (keys build on users, not the
+/// other way round).
+pub trait Standing {
+    fn user_changed(&self, id: UserId) -> impl std::future::Future<Output = ()>;
+}
+
+impl<T: Standing> Standing for std::sync::Arc<T> {
+    fn user_changed(&self, id: UserId) -> impl std::future::Future<Output = ()> {
+        T::user_changed(self, id)
+    }
 }
 
 /// The most `user` may set on their own keys: what an admin set, or `defaults`
@@ -161,12 +186,7 @@ pub fn ceiling(user: &User, defaults: &Limits) -> Limits {
     if !user.ceiling_set {
         return *defaults;
     }
-    let positive = |v: Option<i32>| v.and_then(|n| u32::try_from(n).ok()).filter(|&n| n > 0);
-    Limits {
-        per_minute: positive(user.max_rate_limit_per_minute),
-        per_hour: positive(user.max_rate_limit_per_hour),
-        per_day: positive(user.max_rate_limit_per_day),
-    }
+    Limits::ceiling_of(user)
 }
 
 /// A change of a user by an admin: `None` leaves a field alone.
@@ -178,13 +198,19 @@ pub struct UserPatch {
     pub ceiling: Option<Limits>,
 }
 
-fn column(limit: Option<u32>) -> Option<i32> {
-    limit.and_then(|n| i32::try_from(n).ok())
+fn column(limit: Option<Limit>) -> Option<i32> {
+    limit.map(Limit::column)
 }
 
 /// Applies `patch`. Switching a user off or on ends every token and session they hold, on
 /// every instance (their epoch moves and the change is announced).
-pub async fn update(pool: &DbPool, cache: &KeyCache, id: i64, patch: UserPatch) -> Result<User, UserError> {
+pub async fn update(
+    pool: &DbPool,
+    cache: &impl Standing,
+    id: UserId,
+    patch: UserPatch,
+    now: Now,
+) -> Result<User, UserError> {
     let changes = UserChanges {
         is_active: patch.is_active,
         is_admin: patch.is_admin,
@@ -192,7 +218,7 @@ pub async fn update(pool: &DbPool, cache: &KeyCache, id: i64, patch: UserPatch) 
         max_rate_limit_per_hour: patch.ceiling.map(|c| column(c.per_hour)),
         max_rate_limit_per_day: patch.ceiling.map(|c| column(c.per_day)),
         ceiling_set: patch.ceiling.map(|_| true),
-        updated_at: Some(db::now()),
+        updated_at: Some(now.naive()),
         ..UserChanges::default()
     };
     let end_sessions = patch.is_active.is_some() || patch.is_admin == Some(false);
@@ -212,29 +238,36 @@ pub async fn update(pool: &DbPool, cache: &KeyCache, id: i64, patch: UserPatch) 
 /// is, from `address`.
 pub async fn change_password(
     pool: &DbPool,
-    (limiter, cache): (&Limiter, &KeyCache),
+    (limiter, cache): (&Limiter, &impl Standing),
     address: Option<IpAddr>,
     user: &User,
     current: &str,
     new: &str,
+    now: Now,
 ) -> Result<User, UserError> {
     throttle::Attempt::new(address, &user.email)
-        .begin(limiter)
+        .begin(limiter, now)
         .await
         .map_err(UserError::Throttled)?;
     let stored = find(pool, user.id).await?;
     if !password::verify_bounded(current, stored.password_hash).await {
         return Err(UserError::InvalidCredentials);
     }
-    set_password(pool, cache, user.id, new).await
+    set_password(pool, cache, user.id, new, now).await
 }
 
 /// Sets the password of user `id` (the CLI's reset); every token and session of theirs ends.
-pub async fn set_password(pool: &DbPool, cache: &KeyCache, id: i64, new: &str) -> Result<User, UserError> {
+pub async fn set_password(
+    pool: &DbPool,
+    cache: &impl Standing,
+    id: UserId,
+    new: &str,
+    now: Now,
+) -> Result<User, UserError> {
     check_password(new).map_err(|e| UserError::Invalid(FieldErrors::single("new_password", e)))?;
     let changes = UserChanges {
         password_hash: Some(password::hash_bounded(new).await?),
-        updated_at: Some(db::now()),
+        updated_at: Some(now.naive()),
         ..UserChanges::default()
     };
     let user = db::run(pool, move |conn| {
@@ -249,7 +282,7 @@ pub async fn set_password(pool: &DbPool, cache: &KeyCache, id: i64, new: &str) -
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8X1d3y4mDeTkBWgsUX5dbhHyR8l7WVyiCOUv5Da8UeU";
 
-pub async fn find(pool: &DbPool, id: i64) -> Result<User, UserError> {
+pub async fn find(pool: &DbPool, id: UserId) -> Result<User, UserError> {
     db::run(pool, move |conn| User::find(conn, id)?.ok_or(UserError::NotFound)).await
 }
 
@@ -259,17 +292,23 @@ pub async fn list(pool: &DbPool) -> Result<Vec<User>, UserError> {
 
 /// Activates or deactivates a user. A deactivated user cannot log in, and their bearer tokens
 /// and dashboard sessions stop working on every instance within a second.
-pub async fn set_active(pool: &DbPool, cache: &KeyCache, id: i64, active: bool) -> Result<User, UserError> {
+pub async fn set_active(
+    pool: &DbPool,
+    cache: &impl Standing,
+    id: UserId,
+    active: bool,
+    now: Now,
+) -> Result<User, UserError> {
     let patch = UserPatch {
         is_active: Some(active),
         ..UserPatch::default()
     };
-    update(pool, cache, id, patch).await
+    update(pool, cache, id, patch, now).await
 }
 
 /// The user of a dashboard session, unless that session was ended by a logout (one database
 /// call for both).
-pub async fn of_session(pool: &DbPool, id: i64, session_id: String) -> Result<Option<User>, UserError> {
+pub async fn of_session(pool: &DbPool, id: UserId, session_id: String) -> Result<Option<User>, UserError> {
     db::run(pool, move |conn| {
         if RevokedSession::exists(conn, &session_id)? {
             return Ok(None);
@@ -283,10 +322,16 @@ pub async fn of_session(pool: &DbPool, id: i64, session_id: String) -> Result<Op
 pub async fn end_session(
     pool: &DbPool,
     session_id: String,
-    expires_at: chrono::NaiveDateTime,
+    expires_at: NaiveDateTime,
+    now: Now,
 ) -> Result<(), UserError> {
     db::run(pool, move |conn| {
-        Ok(RevokedSession::insert(conn, &session_id, expires_at, db::now())?)
+        Ok(RevokedSession::insert(
+            conn,
+            &session_id,
+            expires_at,
+            now.naive(),
+        )?)
     })
     .await
 }

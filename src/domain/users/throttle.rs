@@ -16,11 +16,12 @@ use std::net::IpAddr;
 
 use sha2::{Digest, Sha256};
 
-use crate::limits::{Bucket, Limiter, Policy, Window};
+use crate::clock::Now;
+use crate::limits::{Bucket, Limit, Limiter, Policy, Window};
 
-const PER_PAIR: u32 = 10;
-const PER_ADDRESS: u32 = 30;
-const PER_EMAIL: u32 = 100;
+const PER_PAIR: Limit = Limit::new(10).expect("positive");
+const PER_ADDRESS: Limit = Limit::new(30).expect("positive");
+const PER_EMAIL: Limit = Limit::new(100).expect("positive");
 
 /// The buckets of one login attempt.
 pub struct Attempt {
@@ -63,10 +64,10 @@ impl Attempt {
     /// the seconds to wait. Counting first is what makes the limits hold for attempts sent in
     /// parallel (checked after hashing, N parallel guesses would all pass the check). So
     /// successful attempts count too; the limits leave room for them.
-    pub async fn begin(&self, limiter: &Limiter) -> Result<(), u64> {
+    pub async fn begin(&self, limiter: &Limiter, now: Now) -> Result<(), u64> {
         for (bucket, policy) in &self.buckets {
             // Without counters (Redis failing in mode closed) logins stay possible.
-            let Ok(decision) = limiter.hit(*bucket, policy, 1).await else {
+            let Ok(decision) = limiter.hit(*bucket, policy, 1, now).await else {
                 continue;
             };
             if let Some((_, wait_ms)) = decision.refusal() {

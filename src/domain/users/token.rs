@@ -9,6 +9,8 @@ use std::fmt;
 use hmac::{KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::db::UserId;
+
 /// Key material that signs bearer tokens and session cookies. Never printed.
 #[derive(Clone)]
 pub struct SecretKey(Vec<u8>);
@@ -57,7 +59,7 @@ pub enum TokenError {
 /// A verified token's claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claims {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub epoch: i64,
     pub expires_at: i64,
 }
@@ -80,7 +82,7 @@ impl TokenSigner {
         mac
     }
 
-    pub fn issue(&self, user_id: i64, epoch: i64, expires_at: i64) -> String {
+    pub fn issue(&self, user_id: UserId, epoch: i64, expires_at: i64) -> String {
         let payload = format!("{SCHEME}.{user_id}.{epoch}.{expires_at}");
         let tag = self.signature(&payload).finalize().into_bytes();
         format!("{payload}.{}", hex::encode(tag))
@@ -129,12 +131,12 @@ mod tests {
     #[test]
     fn a_token_verifies_until_it_expires() {
         let s = signer();
-        let token = s.issue(42, 3, 1_000);
+        let token = s.issue(UserId(42), 3, 1_000);
         assert!(token.starts_with("kgt.42.3.1000."));
         assert_eq!(
             s.verify(&token, 999),
             Ok(Claims {
-                user_id: 42,
+                user_id: UserId(42),
                 epoch: 3,
                 expires_at: 1_000
             })
@@ -145,7 +147,7 @@ mod tests {
     #[test]
     fn tampered_or_foreign_tokens_are_refused() {
         let s = signer();
-        let token = s.issue(42, 0, 1_000);
+        let token = s.issue(UserId(42), 0, 1_000);
         let renewed = token.replace("kgt.42.0.", "kgt.42.1.");
         assert_eq!(s.verify(&renewed, 0), Err(TokenError::BadSignature));
         let raised = token.replace("kgt.42.", "kgt.1.");

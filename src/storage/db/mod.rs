@@ -2,12 +2,14 @@
 //! an r2d2 pool, the embedded migrations of both backends, and [`run`], the one way async code
 //! reaches the database. Knows nothing of HTTP.
 
+pub mod ids;
 pub mod models;
 pub mod schema;
 
+pub use ids::{KeyId, UserId};
+
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
@@ -174,9 +176,4 @@ where
     })
     .await
     .map_err(|_| DbError::Cancelled)?
-}
-
-/// The current UTC time as stored: whole seconds, so both backends round-trip it exactly.
-pub fn now() -> NaiveDateTime {
-    Utc::now().naive_utc().trunc_subsecs(0)
 }

@@ -17,6 +17,7 @@ pub mod api;
 pub mod assets;
 pub mod gateway;
 pub mod health;
+pub mod metrics;
 
 /// Routes HEAD as GET, as a [`Rewrite`](crate::normalize::Rewrite) on keygate's own
 /// resources (never the gateway, whose upstream sees the method as sent). The connection still

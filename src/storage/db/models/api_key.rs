@@ -1,16 +1,16 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::{api_keys, users};
+use crate::db::{DbConnection, KeyId, UserId};
 
 /// A key row. Field order is the `table!` order: inserts and updates read it back through an
 /// implicit `RETURNING *` (the only form MultiConnection supports).
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct ApiKey {
-    pub id: i64,
-    pub user_id: i64,
+    pub id: KeyId,
+    pub user_id: UserId,
     pub name: String,
     pub prefix: String,
     pub key_hash: String,
@@ -29,7 +29,7 @@ pub struct ApiKey {
 #[derive(Insertable)]
 #[diesel(table_name = api_keys)]
 pub struct NewApiKey<'a> {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub name: &'a str,
     pub prefix: &'a str,
     pub key_hash: &'a str,
@@ -123,7 +123,7 @@ macro_rules! searched {
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct KeyFilter {
-    pub owner: Option<i64>,
+    pub owner: Option<UserId>,
     pub active: Option<bool>,
 }
 
@@ -132,7 +132,7 @@ impl ApiKey {
         diesel::insert_into(api_keys::table).values(new).get_result(conn)
     }
 
-    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<ApiKey>> {
+    pub fn find(conn: &mut DbConnection, id: KeyId) -> QueryResult<Option<ApiKey>> {
         api_keys::table
             .find(id)
             .select(ApiKey::as_select())
@@ -151,7 +151,7 @@ impl ApiKey {
     }
 
     /// The key and its owner's email.
-    pub fn find_with_owner(conn: &mut DbConnection, id: i64) -> QueryResult<Option<(ApiKey, String)>> {
+    pub fn find_with_owner(conn: &mut DbConnection, id: KeyId) -> QueryResult<Option<(ApiKey, String)>> {
         api_keys::table
             .inner_join(users::table)
             .filter(api_keys::id.eq(id))
@@ -204,20 +204,24 @@ impl ApiKey {
     /// Locks the key's row until the transaction ends (PostgreSQL `FOR UPDATE`), so a change
     /// decided on what was read cannot interleave with another change of the same key. SQLite
     /// has one writer at a time already.
-    pub fn lock(conn: &mut DbConnection, id: i64) -> QueryResult<()> {
+    pub fn lock(conn: &mut DbConnection, id: KeyId) -> QueryResult<()> {
         if let DbConnection::Postgresql(pg) = conn {
             api_keys::table
                 .find(id)
                 .select(api_keys::id)
                 .for_update()
-                .first::<i64>(pg)
+                .first::<KeyId>(pg)
                 .optional()?;
         }
         Ok(())
     }
 
     /// Applies `changes`; `None` when no key has this id.
-    pub fn update(conn: &mut DbConnection, id: i64, changes: &ApiKeyChanges) -> QueryResult<Option<ApiKey>> {
+    pub fn update(
+        conn: &mut DbConnection,
+        id: KeyId,
+        changes: &ApiKeyChanges,
+    ) -> QueryResult<Option<ApiKey>> {
         diesel::update(api_keys::table.find(id))
             .set(changes)
             .get_result(conn)

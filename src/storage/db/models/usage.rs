@@ -3,14 +3,14 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
-use crate::db::DbConnection;
 use crate::db::schema::api_key_usage;
+use crate::db::{DbConnection, KeyId};
 
 /// Requests one key made in one clock hour (`hour` is the hour's start, UTC).
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_key_usage, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct UsageRow {
-    pub api_key_id: i64,
+    pub api_key_id: KeyId,
     pub hour: NaiveDateTime,
     pub allowed: i64,
     pub rejected: i64,
@@ -49,7 +49,7 @@ impl UsageRow {
     }
 
     /// Rows of one key from `since` on, oldest first.
-    pub fn since(conn: &mut DbConnection, key_id: i64, since: NaiveDateTime) -> QueryResult<Vec<UsageRow>> {
+    pub fn since(conn: &mut DbConnection, key_id: KeyId, since: NaiveDateTime) -> QueryResult<Vec<UsageRow>> {
         api_key_usage::table
             .filter(api_key_usage::api_key_id.eq(key_id))
             .filter(api_key_usage::hour.ge(since))
@@ -59,7 +59,7 @@ impl UsageRow {
     }
 
     /// All-time totals of one key.
-    pub fn totals(conn: &mut DbConnection, key_id: i64) -> QueryResult<UsageTotals> {
+    pub fn totals(conn: &mut DbConnection, key_id: KeyId) -> QueryResult<UsageTotals> {
         // SUM(bigint) is NUMERIC on PostgreSQL; cast back so both backends yield BIGINT.
         let (allowed, rejected) = api_key_usage::table
             .filter(api_key_usage::api_key_id.eq(key_id))

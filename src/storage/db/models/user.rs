@@ -3,13 +3,13 @@ use std::fmt;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::db::DbConnection;
 use crate::db::schema::users;
+use crate::db::{DbConnection, UserId};
 
 #[derive(Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct User {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
     pub is_admin: bool,
@@ -66,7 +66,7 @@ impl User {
         diesel::insert_into(users::table).values(new).get_result(conn)
     }
 
-    pub fn find(conn: &mut DbConnection, id: i64) -> QueryResult<Option<User>> {
+    pub fn find(conn: &mut DbConnection, id: UserId) -> QueryResult<Option<User>> {
         users::table
             .find(id)
             .select(User::as_select())
@@ -96,7 +96,7 @@ impl User {
     /// Applies `changes`; `end_sessions` also moves the epoch, ending every token and session.
     pub fn update(
         conn: &mut DbConnection,
-        id: i64,
+        id: UserId,
         changes: &UserChanges,
         end_sessions: bool,
     ) -> QueryResult<Option<User>> {

@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use crate::clock::Now;
 use crate::error::AdminError;
 use crate::gate::client_ip;
 use crate::routes::admin::{
@@ -84,12 +85,13 @@ pub async fn submit(
     state: web::Data<AppState>,
     session: Session,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&session, &form)?;
     let email = field(&form, "email").to_owned();
     let password = form.get("password").cloned().unwrap_or_default();
     let address = client_ip(&state, &req);
-    match users::log_in(&state.pool, &state.limiter, address, &email, &password).await {
+    match users::log_in(&state.pool, &state.limiter, address, &email, &password, now).await {
         Ok(user) if user.is_admin => {
             log_in(&session, &user)?;
             Ok(redirect("/admin/keys"))
@@ -123,9 +125,10 @@ pub async fn logout(
     state: web::Data<AppState>,
     session: Session,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&session, &form)?;
-    log_out(&state, &session).await?;
+    log_out(&state, &session, now).await?;
     Ok(redirect("/admin/login?logged_out=1"))
 }
 
@@ -151,6 +154,7 @@ pub async fn change_password(
     state: web::Data<AppState>,
     admin: Admin,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let current = form.get("current_password").cloned().unwrap_or_default();
@@ -164,7 +168,7 @@ pub async fn change_password(
     };
     let address = client_ip(&state, &req);
     let stores = (&*state.limiter, &*state.keys);
-    match users::change_password(&state.pool, stores, address, &admin.user, &current, &new).await {
+    match users::change_password(&state.pool, stores, address, &admin.user, &current, &new, now).await {
         Ok(_) => {
             admin.session.purge();
             Ok(redirect("/admin/login?password_changed=1"))

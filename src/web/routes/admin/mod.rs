@@ -7,7 +7,8 @@ mod page;
 mod session;
 pub mod users;
 
-pub use page::{Confirmation, Flash, Form, Layout, Switch, ago, error_page, field, redirect, render};
+pub use page::{Confirmation, Form, Layout, Switch, ago, error_page, field, redirect, render};
+pub use session::Flash;
 pub use session::{
     Admin, check_csrf, csrf_token, flash, log_in, log_out, over_https, secure_cookies, session_admin,
 };

@@ -8,11 +8,24 @@ use actix_web::http::header::{self};
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use chrono::NaiveDateTime;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::AdminError;
 
-use super::session::Admin;
+use super::session::{self, Admin, Flash};
+
+impl Admin {
+    /// The layout of a page for this admin (takes the flash messages waiting for them).
+    pub fn layout(&self, title: impl Into<String>, section: &'static str) -> Layout {
+        Layout {
+            title: title.into(),
+            section,
+            admin: Some(self.user.email.clone()),
+            csrf: session::csrf_token(&self.session),
+            flashes: session::take_flashes(&self.session),
+        }
+    }
+}
 
 /// What every page's layout shows.
 pub struct Layout {
@@ -23,13 +36,6 @@ pub struct Layout {
     pub admin: Option<String>,
     pub csrf: String,
     pub flashes: Vec<Flash>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Flash {
-    /// `success`, `error` or `info`.
-    pub kind: String,
-    pub text: String,
 }
 
 #[derive(Template)]

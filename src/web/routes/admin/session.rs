@@ -9,14 +9,23 @@ use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, web};
+use serde::{Deserialize, Serialize};
 
+use crate::clock::Now;
+use crate::db::UserId;
 use crate::db::models::User;
 use crate::error::AdminError;
 use crate::keys::service::Actor;
 use crate::state::AppState;
 use crate::users::UserError;
 
-use super::page::{Flash, Layout};
+/// A message shown once, on the next page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flash {
+    /// `success`, `error` or `info`.
+    pub kind: String,
+    pub text: String,
+}
 
 const CSRF: &str = "csrf";
 const FLASHES: &str = "flashes";
@@ -58,7 +67,7 @@ pub fn flash(session: &Session, kind: &str, text: impl Into<String>) {
     let _ = session.insert(FLASHES, flashes);
 }
 
-fn take_flashes(session: &Session) -> Vec<Flash> {
+pub(super) fn take_flashes(session: &Session) -> Vec<Flash> {
     session
         .remove_as::<Vec<Flash>>(FLASHES)
         .and_then(Result::ok)
@@ -85,10 +94,10 @@ pub fn log_in(session: &Session, user: &User) -> Result<(), AdminError> {
 
 /// Ends the session here and on every instance: with cookie sessions a saved cookie would
 /// otherwise keep working until it expires.
-pub async fn log_out(state: &AppState, session: &Session) -> Result<(), AdminError> {
+pub async fn log_out(state: &AppState, session: &Session, now: Now) -> Result<(), AdminError> {
     if let Ok(Some(sid)) = session.get::<String>(SID) {
-        let until = crate::db::now() + chrono::Duration::hours(crate::sessions::SESSION_HOURS);
-        crate::users::end_session(&state.pool, sid, until).await?;
+        let until = now.naive() + chrono::Duration::hours(crate::sessions::SESSION_HOURS);
+        crate::users::end_session(&state.pool, sid, until, now).await?;
     }
     session.purge();
     Ok(())
@@ -98,7 +107,7 @@ pub async fn log_out(state: &AppState, session: &Session) -> Result<(), AdminErr
 /// and the user's epoch has not moved since the login.
 pub async fn session_admin(state: &AppState, session: &Session) -> Result<Option<User>, AdminError> {
     let (Some(id), Some(epoch), Some(sid)) = (
-        session.get::<i64>(USER).ok().flatten(),
+        session.get::<UserId>(USER).ok().flatten(),
         session.get::<i64>(EPOCH).ok().flatten(),
         session.get::<String>(SID).ok().flatten(),
     ) else {
@@ -123,16 +132,6 @@ pub struct Admin {
 impl Admin {
     pub fn actor(&self) -> Actor {
         Actor::of(&self.user)
-    }
-
-    pub fn layout(&self, title: impl Into<String>, section: &'static str) -> Layout {
-        Layout {
-            title: title.into(),
-            section,
-            admin: Some(self.user.email.clone()),
-            csrf: csrf_token(&self.session),
-            flashes: take_flashes(&self.session),
-        }
     }
 
     pub fn flash(&self, kind: &str, text: impl Into<String>) {

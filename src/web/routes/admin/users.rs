@@ -7,15 +7,17 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
+use crate::clock::Now;
+use crate::db::UserId;
 use crate::db::models::User;
 use crate::error::AdminError;
-use crate::keys::{Limits, parse_limit};
+use crate::limits::{Limit, Limits};
 use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, field, redirect, render};
 use crate::state::AppState;
 use crate::users::{self, UserError};
 
 pub struct UserRow {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub is_admin: bool,
     pub is_active: bool,
@@ -60,7 +62,7 @@ async fn page(
             is_self: u.id == admin.user.id,
             ceiling: {
                 let c = users::ceiling(u, &state.key_defaults);
-                let shown = |v: Option<u32>| v.map_or_else(String::new, |n| n.to_string());
+                let shown = |v: Option<Limit>| v.map_or_else(String::new, |n| n.to_string());
                 [shown(c.per_minute), shown(c.per_hour), shown(c.per_day)]
             },
         })
@@ -85,12 +87,13 @@ pub async fn create(
     state: web::Data<AppState>,
     admin: Admin,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let email = field(&form, "email").to_owned();
     let is_admin = form.contains_key("is_admin");
     let password = form.get("password").cloned().unwrap_or_default();
-    match users::create(&state.pool, &email, &password, is_admin).await {
+    match users::create(&state.pool, &email, &password, is_admin, now).await {
         Ok(user) => {
             admin.flash(
                 "success",
@@ -122,8 +125,9 @@ pub async fn create(
 pub async fn switch(
     state: web::Data<AppState>,
     admin: Admin,
-    path: web::Path<(i64, Switch)>,
+    path: web::Path<(UserId, Switch)>,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let (id, switch) = path.into_inner();
@@ -147,7 +151,7 @@ pub async fn switch(
     if let Some(page) = confirmation.ask(&admin, &form) {
         return page;
     }
-    users::set_active(&state.pool, &state.keys, id, switch.active()).await?;
+    users::set_active(&state.pool, &state.keys, id, switch.active(), now).await?;
     admin.flash("success", format!("{}d {}.", switch.title(), user.email));
     Ok(redirect("/admin/users"))
 }
@@ -157,13 +161,14 @@ pub async fn switch(
 pub async fn ceiling(
     state: web::Data<AppState>,
     admin: Admin,
-    id: web::Path<i64>,
+    id: web::Path<UserId>,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let user = users::find(&state.pool, *id).await?;
     let mut problems = Vec::new();
-    let mut limit = |name: &str, window: &str| -> Option<u32> {
+    let mut limit = |name: &str, window: &str| -> Option<Limit> {
         let text = field(&form, name);
         if text.is_empty() {
             return None;
@@ -171,7 +176,7 @@ pub async fn ceiling(
         match text
             .parse::<i64>()
             .map_err(|_| String::new())
-            .and_then(parse_limit)
+            .and_then(Limit::parse)
         {
             Ok(n) => Some(n),
             Err(_) => {
@@ -195,7 +200,7 @@ pub async fn ceiling(
         ceiling: Some(ceiling),
         ..users::UserPatch::default()
     };
-    users::update(&state.pool, &state.keys, user.id, patch).await?;
+    users::update(&state.pool, &state.keys, user.id, patch, now).await?;
     admin.flash("success", format!("Saved the ceiling of {}.", user.email));
     Ok(redirect("/admin/users"))
 }

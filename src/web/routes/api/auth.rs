@@ -3,9 +3,9 @@
 //! token and session they hold.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde_json::json;
 
+use crate::clock::Now;
 use crate::error::ApiError;
 use crate::gate::client_ip;
 use crate::routes::api::body::{Fields, JsonObject};
@@ -17,6 +17,7 @@ pub async fn token(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: JsonObject,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body);
     let email = fields.required("email", |s| Ok(s.to_owned()));
@@ -26,9 +27,9 @@ pub async fn token(
         return Err(ApiError::InvalidCredentials);
     };
     let address = client_ip(&state, &req);
-    let user = users::log_in(&state.pool, &state.limiter, address, &email, &password).await?;
+    let user = users::log_in(&state.pool, &state.limiter, address, &email, &password, now).await?;
     let ttl = state.token_ttl.as_secs();
-    let expires_at = Utc::now().timestamp().saturating_add_unsigned(ttl);
+    let expires_at = now.unix_secs().saturating_add_unsigned(ttl);
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(json!({
@@ -43,6 +44,7 @@ pub async fn password(
     state: web::Data<AppState>,
     who: Principal,
     body: JsonObject,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::new(body);
     let current = fields.required("current_password", |s| Ok(s.to_owned()));
@@ -55,7 +57,7 @@ pub async fn password(
     };
     let address = client_ip(&state, &req);
     let stores = (&*state.limiter, &*state.keys);
-    match users::change_password(&state.pool, stores, address, &who.0, &current, &new).await {
+    match users::change_password(&state.pool, stores, address, &who.0, &current, &new, now).await {
         Ok(_) => Ok(HttpResponse::NoContent().finish()),
         Err(UserError::InvalidCredentials) => Err(ApiError::Forbidden(
             "The current password is wrong; the password was not changed.".into(),

@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::db::{KeyId, UserId};
 use crate::error::ApiError;
 use crate::gate::{Caller, Identity};
 use crate::state::AppState;
@@ -23,14 +24,14 @@ struct WhoAmI<'a> {
 
 #[derive(Serialize)]
 struct KeyRef<'a> {
-    id: i64,
+    id: KeyId,
     name: &'a str,
     prefix: &'a str,
 }
 
 #[derive(Serialize)]
 struct UserRef {
-    id: i64,
+    id: UserId,
     email: String,
 }
 

@@ -5,13 +5,15 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::db;
+use crate::clock::Now;
 use crate::db::models::ApiKey;
+use crate::db::{KeyId, UserId};
 use crate::error::ApiError;
 use crate::keys::cache::KeyInfo;
-use crate::keys::service::{self, KeyPatch, KeyRecord, NewKey};
-use crate::keys::{KeyName, KeyStatus, Limits, parse_limit};
+use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
+use crate::keys::{KeyName, KeyStatus};
 use crate::limits::Bucket;
+use crate::limits::{Limit, Limits};
 use crate::routes::api::body::{Fields, JsonObject};
 use crate::routes::api::principal::Principal;
 use crate::state::AppState;
@@ -23,11 +25,11 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
 /// A key as the API shows it: never the secret, never its hash.
 #[derive(Serialize)]
 pub struct KeyView<'a> {
-    id: i64,
+    id: KeyId,
     name: &'a str,
     prefix: &'a str,
     owner: &'a str,
-    owner_id: i64,
+    owner_id: UserId,
     rate_limit_per_minute: Option<i32>,
     rate_limit_per_hour: Option<i32>,
     rate_limit_per_day: Option<i32>,
@@ -40,7 +42,8 @@ pub struct KeyView<'a> {
 }
 
 impl<'a> KeyView<'a> {
-    pub fn of(record: &'a KeyRecord, now: NaiveDateTime) -> KeyView<'a> {
+    pub fn of(record: &'a KeyRecord, now: Now) -> KeyView<'a> {
+        let now = now.naive();
         let key: &ApiKey = &record.key;
         KeyView {
             id: key.id,
@@ -68,13 +71,13 @@ fn parse_new_key(body: JsonObject, defaults: Limits) -> Result<NewKey, ApiError>
     // An absent limit takes the default (KEY_RATE_LIMIT); null means no limit.
     let limits = Limits {
         per_minute: f
-            .integer("rate_limit_per_minute", parse_limit)
+            .integer("rate_limit_per_minute", Limit::parse)
             .unwrap_or(defaults.per_minute),
         per_hour: f
-            .integer("rate_limit_per_hour", parse_limit)
+            .integer("rate_limit_per_hour", Limit::parse)
             .unwrap_or(defaults.per_hour),
         per_day: f
-            .integer("rate_limit_per_day", parse_limit)
+            .integer("rate_limit_per_day", Limit::parse)
             .unwrap_or(defaults.per_day),
     };
     let expires_at = f.timestamp("expires_at").flatten();
@@ -91,11 +94,13 @@ fn parse_patch(body: JsonObject) -> Result<KeyPatch, ApiError> {
     let mut f = Fields::new(body);
     let patch = KeyPatch {
         name: f.text("name", KeyName::parse),
-        per_minute: f.integer("rate_limit_per_minute", parse_limit),
-        per_hour: f.integer("rate_limit_per_hour", parse_limit),
-        per_day: f.integer("rate_limit_per_day", parse_limit),
-        expires_at: f.timestamp("expires_at"),
-        is_active: f.boolean("is_active"),
+        change: KeyChange {
+            per_minute: f.integer("rate_limit_per_minute", Limit::parse),
+            per_hour: f.integer("rate_limit_per_hour", Limit::parse),
+            per_day: f.integer("rate_limit_per_day", Limit::parse),
+            expires_at: f.timestamp("expires_at"),
+            is_active: f.boolean("is_active"),
+        },
     };
     f.finish()?;
     Ok(patch)
@@ -105,10 +110,10 @@ pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
     body: JsonObject,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
-    let now = db::now();
     let new = parse_new_key(body, state.key_defaults)?;
-    let (record, issued) = service::create(&state.pool, who.actor(), state.key_defaults, new).await?;
+    let (record, issued) = service::create(&state.pool, who.actor(), state.key_defaults, new, now).await?;
 
     #[derive(Serialize)]
     struct Created<'a> {
@@ -135,9 +140,9 @@ pub async fn list(
     state: web::Data<AppState>,
     who: Principal,
     query: web::Query<ListQuery>,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
     let records = service::list(&state.pool, who.actor(), query.active).await?;
-    let now = db::now();
     let views: Vec<KeyView<'_>> = records.iter().map(|r| KeyView::of(r, now)).collect();
     Ok(HttpResponse::Ok().json(views))
 }
@@ -145,19 +150,20 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     who: Principal,
-    id: web::Path<i64>,
+    id: web::Path<KeyId>,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
     let record = service::get(&state.pool, who.actor(), *id).await?;
-    Ok(HttpResponse::Ok().json(KeyView::of(&record, db::now())))
+    Ok(HttpResponse::Ok().json(KeyView::of(&record, now)))
 }
 
 pub async fn update(
     state: web::Data<AppState>,
     who: Principal,
-    id: web::Path<i64>,
+    id: web::Path<KeyId>,
     body: JsonObject,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
-    let now = db::now();
     let patch = parse_patch(body)?;
     let record = service::update(
         &state.pool,
@@ -166,6 +172,7 @@ pub async fn update(
         state.key_defaults,
         *id,
         patch,
+        now,
     )
     .await?;
     Ok(HttpResponse::Ok().json(KeyView::of(&record, now)))
@@ -174,24 +181,33 @@ pub async fn update(
 pub async fn deactivate(
     state: web::Data<AppState>,
     who: Principal,
-    id: web::Path<i64>,
+    id: web::Path<KeyId>,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
-    service::deactivate(&state.pool, &state.keys, who.actor(), state.key_defaults, *id).await?;
+    service::deactivate(
+        &state.pool,
+        &state.keys,
+        who.actor(),
+        state.key_defaults,
+        *id,
+        now,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn stats(
     state: web::Data<AppState>,
     who: Principal,
-    id: web::Path<i64>,
+    id: web::Path<KeyId>,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
-    let now = db::now();
     let (record, usage) = service::usage(&state.pool, who.actor(), *id, now).await?;
     // Live counts of the current windows, read from the counter store without counting.
     let policy = KeyInfo::policy_of(&record.key);
     let current = state
         .limiter
-        .peek(Bucket::Key(record.key.id), &policy)
+        .peek(Bucket::Key(record.key.id), &policy, now)
         .await
         .map_err(|_| ApiError::RateLimiterUnavailable)?;
     let current: serde_json::Map<String, serde_json::Value> = current

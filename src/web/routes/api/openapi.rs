@@ -8,9 +8,9 @@ use actix_web::{HttpResponse, Route, web};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
-use crate::metrics;
 use crate::routes::api::{auth, caller, keys, users, verify};
 use crate::routes::health;
+use crate::routes::metrics;
 
 /// Who may call an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,6 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
-use chrono::Utc;
 
 use crate::credentials::{self, Credential};
 use crate::db::models::User;
@@ -38,6 +37,7 @@ impl FromRequest for Principal {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let now = crate::gate::now_of(req);
         let token = match credentials::of(req.headers()) {
             Credential::Token(token) => Ok(token.to_owned()),
             Credential::ApiKey(_) | Credential::Invalid(_) => {
@@ -50,7 +50,7 @@ impl FromRequest for Principal {
         Box::pin(async move {
             let state = state
                 .ok_or_else(|| ApiError::internal(std::io::Error::other("AppState is not registered")))?;
-            let claims = state.tokens.verify(&token?, Utc::now().timestamp())?;
+            let claims = state.tokens.verify(&token?, now.unix_secs())?;
             let user = match users::find(&state.pool, claims.user_id).await {
                 Ok(user) => Some(user),
                 Err(UserError::NotFound) => None,

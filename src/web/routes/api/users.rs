@@ -5,9 +5,11 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::clock::Now;
+use crate::db::UserId;
 use crate::db::models::User;
 use crate::error::ApiError;
-use crate::keys::{Limits, parse_limit};
+use crate::limits::{Limit, Limits};
 use crate::policy;
 use crate::routes::api::body::{Fields, JsonObject};
 use crate::routes::api::principal::Principal;
@@ -16,13 +18,13 @@ use crate::users::{self, UserPatch};
 
 #[derive(Serialize)]
 struct UserView<'a> {
-    id: i64,
+    id: UserId,
     email: &'a str,
     is_admin: bool,
     is_active: bool,
-    max_rate_limit_per_minute: Option<u32>,
-    max_rate_limit_per_hour: Option<u32>,
-    max_rate_limit_per_day: Option<u32>,
+    max_rate_limit_per_minute: Option<Limit>,
+    max_rate_limit_per_hour: Option<Limit>,
+    max_rate_limit_per_day: Option<Limit>,
     created_at: DateTime<Utc>,
 }
 
@@ -49,9 +51,9 @@ fn admin_only(who: &Principal) -> Result<(), ApiError> {
 /// The ceiling fields of a body: `None` when none is there; otherwise `current` with those
 /// that are there replaced (null: no ceiling in that window).
 fn ceiling_fields(f: &mut Fields, current: Limits) -> Option<Limits> {
-    let minute = f.integer("max_rate_limit_per_minute", parse_limit);
-    let hour = f.integer("max_rate_limit_per_hour", parse_limit);
-    let day = f.integer("max_rate_limit_per_day", parse_limit);
+    let minute = f.integer("max_rate_limit_per_minute", Limit::parse);
+    let hour = f.integer("max_rate_limit_per_hour", Limit::parse);
+    let day = f.integer("max_rate_limit_per_day", Limit::parse);
     if minute.is_none() && hour.is_none() && day.is_none() {
         return None;
     }
@@ -75,7 +77,7 @@ pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResp
 pub async fn get(
     state: web::Data<AppState>,
     who: Principal,
-    id: web::Path<i64>,
+    id: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     admin_only(&who)?;
     let user = users::find(&state.pool, *id).await?;
@@ -86,6 +88,7 @@ pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
     body: JsonObject,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
     admin_only(&who)?;
     let mut f = Fields::new(body);
@@ -97,13 +100,13 @@ pub async fn create(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::InvalidJson("email and password are required".into()));
     };
-    let mut user = users::create(&state.pool, &email, &password, is_admin).await?;
+    let mut user = users::create(&state.pool, &email, &password, is_admin, now).await?;
     if let Some(ceiling) = ceiling {
         let patch = UserPatch {
             ceiling: Some(ceiling),
             ..UserPatch::default()
         };
-        user = users::update(&state.pool, &state.keys, user.id, patch).await?;
+        user = users::update(&state.pool, &state.keys, user.id, patch, now).await?;
     }
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/users/{}/", user.id)))
@@ -113,8 +116,9 @@ pub async fn create(
 pub async fn update(
     state: web::Data<AppState>,
     who: Principal,
-    id: web::Path<i64>,
+    id: web::Path<UserId>,
     body: JsonObject,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
     admin_only(&who)?;
     let current = users::find(&state.pool, *id).await?;
@@ -131,6 +135,6 @@ pub async fn update(
                 .into(),
         ));
     }
-    let user = users::update(&state.pool, &state.keys, *id, patch).await?;
+    let user = users::update(&state.pool, &state.keys, *id, patch, now).await?;
     Ok(HttpResponse::Ok().json(UserView::of(&user, &state.key_defaults)))
 }

@@ -3,9 +3,9 @@
 //! against its limits. Not counted by the gate itself: the caller is a service, not a consumer.
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::clock::Now;
 use crate::error::ApiError;
 use crate::keys::KeyStatus;
 use crate::keys::cache::KeyInfo;
@@ -19,6 +19,7 @@ pub async fn verify(
     state: web::Data<AppState>,
     who: Principal,
     body: JsonObject,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
     crate::policy::require_admin(who.actor(), "verify keys").map_err(|r| ApiError::Forbidden(r.0))?;
     let mut fields = Fields::new(body);
@@ -37,7 +38,6 @@ pub async fn verify(
             "limits": null, "remaining": null, "reset": null,
         })));
     };
-    let now = Utc::now().timestamp();
     let verdict = match info.status_at(now) {
         KeyStatus::Active => windows(&state, &info, consume, now).await?,
         KeyStatus::Expired => Verdict::of("EXPIRED"),
@@ -79,10 +79,10 @@ impl Verdict {
 }
 
 /// Counts one request against an active key (unless `consume` is false) and reports its room.
-async fn windows(state: &AppState, info: &KeyInfo, consume: bool, now: i64) -> Result<Verdict, ApiError> {
+async fn windows(state: &AppState, info: &KeyInfo, consume: bool, now: Now) -> Result<Verdict, ApiError> {
     let decision = state
         .limiter
-        .hit(Bucket::Key(info.id), &info.policy, u32::from(consume))
+        .hit(Bucket::Key(info.id), &info.policy, u32::from(consume), now)
         .await
         .map_err(|_| ApiError::RateLimiterUnavailable)?;
     let full = decision.counts.iter().any(|c| c.remaining() == Some(0));

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 
 use crate::db::models::ApiKey;
-use crate::keys::{KeyName, Limits, parse_limit};
+use crate::keys::KeyName;
+use crate::limits::{Limit, Limits};
 use crate::routes::admin::field;
 use crate::validation::FieldErrors;
 
@@ -43,7 +44,7 @@ impl KeyForm {
     }
 
     pub(super) fn defaults(limits: Limits) -> KeyForm {
-        let text = |limit: Option<u32>| limit.map(|n| n.to_string()).unwrap_or_default();
+        let text = |limit: Option<Limit>| limit.map(|n| n.to_string()).unwrap_or_default();
         KeyForm {
             per_minute: text(limits.per_minute),
             per_hour: text(limits.per_hour),
@@ -68,14 +69,14 @@ impl KeyForm {
     pub(super) fn parse(&mut self) -> Option<(KeyName, Limits, Option<NaiveDateTime>)> {
         let mut errors = FieldErrors::new();
         let name = KeyName::parse(&self.name).map_err(|e| errors.add("name", e)).ok();
-        let mut limit = |field: &str, text: &str| -> Option<u32> {
+        let mut limit = |field: &str, text: &str| -> Option<Limit> {
             if text.is_empty() {
                 return None;
             }
             match text
                 .parse::<i64>()
                 .map_err(|_| "must be a whole number".to_owned())
-                .and_then(parse_limit)
+                .and_then(Limit::parse)
             {
                 Ok(n) => Some(n),
                 Err(e) => {

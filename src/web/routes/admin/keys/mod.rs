@@ -16,11 +16,13 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use crate::clock::Now;
+use crate::db::KeyId;
 use crate::db::models::{ApiKey, KeyOrder, KeySearch, KeyStatusFilter, User};
 use crate::db::{self, DbError};
 use crate::error::AdminError;
 use crate::keys::cache::KeyInfo;
-use crate::keys::service::{self, KeyPatch, KeyRecord, NewKey};
+use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
 use crate::limits::Bucket;
 use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, redirect, render};
 use crate::state::AppState;
@@ -52,6 +54,7 @@ pub async fn list(
     state: web::Data<AppState>,
     admin: Admin,
     query: web::Query<ListQuery>,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     let query = query.into_inner();
     let status = match query.status.as_deref() {
@@ -79,9 +82,8 @@ pub async fn list(
         page: page - 1,
         per_page: PER_PAGE,
     };
-    let now = db::now();
     let (rows, total) = db::run(&state.pool, move |conn| {
-        ApiKey::search(conn, &search, now).map_err(DbError::Query)
+        ApiKey::search(conn, &search, now.naive()).map_err(DbError::Query)
     })
     .await?;
     let page_view = KeysPage {
@@ -143,6 +145,7 @@ pub async fn create(
     state: web::Data<AppState>,
     admin: Admin,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let mut key_form = KeyForm::read(&form);
@@ -156,23 +159,24 @@ pub async fn create(
         limits,
         expires_at,
     };
-    let (record, issued) = match service::create(&state.pool, admin.actor(), state.key_defaults, new).await {
-        Ok(created) => created,
-        Err(
-            e @ (service::KeyError::Invalid(_)
-            | service::KeyError::UnknownOwner
-            | service::KeyError::OwnerInactive),
-        ) => {
-            key_form.errors = match e {
-                service::KeyError::Invalid(fields) => {
-                    fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
-                }
-                other => HashMap::from([("owner".to_owned(), other.to_string())]),
-            };
-            return new_key_page(&state, &admin, key_form, StatusCode::BAD_REQUEST).await;
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (record, issued) =
+        match service::create(&state.pool, admin.actor(), state.key_defaults, new, now).await {
+            Ok(created) => created,
+            Err(
+                e @ (service::KeyError::Invalid(_)
+                | service::KeyError::UnknownOwner
+                | service::KeyError::OwnerInactive),
+            ) => {
+                key_form.errors = match e {
+                    service::KeyError::Invalid(fields) => {
+                        fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+                    }
+                    other => HashMap::from([("owner".to_owned(), other.to_string())]),
+                };
+                return new_key_page(&state, &admin, key_form, StatusCode::BAD_REQUEST).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
     // The secret waits (≤ 60 s, one read) server-side for the page that shows it; never in the
     // session.
     let nonce = state
@@ -195,7 +199,7 @@ pub struct CreatedQuery {
 #[template(path = "admin/key_created.html")]
 struct CreatedPage {
     layout: Layout,
-    id: i64,
+    id: KeyId,
     name: String,
     key: Option<String>,
 }
@@ -205,7 +209,7 @@ struct CreatedPage {
 pub async fn created(
     state: web::Data<AppState>,
     admin: Admin,
-    id: web::Path<i64>,
+    id: web::Path<KeyId>,
     query: web::Query<CreatedQuery>,
 ) -> Result<HttpResponse, AdminError> {
     let record = service::get(&state.pool, admin.actor(), *id).await?;
@@ -247,17 +251,17 @@ async fn detail_page(
     admin: &Admin,
     record: &KeyRecord,
     form: KeyForm,
+    now: Now,
 ) -> Result<DetailPage, AdminError> {
-    let now = db::now();
     let (_, usage) = service::usage(&state.pool, admin.actor(), record.key.id, now).await?;
     let policy = KeyInfo::policy_of(&record.key);
-    let bars = match state.limiter.peek(Bucket::Key(record.key.id), &policy).await {
+    let bars = match state.limiter.peek(Bucket::Key(record.key.id), &policy, now).await {
         Ok(decision) => decision
             .counts
             .iter()
             .map(|c| {
                 let used = c.used();
-                let percent = c.limit.map_or(0, |l| (used * 100 / u64::from(l.max(1))).min(100));
+                let percent = c.limit.map_or(0, |l| (used * 100 / u64::from(l)).min(100));
                 UsageBar {
                     window: c.window.name(),
                     used: thousands(used),
@@ -294,33 +298,40 @@ async fn detail_page(
 pub async fn detail(
     state: web::Data<AppState>,
     admin: Admin,
-    id: web::Path<i64>,
+    id: web::Path<KeyId>,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     let record = service::get(&state.pool, admin.actor(), *id).await?;
     let form = KeyForm::of(&record.key);
-    render(&detail_page(&state, &admin, &record, form).await?, StatusCode::OK)
+    render(
+        &detail_page(&state, &admin, &record, form, now).await?,
+        StatusCode::OK,
+    )
 }
 
 pub async fn update(
     state: web::Data<AppState>,
     admin: Admin,
-    id: web::Path<i64>,
+    id: web::Path<KeyId>,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let record = service::get(&state.pool, admin.actor(), *id).await?;
     let mut key_form = KeyForm::read(&form);
     let Some((name, limits, expires_at)) = key_form.parse() else {
-        let page = detail_page(&state, &admin, &record, key_form).await?;
+        let page = detail_page(&state, &admin, &record, key_form, now).await?;
         return render(&page, StatusCode::BAD_REQUEST);
     };
     let patch = KeyPatch {
         name: Some(name),
-        per_minute: Some(limits.per_minute),
-        per_hour: Some(limits.per_hour),
-        per_day: Some(limits.per_day),
-        expires_at: Some(expires_at),
-        is_active: None,
+        change: KeyChange {
+            per_minute: Some(limits.per_minute),
+            per_hour: Some(limits.per_hour),
+            per_day: Some(limits.per_day),
+            expires_at: Some(expires_at),
+            is_active: None,
+        },
     };
     service::update(
         &state.pool,
@@ -329,6 +340,7 @@ pub async fn update(
         state.key_defaults,
         *id,
         patch,
+        now,
     )
     .await?;
     admin.flash("success", "Key saved.");
@@ -339,8 +351,9 @@ pub async fn update(
 pub async fn switch(
     state: web::Data<AppState>,
     admin: Admin,
-    path: web::Path<(i64, Switch)>,
+    path: web::Path<(KeyId, Switch)>,
     form: Form,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let (id, switch) = path.into_inner();
@@ -362,8 +375,11 @@ pub async fn switch(
         return page;
     }
     let patch = KeyPatch {
-        is_active: Some(switch.active()),
-        ..KeyPatch::default()
+        name: None,
+        change: KeyChange {
+            is_active: Some(switch.active()),
+            ..KeyChange::default()
+        },
     };
     service::update(
         &state.pool,
@@ -372,6 +388,7 @@ pub async fn switch(
         state.key_defaults,
         id,
         patch,
+        now,
     )
     .await?;
     admin.flash("success", confirmation.done());

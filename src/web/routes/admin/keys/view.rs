@@ -3,6 +3,8 @@
 
 use chrono::{NaiveDateTime, Timelike};
 
+use crate::clock::Now;
+use crate::db::KeyId;
 use crate::db::models::ApiKey;
 use crate::keys::KeyStatus;
 use crate::routes::admin::ago;
@@ -30,7 +32,7 @@ pub(super) fn utc(at: NaiveDateTime) -> String {
 
 /// One row of the keys table.
 pub struct KeyRow {
-    pub id: i64,
+    pub id: KeyId,
     pub name: String,
     pub prefix: String,
     pub owner: String,
@@ -40,7 +42,8 @@ pub struct KeyRow {
 }
 
 impl KeyRow {
-    pub(super) fn of(key: &ApiKey, owner: &str, now: NaiveDateTime) -> KeyRow {
+    pub(super) fn of(key: &ApiKey, owner: &str, now: Now) -> KeyRow {
+        let now = now.naive();
         KeyRow {
             id: key.id,
             name: key.name.clone(),
