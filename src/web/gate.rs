@@ -100,13 +100,6 @@ impl std::fmt::Display for LogTag {
     }
 }
 
-/// `GET /api/rate-limit` reports without counting.
-pub const UNCOUNTED: &str = "/api/rate-limit";
-
-fn cost(path: &str) -> u32 {
-    if path == UNCOUNTED { 0 } else { 1 }
-}
-
 const EXPOSED: &str =
     "RateLimit, RateLimit-Policy, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After";
 
@@ -122,10 +115,21 @@ struct Refused {
     headers: Option<RateLimitHeaders>,
 }
 
-/// The middleware: classify (CORS preflight), identify, decide, respond.
+/// The middleware, counting one request per call: the gateway's catch-all, and what an
+/// embedding app wraps its routes with.
 pub async fn gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    gate_at_cost(req, next, 1).await
+}
+
+/// The middleware for a route whose requests cost `cost` each (the route table's; 0 only
+/// reads the caller's windows): classify (CORS preflight), identify, decide, respond.
+pub async fn gate_at_cost(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    cost: u32,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let cors = req.headers().contains_key(header::ORIGIN);
     if cors
@@ -135,7 +139,7 @@ pub async fn gate(
         return Ok(req.into_response(preflight()));
     }
     let state = AppState::of(req.request())?;
-    match admit(state, &req).await {
+    match admit(state, &req, cost).await {
         Ok(Admitted { caller, headers }) => {
             state.requests.count(tier_of(&caller.identity), Outcome::Allowed);
             req.extensions_mut().insert(caller);
@@ -171,7 +175,7 @@ fn outcome_of(error: &ApiError) -> Outcome {
 }
 
 /// Who is calling and whether their windows have room: one counter-store decision.
-async fn admit(state: &AppState, req: &ServiceRequest) -> Result<Admitted, (Tier, Refused)> {
+async fn admit(state: &AppState, req: &ServiceRequest, cost: u32) -> Result<Admitted, (Tier, Refused)> {
     let refuse = |tier, error| (tier, Refused { error, headers: None });
     let now = Now::read();
     let client_ip = client_ip(state, req.request());
@@ -192,7 +196,6 @@ async fn admit(state: &AppState, req: &ServiceRequest) -> Result<Admitted, (Tier
             &state.anon_policy,
         ),
     };
-    let cost = cost(req.path());
     let decision = match state.limiter.hit(bucket, policy, cost, now).await {
         Ok(decision) => decision,
         Err(LimiterError::Unavailable) => return Err(refuse(tier, ApiError::RateLimiterUnavailable)),

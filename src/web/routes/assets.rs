@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 
-use crate::error::AdminError;
+use crate::routes::admin::AdminError;
 
 const FILES: &[(&str, &str, &str)] = &[
     (

@@ -8,8 +8,8 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::clock::Now;
-use crate::error::AdminError;
 use crate::gate::client_ip;
+use crate::routes::admin::AdminError;
 use crate::routes::admin::{
     Admin, Form, Layout, check_csrf, csrf_token, field, log_in, log_out, redirect, render, session_admin,
 };

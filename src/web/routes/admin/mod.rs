@@ -2,11 +2,13 @@
 //! every form, flash messages. Handlers stay thin: read the form, call the domain, render.
 
 pub mod auth;
+mod error;
 pub mod keys;
 mod page;
 mod session;
 pub mod users;
 
+pub use error::AdminError;
 pub use page::{Confirmation, Form, Layout, Switch, ago, error_page, field, redirect, render};
 pub use session::Flash;
 pub use session::{
@@ -14,8 +16,6 @@ pub use session::{
 };
 
 use actix_web::{HttpRequest, HttpResponse, web};
-
-use crate::error::AdminError;
 
 /// What every dashboard response carries: no framing, no sniffing, no referrer leaving the
 /// site, and nothing loaded or run that is not the dashboard's own file (no inline scripts or

@@ -10,7 +10,7 @@ use askama::Template;
 use chrono::NaiveDateTime;
 use serde::Deserialize;
 
-use crate::error::AdminError;
+use crate::routes::admin::AdminError;
 
 use super::session::{self, Admin, Flash};
 

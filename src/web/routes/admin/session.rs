@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Now;
 use crate::db::UserId;
 use crate::db::models::User;
-use crate::error::AdminError;
 use crate::keys::service::Actor;
+use crate::routes::admin::AdminError;
 use crate::state::AppState;
 use crate::users::UserError;
 

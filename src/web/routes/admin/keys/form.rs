@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
+use serde::Deserialize;
 
-use crate::db::models::ApiKey;
+use crate::db::models::{ApiKey, KeyOrder, KeySearch, KeyStatusFilter};
 use crate::keys::KeyName;
 use crate::limits::{Limit, Limits};
 use crate::routes::admin::field;
@@ -107,6 +108,49 @@ impl KeyForm {
             name.map(|name| (name, limits, expires_at))
         } else {
             None
+        }
+    }
+}
+
+/// Keys per page of the list.
+pub const PER_PAGE: i64 = 20;
+
+/// The key list's query string: search text, status filter, order, page.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    pub q: Option<String>,
+    pub status: Option<String>,
+    pub sort: Option<String>,
+    pub page: Option<i64>,
+}
+
+impl ListQuery {
+    /// The search the query asks for (`page` is one-based and in range); unknown filter and
+    /// sort values mean none and newest first.
+    pub(super) fn search(&self, page: i64) -> KeySearch {
+        let status = match self.status.as_deref() {
+            Some("active") => Some(KeyStatusFilter::Active),
+            Some("inactive") => Some(KeyStatusFilter::Inactive),
+            Some("expired") => Some(KeyStatusFilter::Expired),
+            _ => None,
+        };
+        let order = match self.sort.as_deref() {
+            Some("last_used") => KeyOrder::LastUsed,
+            Some("name") => KeyOrder::Name,
+            _ => KeyOrder::Newest,
+        };
+        let text = self
+            .q
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| q.chars().take(100).collect());
+        KeySearch {
+            text,
+            status,
+            order,
+            page: page - 1,
+            per_page: PER_PAGE,
         }
     }
 }

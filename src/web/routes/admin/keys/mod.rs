@@ -5,6 +5,7 @@ mod form;
 mod view;
 
 pub use form::KeyForm;
+use form::{ListQuery, PER_PAGE};
 pub use view::{Chart, ChartBar, KeyRow, UsageBar, thousands};
 use view::{duration_text, utc};
 
@@ -18,16 +19,14 @@ use serde::Deserialize;
 
 use crate::clock::Now;
 use crate::db::KeyId;
-use crate::db::models::{ApiKey, KeyOrder, KeySearch, KeyStatusFilter, User};
+use crate::db::models::{ApiKey, User};
 use crate::db::{self, DbError};
-use crate::error::AdminError;
 use crate::keys::cache::KeyInfo;
 use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
 use crate::limits::Bucket;
+use crate::routes::admin::AdminError;
 use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, redirect, render};
 use crate::state::AppState;
-
-const PER_PAGE: i64 = 20;
 
 #[derive(Template)]
 #[template(path = "admin/keys.html")]
@@ -42,14 +41,6 @@ struct KeysPage {
     total: i64,
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
-    q: Option<String>,
-    status: Option<String>,
-    sort: Option<String>,
-    page: Option<i64>,
-}
-
 pub async fn list(
     state: web::Data<AppState>,
     admin: Admin,
@@ -57,31 +48,8 @@ pub async fn list(
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
     let query = query.into_inner();
-    let status = match query.status.as_deref() {
-        Some("active") => Some(KeyStatusFilter::Active),
-        Some("inactive") => Some(KeyStatusFilter::Inactive),
-        Some("expired") => Some(KeyStatusFilter::Expired),
-        _ => None,
-    };
-    let order = match query.sort.as_deref() {
-        Some("last_used") => KeyOrder::LastUsed,
-        Some("name") => KeyOrder::Name,
-        _ => KeyOrder::Newest,
-    };
     let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
-    let text = query
-        .q
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(|q| q.chars().take(100).collect());
-    let search = KeySearch {
-        text,
-        status,
-        order,
-        page: page - 1,
-        per_page: PER_PAGE,
-    };
+    let search = query.search(page);
     let (rows, total) = db::run(&state.pool, move |conn| {
         ApiKey::search(conn, &search, now.naive()).map_err(DbError::Query)
     })

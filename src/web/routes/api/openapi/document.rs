@@ -1,0 +1,208 @@
+//! The OpenAPI 3.1 document, made from the route table ([`OPERATIONS`]).
+
+use actix_web::HttpResponse;
+use serde_json::{Map, Value, json};
+
+use super::{Access, Gate, OPERATIONS, Operation};
+
+fn schemas() -> Value {
+    let key = json!({
+        "type": "object",
+        "required": ["id", "name", "prefix", "owner", "owner_id", "rate_limit_per_minute", "rate_limit_per_hour",
+                     "rate_limit_per_day", "expires_at", "is_active", "status", "created_at", "updated_at", "last_used_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string", "maxLength": 100},
+            "prefix": {"type": "string", "description": "kg_ and the first 6 characters"},
+            "owner": {"type": "string", "format": "email"},
+            "owner_id": {"type": "integer"},
+            "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1},
+            "rate_limit_per_hour": {"type": ["integer", "null"], "minimum": 1},
+            "rate_limit_per_day": {"type": ["integer", "null"], "minimum": 1},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "is_active": {"type": "boolean"},
+            "status": {"enum": ["active", "inactive", "expired"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"}
+        }
+    });
+    let limit = json!({"type": ["integer", "null"], "minimum": 1, "maximum": 2147483647});
+    // What KeyName::parse enforces: 1–100 characters, at least one not a space, no control
+    // characters (Unicode Cc).
+    let name = json!({"type": "string", "minLength": 1, "maxLength": 100,
+        "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"});
+    // What Email::parse enforces.
+    let email = json!({"type": "string", "format": "email", "maxLength": 254});
+    let password = json!({"type": "string", "minLength": 8, "maxLength": 1024});
+    let expiry = json!({"type": ["string", "null"], "format": "date-time",
+        "description": "UTC, whole seconds; a time already past makes the key expired at once"});
+    let window = json!({"type": "object", "required": ["limit", "remaining", "reset"], "properties": {
+        "limit": {"type": ["integer", "null"]}, "used": {"type": "integer"},
+        "remaining": {"type": ["integer", "null"]}, "reset": {"type": "integer", "description": "seconds"}}});
+    json!({
+        "Error": {"type": "object", "required": ["error", "message"], "properties": {
+            "error": {"type": "string", "description": "snake_case code"},
+            "message": {"type": "string"},
+            "fields": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "TooManyRequests": {"type": "object", "required": ["error", "message"], "properties": {
+            "error": {"enum": ["rate_limit_exceeded", "too_many_attempts"]}, "message": {"type": "string"},
+            "limit": {"type": "integer"}, "window": {"enum": ["second", "minute", "hour", "day"]},
+            "retry_after": {"type": "integer", "description": "seconds, as in Retry-After"}}},
+        "Health": {"type": "object", "required": ["status", "database", "counters"], "properties": {
+            "status": {"enum": ["ok", "degraded"]}, "database": {"enum": ["ok", "unavailable"]},
+            "counters": {"enum": ["redis", "memory", "none", "unavailable"]}, "redis": {"enum": ["ok", "unavailable"]}}},
+        "Credentials": {"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
+            "email": {"type": "string"}, "password": {"type": "string"}}},
+        "Token": {"type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
+            "access_token": {"type": "string"}, "token_type": {"const": "Bearer"}, "expires_in": {"type": "integer"}}},
+        "WhoAmI": {"type": "object", "required": ["tier", "key", "user", "client_ip"], "properties": {
+            "tier": {"enum": ["api_key", "user", "anonymous"]},
+            "key": {"type": ["object", "null"]}, "user": {"type": ["object", "null"]}, "client_ip": {"type": ["string", "null"]}}},
+        "RateLimitStatus": {"type": "object", "required": ["tier", "windows"], "properties": {
+            "tier": {"type": "string"}, "windows": {"type": "object", "additionalProperties": window.clone()}}},
+        "VerifyRequest": {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {
+            "key": {"type": "string"}, "consume": {"type": "boolean", "default": true}}},
+        "Verification": {"type": "object", "required": ["valid", "code", "key_id", "owner", "name", "limits", "remaining", "reset"], "properties": {
+            "valid": {"type": "boolean"}, "code": {"enum": ["VALID", "NOT_FOUND", "EXPIRED", "INACTIVE", "RATE_LIMITED"]},
+            "key_id": {"type": ["integer", "null"]}, "owner": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
+            "limits": {"type": ["object", "null"]}, "remaining": {"type": ["integer", "null"]}, "reset": {"type": ["integer", "null"]}}},
+        "Key": key,
+        "KeyList": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}},
+        "CreatedKey": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "required": ["key"], "properties": {
+            "key": {"type": "string", "pattern": "^kg_[0-9A-Za-z]{36}$", "description": "the full key, shown once"}}}]},
+        "NewKey": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+            "name": name.clone(),
+            "owner": {"allOf": [email.clone()], "description": "the owner's email (admins: anyone; users: only their own); 404 when no user has it"},
+            "rate_limit_per_minute": limit.clone(), "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
+            "expires_at": expiry.clone()}},
+        "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
+            "name": name, "rate_limit_per_minute": limit.clone(),
+            "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
+            "expires_at": expiry, "is_active": {"type": "boolean"}}},
+        "PasswordChange": {"type": "object", "required": ["current_password", "new_password"], "additionalProperties": false, "properties": {
+            "current_password": {"type": "string"}, "new_password": password.clone()}},
+        "User": {"type": "object", "required": ["id", "email", "is_admin", "is_active", "max_rate_limit_per_minute",
+                 "max_rate_limit_per_hour", "max_rate_limit_per_day", "created_at"], "properties": {
+            "id": {"type": "integer"}, "email": {"type": "string", "format": "email"},
+            "is_admin": {"type": "boolean"}, "is_active": {"type": "boolean"},
+            "max_rate_limit_per_minute": {"type": ["integer", "null"], "description": "the most this user may set on their own keys; null: no ceiling"},
+            "max_rate_limit_per_hour": {"type": ["integer", "null"]}, "max_rate_limit_per_day": {"type": ["integer", "null"]},
+            "created_at": {"type": "string", "format": "date-time"}}},
+        "UserList": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+        "NewUser": {"type": "object", "required": ["email", "password"], "additionalProperties": false, "properties": {
+            "email": email, "password": password,
+            "is_admin": {"type": "boolean", "default": false},
+            "max_rate_limit_per_minute": limit.clone(), "max_rate_limit_per_hour": limit.clone(), "max_rate_limit_per_day": limit.clone()}},
+        "UserPatch": {"type": "object", "additionalProperties": false, "properties": {
+            "is_active": {"type": "boolean"}, "is_admin": {"type": "boolean"},
+            "max_rate_limit_per_minute": limit.clone(), "max_rate_limit_per_hour": limit.clone(), "max_rate_limit_per_day": limit.clone()}},
+        "KeyStats": {"type": "object", "required": ["id", "last_used_at", "current", "totals", "history"], "properties": {
+            "id": {"type": "integer"}, "last_used_at": {"type": ["string", "null"]},
+            "current": {"type": "object", "additionalProperties": window},
+            "totals": {"type": "object", "required": ["allowed", "rejected"]},
+            "history": {"type": "array", "maxItems": 24, "items": {"type": "object", "required": ["hour", "allowed", "rejected"]}}}}
+    })
+}
+
+/// What an operation can answer besides its own outcomes, from its row in the table: the gate's
+/// refusals on gated routes, authentication and authorization refusals by access rule, body
+/// errors where there is a body, and 503 everywhere (database or counters unavailable).
+fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static str>)> {
+    let mut extra = Vec::new();
+    if op.request.is_some() {
+        extra.push((400, "The body is not valid", Some("Error")));
+        extra.push((413, "The body is too large", Some("Error")));
+    }
+    if op.gated() || matches!(op.access, Access::User | Access::Admin) {
+        extra.push((
+            401,
+            "A bad API key or token, or none where one is needed",
+            Some("Error"),
+        ));
+    }
+    if matches!(op.gate, Gate::Counts(cost) if cost > 0) {
+        extra.push((429, "Rate limited", Some("TooManyRequests")));
+    }
+    if op.access == Access::Admin {
+        extra.push((403, "Not an admin", Some("Error")));
+    }
+    extra.push((
+        503,
+        "The database or the counters are unavailable; retry",
+        Some("Error"),
+    ));
+    extra
+}
+
+/// The OpenAPI 3.1 document of [`OPERATIONS`].
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let entry = paths.entry(op.path).or_insert_with(|| json!({}));
+        entry[op.method] = operation(op);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "keygate",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "API keys and rate limits. Every path also answers with a trailing slash. Gated answers carry RateLimit-Policy, RateLimit and X-RateLimit-* headers.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "from POST /api/auth/token"},
+            },
+        },
+    })
+}
+
+/// One operation's object: summary, security by access rule, parameters, body, answers.
+fn operation(op: &Operation) -> Value {
+    let security = match op.access {
+        Access::Open => json!([]),
+        Access::Gated => json!([{}, {"apiKey": []}, {"bearer": []}]),
+        Access::User | Access::Admin => json!([{"bearer": []}]),
+    };
+    let mut operation = json!({
+        "summary": op.summary,
+        "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '.', '-'], "_")),
+        "security": security,
+        "responses": responses(op),
+    });
+    if op.path.contains("{id}") {
+        operation["parameters"] =
+            json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}]);
+    }
+    if op.path == "/api/api-keys" && op.method == "get" {
+        operation["parameters"] = json!([{"name": "active", "in": "query", "schema": {"type": "boolean"}}]);
+    }
+    if let Some(body) = op.request {
+        operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+    }
+    operation
+}
+
+/// The operation's own answers, then the common ones it does not document itself.
+fn responses(op: &Operation) -> Map<String, Value> {
+    let mut responses = Map::new();
+    for (status, description, schema) in op.responses.iter().chain(&common_responses(op)) {
+        let mut response = json!({"description": description});
+        if let Some(schema) = schema {
+            response["content"] =
+                json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+        }
+        if *status == 429 || *status == 503 {
+            response["headers"] = json!({"Retry-After": {"schema": {"type": "integer"}}});
+        }
+        responses.entry(status.to_string()).or_insert(response);
+    }
+    responses
+}
+
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}
