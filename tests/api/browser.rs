@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, PASSWORD, TestApp, spawn_app_with, unavailable,
-};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, PASSWORD, TestApp, spawn_app, unavailable};
 
 /// A chromedriver of the test's own and a fresh Chromium profile; both end with the test.
 struct Browser {
@@ -172,7 +170,7 @@ async fn api_status(app: &TestApp, key: &str) -> (u16, Value) {
 
 #[actix_web::test]
 async fn an_admin_creates_uses_limits_and_deactivates_a_key_in_the_browser() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[("USAGE_FLUSH_MS", "200")]).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite).usage_flush_ms(200).spawn().await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
@@ -382,7 +380,7 @@ async fn an_admin_creates_uses_limits_and_deactivates_a_key_in_the_browser() {
 
 #[actix_web::test]
 async fn repeated_failed_logins_are_throttled_with_a_time_to_wait() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
@@ -410,7 +408,7 @@ async fn repeated_failed_logins_are_throttled_with_a_time_to_wait() {
 
 #[actix_web::test]
 async fn a_form_posted_without_its_csrf_token_changes_nothing() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
@@ -464,7 +462,7 @@ async fn a_form_posted_without_its_csrf_token_changes_nothing() {
 
 #[actix_web::test]
 async fn a_key_named_like_a_script_is_shown_as_text() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
@@ -496,7 +494,7 @@ async fn a_key_named_like_a_script_is_shown_as_text() {
 
 #[actix_web::test]
 async fn a_non_admin_cannot_reach_the_dashboard() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
@@ -558,7 +556,7 @@ async fn hostile_upstream() -> u16 {
 async fn an_upstream_page_gets_neither_the_dashboard_cookie_nor_a_frame_of_it() {
     let port = hostile_upstream().await;
     let upstream = format!("http://127.0.0.1:{port}");
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[("UPSTREAM_URL", upstream.as_str())]).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite).upstream(&upstream).spawn().await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
@@ -601,7 +599,7 @@ async fn an_upstream_page_gets_neither_the_dashboard_cookie_nor_a_frame_of_it() 
 /// changing one's own password ends the session and every token.
 #[actix_web::test]
 async fn an_admin_sets_a_ceiling_and_changes_their_password_in_the_browser() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
@@ -722,7 +720,7 @@ async fn every_page_is_accessible_and_fits_a_phone() {
     let Some(axe) = axe_source() else {
         return;
     };
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let Some(browser) = Browser::start().await else {

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Process, TestDb, spawn_on, test_database_url, unknown_key,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Process, TestApp, TestDb, test_database_url, unknown_key,
 };
 
 /// A TCP proxy that can be cut (every connection dropped, new ones refused) and restored.
@@ -84,11 +84,12 @@ async fn postgres_outage_keeps_cached_keys_working_and_loses_no_usage() {
         .unwrap_or("127.0.0.1:5432")
         .to_owned();
     let proxied = db.url.replace(&host, &format!("127.0.0.1:{}", proxy.port));
-    let app = spawn_on(
-        db,
-        &[("DATABASE_URL", proxied.as_str()), ("USAGE_FLUSH_MS", "300")],
-    )
-    .await;
+    let app = TestApp::on_database(db)
+        .database_url(&proxied)
+        .usage_flush_ms(300)
+        .spawn()
+        .await
+        .expect("a server on the test's database");
     let admin = app.admin().await;
     let created = app
         .create_key(&admin, json!({"name": "through the outage"}))

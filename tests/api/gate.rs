@@ -7,9 +7,9 @@ use actix_web::http::Method;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    Auth, Backend, TestApp, merged, on_both_backends, spawn_app, spawn_app_with, unique_suffix,
-};
+use keygate::limits::FailureMode;
+
+use crate::helpers::{Auth, Backend, TestApp, merged, on_both_backends, spawn_app, unique_suffix};
 
 on_both_backends!(
     a_key_is_limited_exactly_with_literal_headers,
@@ -311,11 +311,10 @@ async fn cors_requests_can_read_the_rate_limit_headers(app: TestApp) {
 
 #[actix_web::test]
 async fn anonymous_callers_are_limited_per_ip_with_the_configured_message() {
-    let vars = [
-        ("ANON_RATE_LIMIT", "2/minute"),
-        ("ANON_LIMIT_MESSAGE", "Sign up to get more requests"),
-    ];
-    let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
+    let app = TestApp::on(Backend::Sqlite)
+        .anon_rate_limit("2/minute")
+        .anon_limit_message("Sign up to get more requests");
+    let Some(app) = app.spawn().await else {
         return;
     };
     clear_of_minute_boundary(3.0).await;
@@ -337,7 +336,11 @@ async fn anonymous_callers_are_limited_per_ip_with_the_configured_message() {
 
 #[actix_web::test]
 async fn bearer_users_have_their_own_tier() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[("USER_RATE_LIMIT", "2/minute")]).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite)
+        .user_rate_limit("2/minute")
+        .spawn()
+        .await
+    else {
         return;
     };
     let ada = app.user("ada@example.com").await;
@@ -366,12 +369,15 @@ async fn bearer_users_have_their_own_tier() {
 /// Ten anonymous requests, each with another `X-Forwarded-For` from `chain`; returns how many
 /// passed a 3/minute limit, checking the client address each one was counted under.
 async fn rotating_forwarded_for(
-    hops: &str,
+    hops: u32,
     chain: impl Fn(usize) -> String,
     client_ip: &str,
 ) -> Option<(TestApp, usize)> {
-    let vars = [("ANON_RATE_LIMIT", "3/minute"), ("TRUSTED_PROXY_HOPS", hops)];
-    let app = spawn_app_with(Backend::Sqlite, &vars).await?;
+    let app = TestApp::on(Backend::Sqlite)
+        .anon_rate_limit("3/minute")
+        .trusted_proxy_hops(hops)
+        .spawn()
+        .await?;
     clear_of_minute_boundary(3.0).await;
     let mut passed = 0;
     for i in 0..10 {
@@ -388,7 +394,7 @@ async fn rotating_forwarded_for(
 
 #[actix_web::test]
 async fn without_trusted_proxies_forwarded_for_is_ignored() {
-    let Some((_, passed)) = rotating_forwarded_for("0", |i| format!("198.51.100.{i}"), "127.0.0.1").await
+    let Some((_, passed)) = rotating_forwarded_for(0, |i| format!("198.51.100.{i}"), "127.0.0.1").await
     else {
         return;
     };
@@ -398,7 +404,7 @@ async fn without_trusted_proxies_forwarded_for_is_ignored() {
 #[actix_web::test]
 async fn behind_one_proxy_only_the_rightmost_entry_counts() {
     let chain = |i| format!("10.9.8.{i}, 192.0.2.{i}, 203.0.113.7");
-    let Some((app, passed)) = rotating_forwarded_for("1", chain, "203.0.113.7").await else {
+    let Some((app, passed)) = rotating_forwarded_for(1, chain, "203.0.113.7").await else {
         return;
     };
     assert_eq!(
@@ -480,11 +486,10 @@ async fn malformed_keys_are_refused_without_touching_the_database_or_redis() {
         .expect("addr")
         .port();
     let dead_redis = format!("redis://127.0.0.1:{dead}");
-    let vars = [
-        ("REDIS_URL", dead_redis.as_str()),
-        ("RATE_LIMIT_FAILURE_MODE", "closed"),
-    ];
-    let Some(app) = spawn_app_with(Backend::Postgres, &vars).await else {
+    let app = TestApp::on(Backend::Postgres)
+        .redis(&dead_redis, &format!("dead-{}", crate::helpers::unique_suffix()))
+        .failure_mode(FailureMode::Closed);
+    let Some(app) = app.spawn().await else {
         return;
     };
     // And no database: any lookup would answer 503 too.
@@ -538,7 +543,7 @@ async fn cached_keys_and_cached_unknown_keys_need_no_database() {
 
 #[actix_web::test]
 async fn session_cookies_are_secure_only_when_the_trusted_proxy_says_https() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[("TRUSTED_PROXY_HOPS", "1")]).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite).trusted_proxy_hops(1).spawn().await else {
         return;
     };
     let client = awc::Client::default();

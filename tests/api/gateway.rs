@@ -11,7 +11,7 @@ use futures_util::stream;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Auth, Backend, PASSWORD, TestApp, spawn_app_with};
+use crate::helpers::{AppBuilder, Auth, Backend, PASSWORD, TestApp, spawn_app};
 
 pub(crate) struct Upstream {
     pub(crate) port: u16,
@@ -85,11 +85,13 @@ pub(crate) async fn start_upstream() -> Upstream {
     Upstream { port, hits }
 }
 
-pub(crate) async fn gateway(upstream: &Upstream, extra: &[(&str, &str)]) -> Option<TestApp> {
-    let url = format!("http://127.0.0.1:{}", upstream.port);
-    let mut vars = vec![("UPSTREAM_URL", url.as_str())];
-    vars.extend_from_slice(extra);
-    spawn_app_with(Backend::Sqlite, &vars).await
+/// keygate in gateway mode in front of `upstream`, to be configured further.
+pub(crate) fn in_front_of(upstream: &Upstream) -> AppBuilder {
+    TestApp::on(Backend::Sqlite).upstream(&format!("http://127.0.0.1:{}", upstream.port))
+}
+
+pub(crate) async fn gateway(upstream: &Upstream) -> Option<TestApp> {
+    in_front_of(upstream).spawn().await
 }
 
 pub(crate) async fn key(app: &TestApp, limits: Value) -> (i64, String) {
@@ -110,7 +112,7 @@ fn digest(bytes: &[u8]) -> String {
 #[actix_web::test]
 async fn requests_and_bodies_of_every_kind_arrive_intact_both_ways() {
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[]).await else {
+    let Some(app) = gateway(&upstream).await else {
         return;
     };
     let (_, key) = key(
@@ -181,7 +183,7 @@ async fn requests_and_bodies_of_every_kind_arrive_intact_both_ways() {
 #[actix_web::test]
 async fn the_upstream_sees_the_caller_never_the_key() {
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[]).await else {
+    let Some(app) = gateway(&upstream).await else {
         return;
     };
     let (id, key) = key(&app, json!({})).await;
@@ -281,7 +283,7 @@ async fn the_upstream_sees_the_caller_never_the_key() {
 #[actix_web::test]
 async fn the_upstream_sees_exactly_the_requests_the_gate_allowed() {
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[]).await else {
+    let Some(app) = gateway(&upstream).await else {
         return;
     };
     let (_, key) = key(&app, json!({"rate_limit_per_minute": 3})).await;
@@ -319,7 +321,7 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
         .expect("addr")
         .port();
     let dead_url = format!("http://127.0.0.1:{dead}");
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[("UPSTREAM_URL", dead_url.as_str())]).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite).upstream(&dead_url).spawn().await else {
         return;
     };
     app.get("/anything", &Auth::None)
@@ -327,7 +329,7 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
         .assert_error(502, "upstream_unavailable");
 
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[("UPSTREAM_TIMEOUT_MS", "300")]).await else {
+    let Some(app) = in_front_of(&upstream).upstream_timeout_ms(300).spawn().await else {
         return;
     };
     let started = Instant::now();
@@ -343,7 +345,7 @@ async fn an_unreachable_upstream_is_502_and_a_slow_one_504() {
 
 #[actix_web::test]
 async fn the_verify_api_answers_every_code_and_counts_only_when_asked() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let admin = app.admin().await;
@@ -454,7 +456,7 @@ async fn the_verify_api_answers_every_code_and_counts_only_when_asked() {
 /// What `examples/gate_library.rs` does: another app's routes behind keygate's gate.
 #[actix_web::test]
 async fn the_gate_protects_another_apps_routes_as_a_library() {
-    let Some(keygate) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(keygate) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let (_, key) = key(&keygate, json!({"rate_limit_per_minute": 2})).await;

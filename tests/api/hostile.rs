@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Process, spawn_app_with, unique_suffix};
+use crate::helpers::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Process, TestApp, spawn_app, unique_suffix,
+};
 
 /// Sends raw bytes and returns the status line of the answer ("" if the connection was dropped).
 fn raw(port: u16, request: &[u8]) -> String {
@@ -36,7 +38,7 @@ fn port_of(address: &str) -> u16 {
 
 #[actix_web::test]
 async fn oversized_and_numerous_headers_get_4xx_and_the_server_carries_on() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let port = port_of(&app.address);
@@ -74,7 +76,7 @@ async fn a_slow_client_times_out_with_408() {
     // Not shorter: the timeout applies to the test's own later request too. With 500 ms, the
     // /healthz check below once got no 200 under the full suite's load (a stalled head, 408,
     // is the likely cause; the status was not captured).
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[("CLIENT_TIMEOUT_MS", "1000")]).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite).client_timeout_ms(1000).spawn().await else {
         return;
     };
     let port = port_of(&app.address);
@@ -91,7 +93,7 @@ async fn a_slow_client_times_out_with_408() {
 
 #[actix_web::test]
 async fn an_oversized_form_gets_a_4xx_page() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let form = format!("email={}&password=x", "a".repeat(5 * 1024 * 1024));

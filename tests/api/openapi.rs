@@ -4,7 +4,7 @@
 use actix_web::http::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Reply, spawn_app_with};
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Reply, spawn_app};
 
 /// Checks `value` against a JSON Schema subset: $ref, allOf, type, required, properties,
 /// items, enum, const.
@@ -89,7 +89,7 @@ fn documented(doc: &Value, method: &str, path: &str, reply: &Reply) {
 
 #[actix_web::test]
 async fn every_operation_answers_as_the_document_says_and_nothing_else_answers() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[]).await else {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let reply = app.get("/api/openapi.json", &Auth::None).await;

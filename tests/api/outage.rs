@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{Auth, Backend, TestApp, spawn_app_with, unavailable};
+use keygate::limits::FailureMode;
+
+use crate::helpers::{Auth, Backend, TestApp, unavailable};
 
 struct OwnRedis {
     port: u16,
@@ -123,18 +125,16 @@ struct Tally {
     server_errors: AtomicUsize,
 }
 
-async fn drill(mode: &str, counters_while_down: &str) {
+async fn drill(mode: FailureMode, counters_while_down: &str) {
     let Some(mut redis) = OwnRedis::start() else {
         return;
     };
     let url = redis.url();
-    let vars = [
-        ("REDIS_URL", url.as_str()),
-        ("REDIS_PREFIX", "outage"),
-        ("RATE_LIMIT_FAILURE_MODE", mode),
-        ("REDIS_TIMEOUT_MS", "300"),
-    ];
-    let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
+    let app = TestApp::on(Backend::Sqlite)
+        .redis(&url, "outage")
+        .failure_mode(mode)
+        .redis_timeout_ms(300);
+    let Some(app) = app.spawn().await else {
         return;
     };
     let app = Rc::new(app);
@@ -190,7 +190,7 @@ async fn drill(mode: &str, counters_while_down: &str) {
         actix_web::rt::time::sleep(Duration::from_millis(500)).await;
         clients.push(connected_clients(&redis));
         println!(
-            "mode {mode}, round {round}: back on Redis {:?} after it returned; {} Redis clients",
+            "mode {mode:?}, round {round}: back on Redis {:?} after it returned; {} Redis clients",
             back.elapsed(),
             clients[round - 1]
         );
@@ -204,13 +204,13 @@ async fn drill(mode: &str, counters_while_down: &str) {
         tally.server_errors.load(Ordering::SeqCst),
     );
     println!(
-        "mode {mode}: steady load through two Redis outages: {} requests, {ok} answered below 500, {server_errors} × 5xx",
+        "mode {mode:?}: steady load through two Redis outages: {} requests, {ok} answered below 500, {server_errors} × 5xx",
         ok + server_errors
     );
-    if mode == "closed" {
+    if mode == FailureMode::Closed {
         assert!(server_errors > 0, "closed answers 503 while Redis is down");
     } else {
-        assert_eq!(server_errors, 0, "{mode} never answers 5xx");
+        assert_eq!(server_errors, 0, "{mode:?} never answers 5xx");
     }
     assert!(
         clients[1] <= clients[0],
@@ -225,7 +225,7 @@ async fn drill(mode: &str, counters_while_down: &str) {
 
     // And a burst while down, checked request by request.
     redis.kill();
-    let closed = mode == "closed";
+    let closed = mode == FailureMode::Closed;
     let (ok, server_errors) = burst(&app, &key, 30, closed).await;
     if closed {
         assert_eq!((ok, server_errors), (0, 30), "closed refuses with 503 JSON");
@@ -236,15 +236,15 @@ async fn drill(mode: &str, counters_while_down: &str) {
 
 #[actix_web::test]
 async fn redis_outage_in_local_mode_keeps_limiting_in_process_without_5xx() {
-    drill("local", "memory").await;
+    drill(FailureMode::Local, "memory").await;
 }
 
 #[actix_web::test]
 async fn redis_outage_in_open_mode_lets_requests_through_without_5xx() {
-    drill("open", "none").await;
+    drill(FailureMode::Open, "none").await;
 }
 
 #[actix_web::test]
 async fn redis_outage_in_closed_mode_answers_503_json() {
-    drill("closed", "unavailable").await;
+    drill(FailureMode::Closed, "unavailable").await;
 }

@@ -10,8 +10,8 @@ use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, TestDb, dashboard_session, dashboard_status, log_out,
-    pg_connect, spawn_app_with, spawn_on, test_database_url, test_redis, unavailable, unique_suffix,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, TestApp, TestDb, dashboard_session, dashboard_status,
+    log_out, pg_connect, test_database_url, test_redis, unavailable, unique_suffix,
 };
 
 /// redis-server processes of a test's own, in a scratch directory; all stopped when dropped.
@@ -162,12 +162,10 @@ async fn three_instances_on_a_redis_cluster_share_one_limit_revocations_and_sess
     };
     let (url, _servers) = cluster;
     let prefix = format!("cluster-{}", unique_suffix());
-    let vars = [
-        ("REDIS_URL", url.as_str()),
-        ("REDIS_PREFIX", prefix.as_str()),
-        ("SECRET_KEY", SECRET),
-    ];
-    let Some(a) = spawn_app_with(Backend::Postgres, &vars).await else {
+    let a = TestApp::on(Backend::Postgres)
+        .redis(&url, &prefix)
+        .secret_key(SECRET);
+    let Some(a) = a.spawn().await else {
         return;
     };
     let (b, c) = (a.another_instance().await, a.another_instance().await);
@@ -310,12 +308,8 @@ async fn rediss_with_a_self_signed_certificate_works_when_the_url_says_insecure(
     .await
     .expect("join");
 
-    let vars = [
-        ("REDIS_URL", url.as_str()),
-        ("REDIS_PREFIX", "tls"),
-        ("SECRET_KEY", SECRET),
-    ];
-    let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
+    let app = TestApp::on(Backend::Sqlite).redis(&url, "tls").secret_key(SECRET);
+    let Some(app) = app.spawn().await else {
         return;
     };
     assert_eq!(app.get("/healthz", &Auth::None).await.body["counters"], "redis");
@@ -345,8 +339,7 @@ async fn rediss_with_a_self_signed_certificate_works_when_the_url_says_insecure(
 
     // Without `#insecure` the certificate is verified, fails, and the instance runs degraded.
     let strict = url.trim_end_matches("#insecure").to_owned();
-    let vars = [("REDIS_URL", strict.as_str()), ("REDIS_PREFIX", "tls")];
-    let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite).redis(&strict, "tls").spawn().await else {
         return;
     };
     let health = app.get("/healthz", &Auth::None).await;
@@ -363,7 +356,11 @@ async fn postgres_with_sslmode_require_connects_over_tls() {
     };
     let name = db.url.rsplit('/').next().expect("name").to_owned();
     let url = format!("{}?sslmode=require", db.url);
-    let app = spawn_on(db, &[("DATABASE_URL", url.as_str())]).await;
+    let app = TestApp::on_database(db)
+        .database_url(&url)
+        .spawn()
+        .await
+        .expect("a server on the test's database");
     let admin = app.admin().await;
     app.create_key(&admin, json!({"name": "tls"})).await;
     let mut conn = pg_connect(&test_database_url()).expect("admin");

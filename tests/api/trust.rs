@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::gateway::{gateway, key, start_upstream};
 use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, PASSWORD, TestApp, dashboard_form, dashboard_login_from,
-    dashboard_session, dashboard_status, log_out, raw_request, spawn_app, spawn_app_with,
+    dashboard_session, dashboard_status, log_out, raw_request, spawn_app,
 };
 
 const BOGUS: (&str, &str) = ("Api-Key", "kg_bogus");
@@ -27,7 +27,7 @@ fn from_upstream(response: &str) -> bool {
 #[actix_web::test]
 async fn no_path_variant_reaches_the_upstream_without_passing_the_gate() {
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[]).await else {
+    let Some(app) = gateway(&upstream).await else {
         return;
     };
     let paths = [
@@ -119,7 +119,7 @@ async fn no_path_variant_reaches_the_upstream_without_passing_the_gate() {
 #[actix_web::test]
 async fn every_generated_path_is_an_exempt_keygate_route_or_gated() {
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[]).await else {
+    let Some(app) = gateway(&upstream).await else {
         return;
     };
     let segment = proptest::sample::select(vec![
@@ -258,7 +258,7 @@ async fn deactivate_user(app: &TestApp, cookie: &str, id: keygate::db::UserId) {
 #[actix_web::test]
 async fn a_deactivated_users_token_no_longer_passes_the_gate() {
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[]).await else {
+    let Some(app) = gateway(&upstream).await else {
         return;
     };
     let user = app.user("leaver@example.com").await;
@@ -278,11 +278,9 @@ async fn a_deactivated_users_token_no_longer_passes_the_gate() {
 /// 2 (across instances): deactivation on one instance ends the token on another within 1 s.
 #[actix_web::test]
 async fn deactivation_ends_tokens_on_every_instance_within_a_second() {
-    let secret = [(
-        "SECRET_KEY",
-        "a-secret-shared-by-both-instances-0123456789-0123456789-0123456789-x",
-    )];
-    let Some(first) = spawn_app_with(Backend::Postgres, &secret).await else {
+    let first = TestApp::on(Backend::Postgres)
+        .secret_key("a-secret-shared-by-both-instances-0123456789-0123456789-0123456789-x");
+    let Some(first) = first.spawn().await else {
         return;
     };
     let second = first.another_instance().await;
@@ -560,7 +558,7 @@ async fn parallel_guesses_do_not_outrun_the_throttle() {
 /// covers a whole IPv6 /64.
 #[actix_web::test]
 async fn one_address_cannot_lock_a_user_out_from_another() {
-    let Some(app) = spawn_app_with(Backend::Sqlite, &[("TRUSTED_PROXY_HOPS", "1")]).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite).trusted_proxy_hops(1).spawn().await else {
         return;
     };
     for _ in 0..10 {
@@ -599,7 +597,7 @@ async fn one_address_cannot_lock_a_user_out_from_another() {
 #[actix_web::test]
 async fn the_gateway_forwards_only_the_callers_own_request() {
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[]).await else {
+    let Some(app) = gateway(&upstream).await else {
         return;
     };
     let (_, real) = key(&app, json!({})).await;
@@ -695,7 +693,7 @@ async fn the_gateway_forwards_only_the_callers_own_request() {
 #[actix_web::test]
 async fn a_foreign_bearer_token_passes_to_the_upstream_untouched() {
     let upstream = start_upstream().await;
-    let Some(app) = gateway(&upstream, &[]).await else {
+    let Some(app) = gateway(&upstream).await else {
         return;
     };
     let foreign = Auth::Header("Authorization", "Bearer eyJhbGciOi.upstream.token".into());
@@ -850,8 +848,10 @@ async fn the_dashboard_keeps_its_secrets() {
 /// logins in flight, a key lookup still gets its answer.
 #[actix_web::test]
 async fn a_burst_of_logins_does_not_starve_key_lookups() {
-    let vars = [("DATABASE_POOL_SIZE", "1"), ("TRUSTED_PROXY_HOPS", "1")];
-    let Some(app) = spawn_app_with(Backend::Sqlite, &vars).await else {
+    let app = TestApp::on(Backend::Sqlite)
+        .database_pool_size(1)
+        .trusted_proxy_hops(1);
+    let Some(app) = app.spawn().await else {
         return;
     };
     let logins: Vec<_> = (0..500u32)
