@@ -4,10 +4,12 @@ use chrono::Duration;
 use clap::Subcommand;
 use keygate::clock::Now;
 use keygate::config::Settings;
+use keygate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use keygate::db::{DbPool, KeyId, UserId};
 use keygate::keys::service::{self, Actor, NewKey};
 use keygate::keys::{KeyName, KeyStatus};
 use keygate::limits::{Limit, Limits};
+use keygate::routes::api::import;
 use keygate::startup;
 
 use super::announcer;
@@ -29,11 +31,77 @@ pub enum KeysCommand {
         per_day: Option<i64>,
         #[arg(long)]
         expires_in_days: Option<u32>,
+        #[command(flatten)]
+        contract: ContractArgs,
     },
     /// List all keys (never their secrets).
     List,
     /// Deactivate a key (soft delete).
     Deactivate { id: KeyId },
+    /// Roll a key: print a new secret once; the old one works for --grace more (e.g. 24h).
+    Roll {
+        id: KeyId,
+        /// 0, or a number with s, m, h or d (at most 7d).
+        #[arg(long, default_value = "0")]
+        grace: String,
+    },
+    /// Import keys from another system: a JSON lines file (or a JSON array), or CSV with a
+    /// header row (.csv). Prints what it did, line by line; safe to run again.
+    Import { file: std::path::PathBuf },
+}
+
+/// A new key's contract on the command line.
+#[derive(clap::Args)]
+pub struct ContractArgs {
+    /// A scope to grant (repeat for more), e.g. --scope orders:read.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// An address or CIDR block the key may be used from (repeat for more).
+    #[arg(long = "allow-ip")]
+    allow_ips: Vec<String>,
+    /// Metadata, a JSON object.
+    #[arg(long)]
+    meta: Option<String>,
+}
+
+impl ContractArgs {
+    fn parse(self) -> Result<Contract, String> {
+        let meta = match self.meta {
+            None => None,
+            Some(text) => {
+                let value = serde_json::from_str(&text).map_err(|e| format!("--meta is not JSON: {e}"))?;
+                Some(Meta::parse(&value).map_err(|e| format!("--meta {e}"))?)
+            }
+        };
+        Ok(Contract {
+            meta,
+            scopes: Scopes::parse(self.scopes.iter().map(String::as_str))
+                .map_err(|e| format!("--scope: {e}"))?,
+            ip_allowlist: IpAllowlist::parse(self.allow_ips.iter().map(String::as_str))
+                .map_err(|e| format!("--allow-ip: {e}"))?,
+        })
+    }
+}
+
+/// `0`, `90s`, `30m`, `24h`, `7d`.
+fn grace(text: &str) -> Result<Duration, String> {
+    let bad = || format!("--grace {text}: expected 0 or a number with s, m, h or d, at most 7d");
+    if text == "0" {
+        return Ok(Duration::zero());
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let grace = match unit {
+        "s" => Duration::seconds(n),
+        "m" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        _ => return Err(bad()),
+    };
+    if grace < Duration::zero() || grace > service::MAX_GRACE {
+        return Err(bad());
+    }
+    Ok(grace)
 }
 
 pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String> {
@@ -52,18 +120,70 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
             per_hour,
             per_day,
             expires_in_days,
+            contract,
         } => {
             let limits = [per_minute, per_hour, per_day];
+            let contract = contract.parse()?;
             create(
                 &pool,
                 &settings,
                 operator,
-                (owner, name),
+                (owner, name, contract),
                 limits,
                 expires_in_days,
                 now,
             )
             .await
+        }
+        KeysCommand::Roll { id, grace: text } => {
+            let cache = announcer(&settings);
+            let (record, issued) = service::roll(&pool, &cache, operator, id, grace(&text)?, now)
+                .await
+                .map_err(|e| describe(&e))?;
+            match record
+                .key
+                .previous_expires_at
+                .filter(|_| record.key.previous_key_hash.is_some())
+            {
+                Some(until) => eprintln!(
+                    "rolled key {id}; the old secret works until {until} UTC. The new one, shown once:"
+                ),
+                None => eprintln!("rolled key {id}; the old secret has stopped. The new one, shown once:"),
+            }
+            println!("{}", issued.expose());
+            Ok(())
+        }
+        KeysCommand::Import { file } => {
+            let cache = announcer(&settings);
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            let objects = if csv {
+                super::import::csv_objects(&text)?
+            } else {
+                super::import::json_objects(&text)
+            };
+            let lines = objects
+                .into_iter()
+                .map(|(line, object)| {
+                    (
+                        line,
+                        object.and_then(|o| import::parse_line(o, settings.key_rate_limit)),
+                    )
+                })
+                .collect();
+            let report = keygate::keys::import::import(&pool, &cache, operator, lines, now)
+                .await
+                .map_err(|e| describe(&e))?;
+            for error in &report.errors {
+                eprintln!("line {}: {}", error.line, error.message);
+            }
+            println!(
+                "imported {}, unchanged {}, refused {}",
+                report.imported,
+                report.unchanged,
+                report.errors.len()
+            );
+            Ok(())
         }
         KeysCommand::List => list(&pool, operator, now).await,
         KeysCommand::Deactivate { id } => {
@@ -91,7 +211,7 @@ async fn create(
     pool: &DbPool,
     settings: &Settings,
     operator: Actor,
-    (owner, name): (String, String),
+    (owner, name, contract): (String, String, Contract),
     [per_minute, per_hour, per_day]: [Option<i64>; 3],
     expires_in_days: Option<u32>,
     now: Now,
@@ -113,6 +233,7 @@ async fn create(
         owner: Some(owner),
         limits,
         expires_at,
+        contract,
     };
     let (record, issued) = service::create(pool, operator, settings.key_rate_limit, new, now)
         .await

@@ -2,9 +2,11 @@
 //! never the web edge or the HTTP framework (`tests/api/architecture.rs` checks).
 
 pub mod clock;
+pub mod contract;
 pub mod keys;
 pub mod limits;
 pub mod policy;
+pub mod rules;
 pub mod usage;
 pub mod users;
 pub mod validation;

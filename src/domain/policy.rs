@@ -15,6 +15,7 @@
 
 use chrono::NaiveDateTime;
 
+use crate::contract::{IpAllowlist, Meta, Scopes};
 use crate::db::UserId;
 use crate::db::models::{ApiKey, User};
 use crate::limits::{Limit, Limits, Window};
@@ -45,6 +46,9 @@ pub struct KeyChange {
     pub per_day: Option<Option<Limit>>,
     pub expires_at: Option<Option<NaiveDateTime>>,
     pub is_active: Option<bool>,
+    pub meta: Option<Option<Meta>>,
+    pub scopes: Option<Scopes>,
+    pub ip_allowlist: Option<IpAllowlist>,
 }
 
 /// A rule refused the action; the sentence says which.
@@ -101,10 +105,14 @@ fn within_ceiling(window: Window, limit: Option<Limit>, ceiling: Option<Limit>) 
     }
 }
 
-/// A new key's limits, for an owner who is not an admin.
-pub fn may_create(actor: Actor, ceiling: &Limits, limits: &Limits) -> Result<(), Refusal> {
+/// A new key's limits and scopes, for an owner who is not an admin: limits within the
+/// ceiling, and no scopes (scopes open upstream routes; an admin grants them).
+pub fn may_create(actor: Actor, ceiling: &Limits, limits: &Limits, scopes: &Scopes) -> Result<(), Refusal> {
     if actor.is_admin {
         return Ok(());
+    }
+    if !scopes.is_empty() {
+        return refuse("Only admins may give a key scopes.");
     }
     for ((window, limit), (_, max)) in limits.windows().into_iter().zip(ceiling.windows()) {
         within_ceiling(window, limit, max)?;
@@ -140,10 +148,23 @@ pub fn may_change(actor: Actor, ceiling: &Limits, key: &ApiKey, patch: &KeyChang
     if let Some(expiry) = patch.expires_at {
         may_set_expiry(key.expires_at, expiry)?;
     }
+    if let Some(scopes) = &patch.scopes {
+        may_set_scopes(&Scopes::of_column(&key.scopes), scopes)?;
+    }
     if patch.is_active == Some(true) && !key.is_active && key.deactivated_by_admin {
         return refuse("An admin deactivated this key; only an admin may activate it again.");
     }
     Ok(())
+}
+
+/// Owners may drop scopes from their keys, never add one (an admin grants them).
+fn may_set_scopes(current: &Scopes, new: &Scopes) -> Result<(), Refusal> {
+    match new.iter().find(|s| !current.contains(s)) {
+        Some(scope) => refuse(format!(
+            "Only admins may give a key scopes; \"{scope}\" is not one this key has."
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Owners may bring an expiry forward (or set one), never remove or postpone it.
@@ -189,16 +210,19 @@ mod tests {
             per_hour: Limit::new(10),
             per_day: None,
         };
-        assert_eq!(may_create(USER, &CEILING, &ok), Ok(()));
+        assert_eq!(may_create(USER, &CEILING, &ok, &Scopes::default()), Ok(()));
         let unlimited = Limits::default();
-        assert!(may_create(USER, &CEILING, &unlimited).is_err());
+        assert!(may_create(USER, &CEILING, &unlimited, &Scopes::default()).is_err());
         let above = Limits {
             per_minute: Limit::new(61),
             ..ok
         };
-        let refusal = may_create(USER, &CEILING, &above).expect_err("above");
+        let refusal = may_create(USER, &CEILING, &above, &Scopes::default()).expect_err("above");
         assert!(refusal.0.contains("61") && refusal.0.contains("60"), "{refusal}");
-        assert_eq!(may_create(ADMIN, &CEILING, &unlimited), Ok(()));
+        assert_eq!(
+            may_create(ADMIN, &CEILING, &unlimited, &Scopes::default()),
+            Ok(())
+        );
     }
 
     #[test]
@@ -210,6 +234,22 @@ mod tests {
             may_create_for(USER, "a@x", Some("nobody@x"))
         );
         assert_eq!(may_create_for(ADMIN, "a@x", Some("b@x")), Ok(()));
+    }
+
+    #[test]
+    fn only_admins_grant_scopes_and_owners_may_drop_them() {
+        let scopes = |s: &[&str]| Scopes::parse(s.iter().copied()).expect("scopes");
+        let some = scopes(&["orders:read"]);
+        assert!(may_create(USER, &CEILING, &Limits::default(), &some).is_err());
+        assert_eq!(may_create(ADMIN, &CEILING, &Limits::default(), &some), Ok(()));
+        let held = scopes(&["orders:read", "orders:write"]);
+        assert_eq!(may_set_scopes(&held, &scopes(&["orders:read"])), Ok(()));
+        assert_eq!(may_set_scopes(&held, &Scopes::default()), Ok(()));
+        assert!(may_set_scopes(&held, &scopes(&["orders:read", "admin:all"])).is_err());
+        assert!(
+            may_set_scopes(&held, &scopes(&["orders:*"])).is_err(),
+            "a wildcard is a new scope"
+        );
     }
 
     #[test]

@@ -47,6 +47,11 @@ pub enum ApiError {
     /// An authorization rule refused the request; the message says which.
     #[error("{0}")]
     Forbidden(String),
+    /// The key lacks scopes the route needs (named in `missing_scopes`).
+    #[error("This API key lacks the scope{} this route needs: {}.", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
+    InsufficientScope(Vec<String>),
+    #[error("This API key may not be used from this address.")]
+    IpNotAllowed,
     #[error("Not found.")]
     NotFound,
     #[error("No user has this email.")]
@@ -92,6 +97,9 @@ impl ApiError {
                 body.insert("limit".into(), json!(limit));
                 body.insert("window".into(), json!(window));
                 body.insert("retry_after".into(), json!(retry_after));
+            }
+            ApiError::InsufficientScope(missing) => {
+                body.insert("missing_scopes".into(), json!(missing));
             }
             _ => {}
         }
@@ -148,6 +156,8 @@ impl ApiError {
             ApiError::RateLimitExceeded { .. } => "rate_limit_exceeded",
             ApiError::RateLimiterUnavailable => "rate_limiter_unavailable",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::InsufficientScope(_) => "insufficient_scope",
+            ApiError::IpNotAllowed => "ip_not_allowed",
             ApiError::NotFound | ApiError::UnknownUser => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::InvalidPath => "invalid_path",
@@ -234,7 +244,9 @@ impl ResponseError for ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) | ApiError::IpNotAllowed => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound | ApiError::UnknownUser => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,

@@ -24,6 +24,7 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::clock::Now;
+use crate::contract::Scope;
 use crate::credentials::{self, Credential};
 use crate::db::{KeyId, UserId};
 use crate::error::ApiError;
@@ -32,6 +33,7 @@ use crate::keys::cache::{KeyInfo, UserStanding};
 use crate::limits::headers::RateLimitHeaders;
 use crate::limits::{Bucket, Decision, LimiterError, Policy};
 use crate::metrics::{Outcome, Tier};
+use crate::rules::Need;
 use crate::state::AppState;
 use crate::users::token::Claims;
 
@@ -115,21 +117,38 @@ struct Refused {
     headers: Option<RateLimitHeaders>,
 }
 
-/// The middleware, counting one request per call: the gateway's catch-all, and what an
-/// embedding app wraps its routes with.
+/// What a request needs and costs: a route table's cost, or the route rules'
+/// (`UPSTREAM_ROUTES`: scopes and cost by method and path; without rules, nothing and 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    Cost(u32),
+    Rules,
+}
+
+/// The middleware by the route rules: the gateway's catch-all, and what an embedding app wraps
+/// its routes with.
 pub async fn gate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    gate_at_cost(req, next, 1).await
+    gate_charging(req, next, Charge::Rules).await
 }
 
 /// The middleware for a route whose requests cost `cost` each (the route table's; 0 only
-/// reads the caller's windows): classify (CORS preflight), identify, decide, respond.
+/// reads the caller's windows).
 pub async fn gate_at_cost(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
     cost: u32,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    gate_charging(req, next, Charge::Cost(cost)).await
+}
+
+/// Classify (CORS preflight), identify, decide, respond.
+async fn gate_charging(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    charge: Charge,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let cors = req.headers().contains_key(header::ORIGIN);
     if cors
@@ -139,7 +158,7 @@ pub async fn gate_at_cost(
         return Ok(req.into_response(preflight()));
     }
     let state = AppState::of(req.request())?;
-    match admit(state, &req, cost).await {
+    match admit(state, &req, charge).await {
         Ok(Admitted { caller, headers }) => {
             state.requests.count(tier_of(&caller.identity), Outcome::Allowed);
             req.extensions_mut().insert(caller);
@@ -170,12 +189,14 @@ fn outcome_of(error: &ApiError) -> Outcome {
     match error {
         ApiError::RateLimitExceeded { .. } => Outcome::RateLimited,
         ApiError::DatabaseUnavailable(_) | ApiError::RateLimiterUnavailable => Outcome::Unavailable,
+        ApiError::InsufficientScope(_) | ApiError::IpNotAllowed => Outcome::Forbidden,
         _ => Outcome::Unauthorized,
     }
 }
 
-/// Who is calling and whether their windows have room: one counter-store decision.
-async fn admit(state: &AppState, req: &ServiceRequest, cost: u32) -> Result<Admitted, (Tier, Refused)> {
+/// Who is calling, whether their key may make this request (address, scopes) and whether
+/// their windows have room: one counter-store decision, made only for a request that may pass.
+async fn admit(state: &AppState, req: &ServiceRequest, charge: Charge) -> Result<Admitted, (Tier, Refused)> {
     let refuse = |tier, error| (tier, Refused { error, headers: None });
     let now = Now::read();
     let client_ip = client_ip(state, req.request());
@@ -188,6 +209,14 @@ async fn admit(state: &AppState, req: &ServiceRequest, cost: u32) -> Result<Admi
     };
     let tier = tier_of(&identity);
     tag(state, req, log_tag(&identity));
+    let need = match charge {
+        Charge::Cost(cost) => Need::cost(cost),
+        Charge::Rules => state.route_rules.need(req.method().as_str(), req.path()),
+    };
+    if let Err(error) = may_pass(&identity, client_ip, need.scopes) {
+        return Err(refuse(tier, error));
+    }
+    let cost = need.cost;
     let (bucket, policy): (Bucket, &Policy) = match &identity {
         Identity::Key(info) => (Bucket::Key(info.id), &info.policy),
         Identity::User(id) => (Bucket::User(*id), &state.user_policy),
@@ -200,7 +229,9 @@ async fn admit(state: &AppState, req: &ServiceRequest, cost: u32) -> Result<Admi
         Ok(decision) => decision,
         Err(LimiterError::Unavailable) => return Err(refuse(tier, ApiError::RateLimiterUnavailable)),
     };
-    if let (Identity::Key(info), 1) = (&identity, cost) {
+    if let Identity::Key(info) = &identity
+        && cost > 0
+    {
         state.usage.record(info.id, decision.allowed, now);
     }
     let headers = RateLimitHeaders::of(&decision, policy);
@@ -215,6 +246,33 @@ async fn admit(state: &AppState, req: &ServiceRequest, cost: u32) -> Result<Admi
         now,
     };
     Ok(Admitted { caller, headers })
+}
+
+/// A key's own rules, before anything is counted: the address it may be used from, and the
+/// scopes the request needs. Without a key, a route that needs scopes needs a key.
+fn may_pass(identity: &Identity, client_ip: Option<IpAddr>, needed: &[Scope]) -> Result<(), ApiError> {
+    match identity {
+        Identity::Key(info) => {
+            if !info.ip_allowlist.allows(client_ip) {
+                return Err(ApiError::IpNotAllowed);
+            }
+            let missing = info.scopes.missing(needed);
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(ApiError::InsufficientScope(
+                    missing.iter().map(|s| s.to_string()).collect(),
+                ))
+            }
+        }
+        _ if needed.is_empty() => Ok(()),
+        Identity::User(_) => Err(ApiError::InsufficientScope(
+            needed.iter().map(|s| s.to_string()).collect(),
+        )),
+        Identity::Anonymous => Err(ApiError::AuthenticationRequired(
+            "This route needs an API key with the right scopes; send it in the Api-Key header.",
+        )),
+    }
 }
 
 /// The 429 of a refused window; its wait is the one the RateLimit headers carry.

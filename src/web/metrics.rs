@@ -36,14 +36,17 @@ pub enum Outcome {
     RateLimited,
     Unauthorized,
     Unavailable,
+    /// A key used from an address or for a route it may not use.
+    Forbidden,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 5] = [
         Outcome::Allowed,
         Outcome::RateLimited,
         Outcome::Unauthorized,
         Outcome::Unavailable,
+        Outcome::Forbidden,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::Unauthorized => "unauthorized",
             Outcome::Unavailable => "unavailable",
+            Outcome::Forbidden => "forbidden",
         }
     }
 }

@@ -132,6 +132,8 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
         requests: RequestCounters::default(),
         metrics_token: settings.metrics_token.clone(),
         log_requests: log::log_enabled!(log::Level::Info),
+        route_rules: settings.upstream_routes.clone(),
+        forward_meta: settings.upstream_forward_meta,
     })
 }
 

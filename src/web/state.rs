@@ -14,6 +14,7 @@ use crate::limits::Limits;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::{Limiter, Policy};
 use crate::metrics::RequestCounters;
+use crate::rules::RouteRules;
 use crate::usage::UsageRecorder;
 use crate::users::token::TokenSigner;
 
@@ -40,6 +41,10 @@ pub struct AppState {
     pub metrics_token: Option<crate::config::Redacted>,
     /// Whether requests are logged (info logging on): the gate then tags them for the line.
     pub log_requests: bool,
+    /// `UPSTREAM_ROUTES`: what a request the gate charges by rule needs and costs.
+    pub route_rules: RouteRules,
+    /// `UPSTREAM_FORWARD_META`: keys' metadata goes to the upstream.
+    pub forward_meta: bool,
 }
 
 impl AppState {

@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 const STORAGE: &[&str] = &["db", "shared_redis", "striped"];
 const DOMAIN: &[&str] = &[
     "clock",
+    "contract",
     "keys",
     "users",
     "limits",
     "usage",
     "policy",
+    "rules",
     "validation",
 ];
 /// Crates of the web edge: the domain and storage never name them.

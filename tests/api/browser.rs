@@ -801,3 +801,108 @@ async fn every_page_is_accessible_and_fits_a_phone() {
     browser.end().await;
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A key's contract in the dashboard: scopes, an allowlist and metadata set on the form (a bad
+/// value named next to its field), then a roll with a grace period — the new secret shown once,
+/// the old one working until the time the page names — and a roll that stops the old one.
+#[actix_web::test]
+async fn an_admin_sets_a_keys_contract_and_rolls_it_in_the_browser() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let base = &app.address;
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser.goto(&format!("{base}/admin/keys/new")).await;
+    browser.fill("#name", "orders service").await;
+    browser.fill("#scopes", "orders:read reports:*").await;
+    browser.fill("#ip_allowlist", "127.0.0.1\n10.0.0.0/8").await;
+    browser.fill("#meta", "{\"plan\": \"pro\"").await;
+    browser.click("form.stack button[type=submit]").await;
+    assert!(
+        browser
+            .text(".field-error")
+            .await
+            .contains("Metadata is not JSON"),
+        "{}",
+        browser.source().await
+    );
+    assert_eq!(
+        browser
+            .find("#scopes")
+            .await
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("orders:read reports:*"),
+        "what was typed stays"
+    );
+    browser.fill("#meta", "{\"plan\": \"pro\"}").await;
+    browser.click("form.stack button[type=submit]").await;
+    let first = browser.text("#new-key").await;
+    let detail = browser.path().await.trim_end_matches("/created").to_owned();
+    let (status, whoami) = api_status(&app, &first).await;
+    assert_eq!(status, 200);
+    assert_eq!(whoami["key"]["scopes"], json!(["orders:read", "reports:*"]));
+
+    browser.goto(&format!("{base}{detail}")).await;
+    let source = browser.source().await;
+    assert!(source.contains("orders:read reports:*"), "the scopes are shown");
+    assert!(source.contains("10.0.0.0/8"), "the allowlist is shown");
+    let meta = browser
+        .find("#meta")
+        .await
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    assert!(
+        meta.contains("\"plan\": \"pro\""),
+        "the metadata is shown: {meta}"
+    );
+    browser.screenshot("key_contract").await;
+
+    // Roll with the default grace (24 hours): both secrets work.
+    browser.click("form[action$=\"/roll\"] button[type=submit]").await;
+    assert_eq!(browser.text("h1").await, "New secret");
+    let until = browser.text("#previous-until").await;
+    let second = browser.text("#new-key").await;
+    assert_ne!(first, second);
+    browser.screenshot("key_rolled").await;
+    assert_eq!(
+        api_status(&app, &first).await.0,
+        200,
+        "the old secret works during the grace"
+    );
+    assert_eq!(api_status(&app, &second).await.0, 200);
+    browser.goto(&format!("{base}{detail}")).await;
+    assert!(
+        browser.text("#previous-secret").await.contains(&until),
+        "the detail page shows the overlap"
+    );
+    let keys = app.get("/api/api-keys", &app.admin().await.auth()).await.body;
+    assert!(keys[0]["previous_secret_expires_at"].is_string());
+
+    // Roll again, stopping the old secret now.
+    browser
+        .find("#grace_seconds option[value=\"0\"]")
+        .await
+        .click()
+        .await
+        .expect("choose no grace");
+    browser.click("form[action$=\"/roll\"] button[type=submit]").await;
+    assert!(
+        browser
+            .source()
+            .await
+            .contains("The old secret has stopped working")
+    );
+    let third = browser.text("#new-key").await;
+    assert_eq!(api_status(&app, &second).await.0, 401, "stopped at once");
+    assert_eq!(api_status(&app, &third).await.0, 200);
+    assert_eq!(api_status(&app, &first).await.0, 401, "the first is long gone");
+    browser.end().await;
+}

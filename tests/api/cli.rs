@@ -42,7 +42,7 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
     let migrate = cli.run(&["migrate"], &[]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     assert!(
-        text(&migrate.stdout).contains("applied 2 migration"),
+        text(&migrate.stdout).contains("applied 3 migration"),
         "{}",
         text(&migrate.stdout)
     );
@@ -265,4 +265,109 @@ async fn with_no_configuration_it_serves_on_8080_and_says_how_to_log_in() {
         status.success(),
         "SIGTERM ends keygate cleanly: {status:?}\n{log}"
     );
+}
+
+/// Key contracts from the shell: scopes, an allowlist and metadata on create, a roll with a
+/// grace period, and an import from CSV (with its bad lines named) that is safe to run twice.
+#[test]
+fn an_operator_rolls_and_imports_keys_from_the_shell() {
+    let cli = Cli::new();
+    let user = cli.run(
+        &["users", "create", "--email", "ops@example.com"],
+        &[("KEYGATE_PASSWORD", "long-enough-pw")],
+    );
+    assert!(user.status.success(), "{}", text(&user.stderr));
+    let created = cli.run(
+        &[
+            "keys",
+            "create",
+            "--owner",
+            "ops@example.com",
+            "--name",
+            "scoped",
+            "--scope",
+            "orders:read",
+            "--scope",
+            "reports:*",
+            "--allow-ip",
+            "10.0.0.0/8",
+            "--meta",
+            "{\"plan\":\"pro\"}",
+        ],
+        &[],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let first = text(&created.stdout).trim().to_owned();
+    assert_key_format(&first);
+    let bad = cli.run(
+        &[
+            "keys",
+            "create",
+            "--owner",
+            "ops@example.com",
+            "--name",
+            "x",
+            "--scope",
+            "not a scope",
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("--scope"), "{}", text(&bad.stderr));
+
+    let rolled = cli.run(&["keys", "roll", "1", "--grace", "24h"], &[]);
+    assert!(rolled.status.success(), "{}", text(&rolled.stderr));
+    let second = text(&rolled.stdout).trim().to_owned();
+    assert_key_format(&second);
+    assert_ne!(first, second);
+    assert!(
+        text(&rolled.stderr).contains("old secret works until"),
+        "{}",
+        text(&rolled.stderr)
+    );
+    for grace in ["8d", "-1h", "soon"] {
+        let refused = cli.run(&["keys", "roll", "1", "--grace", grace], &[]);
+        assert!(!refused.status.success(), "--grace {grace}");
+    }
+
+    let file = cli
+        .dir
+        .join(format!("keygate-import-{}.csv", crate::helpers::unique_suffix()));
+    std::fs::write(
+        &file,
+        "key,owner,name,rate_limit_per_minute,is_active,scopes,created_at\n\
+         legacy.one,ops@example.com,one,5,true,orders:read,2024-05-01 10:00:00+00\n\
+         legacy.two,ops@example.com,two,,f,,\n\
+         legacy.three,nobody@example.com,three,,,,\n\
+         legacy.four,ops@example.com,four,zero,,,\n",
+    )
+    .expect("write the CSV");
+    let path = file.to_str().expect("a path").to_owned();
+    let imported = cli.run(&["keys", "import", &path], &[]);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert!(
+        text(&imported.stdout).contains("imported 2, unchanged 0, refused 2"),
+        "{}",
+        text(&imported.stdout)
+    );
+    let errors = text(&imported.stderr);
+    assert!(
+        errors.contains("line 4:") && errors.contains("line 5:"),
+        "{errors}"
+    );
+    let again = cli.run(&["keys", "import", &path], &[]);
+    assert!(
+        text(&again.stdout).contains("imported 0, unchanged 2, refused 2"),
+        "{}",
+        text(&again.stdout)
+    );
+    let listed = text(&cli.run(&["keys", "list"], &[]).stdout);
+    assert!(listed.contains(" one") && listed.contains(" two"), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(" two") && l.contains("inactive")),
+        "{listed}"
+    );
+    let _ = std::fs::remove_file(&file);
 }

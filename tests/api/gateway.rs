@@ -444,9 +444,10 @@ async fn the_verify_api_answers_every_code_and_counts_only_when_asked() {
     verify(json!({"key": key}), Auth::None)
         .await
         .assert_error(401, "authentication_required");
+    // A key may ask only when it holds keygate:verify (see contract.rs).
     verify(json!({"key": key}), Auth::Header("Api-Key", key.clone()))
         .await
-        .assert_error(401, "authentication_required");
+        .assert_error(403, "insufficient_scope");
     verify(json!({"consume": true}), admin.auth())
         .await
         .assert_error(400, "validation_error");

@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod cli;
+mod contract;
 mod drills;
 mod gate;
 mod gateway;

@@ -187,7 +187,58 @@ async fn every_operation_answers_as_the_document_says_and_nothing_else_answers()
         "/api/api-keys/{id}/stats",
         app.get(&format!("/api/api-keys/{id}/stats/"), &user.auth()).await,
     );
+    check(
+        "post",
+        "/api/api-keys/import",
+        app.post(
+            "/api/api-keys/import/",
+            &admin.auth(),
+            json!([{"key": "imported.for-the-document", "owner": "ada@example.com", "name": "imported"}, {"name": 1}]),
+        )
+        .await,
+    );
+    check(
+        "post",
+        "/api/api-keys/import",
+        app.post("/api/api-keys/import", &admin.auth(), json!({"not": "an array"}))
+            .await,
+    );
+    check(
+        "post",
+        "/api/api-keys/import",
+        app.post("/api/api-keys/import", &user.auth(), json!([])).await,
+    );
+    check(
+        "post",
+        "/api/api-keys/{id}/roll",
+        app.post(
+            &format!("/api/api-keys/{id}/roll/"),
+            &user.auth(),
+            json!({"grace_seconds": -1}),
+        )
+        .await,
+    );
+    check(
+        "post",
+        "/api/api-keys/{id}/roll",
+        app.post("/api/api-keys/424242/roll", &user.auth(), json!({}))
+            .await,
+    );
 
+    let spare = app
+        .post("/api/api-keys/", &user.auth(), json!({"name": "to roll"}))
+        .await;
+    let spare = spare.body["id"].clone();
+    check(
+        "post",
+        "/api/api-keys/{id}/roll",
+        app.post(
+            &format!("/api/api-keys/{spare}/roll"),
+            &user.auth(),
+            json!({"grace_seconds": 60}),
+        )
+        .await,
+    );
     let with_key = Auth::Header("Api-Key", key.clone());
     check("get", "/api/whoami", app.get("/api/whoami", &with_key).await);
     check(

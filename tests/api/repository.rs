@@ -50,6 +50,10 @@ fn key(conn: &mut DbConnection, owner: &User, name: &str, hash: &str) -> ApiKey 
             is_active: true,
             created_at: now,
             updated_at: now,
+            last_used_at: None,
+            meta: None,
+            scopes: "",
+            ip_allowlist: "",
         },
     )
     .expect("insert key")
@@ -212,6 +216,10 @@ fn key_hashes_are_unique(conn: &mut DbConnection) {
             is_active: true,
             created_at: now,
             updated_at: now,
+            last_used_at: None,
+            meta: None,
+            scopes: "",
+            ip_allowlist: "",
         },
     );
     assert!(

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod handoff;
+pub mod import;
 pub mod secret;
 pub mod service;
 

@@ -35,6 +35,18 @@ impl KeyHash {
         KeyHash(hex::encode(digest))
     }
 
+    /// A hash another system kept: 64 hex digits (either case), stored in lower case.
+    pub fn from_hex(hex_digits: &str) -> Option<KeyHash> {
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(hex_digits, &mut digest).ok()?;
+        Some(KeyHash::from_digest(&digest))
+    }
+
+    /// The hash of a plaintext key being imported (any form: keygate's or another system's).
+    pub fn of_plaintext(key: &str) -> KeyHash {
+        KeyHash::of(key)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -91,7 +103,11 @@ pub enum MalformedKey {
     Checksum,
 }
 
-/// A key as a caller sent it, once its format and checksum have been verified.
+/// A key as a caller sent it, once its form has been checked: a keygate key (`kg_…`) by its
+/// format and checksum, so typos and guesses cost no lookup; any other string of visible ASCII
+/// (a key imported from another system, which keygate only knows by its hash) as it is. Those
+/// cost a lookup once per distinct string; unknown ones are remembered for a few seconds (the
+/// key cache's negative entries), so a flood of random strings stays bounded.
 pub struct PresentedKey(String);
 
 impl PresentedKey {
@@ -100,7 +116,9 @@ impl PresentedKey {
             return Err(MalformedKey::TooLong);
         }
         let raw = raw.trim();
-        let body = raw.strip_prefix(KEY_PREFIX).ok_or(MalformedKey::Format)?;
+        let Some(body) = raw.strip_prefix(KEY_PREFIX) else {
+            return PresentedKey::foreign(raw);
+        };
         if raw.len() != KEY_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(MalformedKey::Format);
         }
@@ -109,6 +127,19 @@ impl PresentedKey {
             return Err(MalformedKey::Checksum);
         }
         Ok(PresentedKey(raw.to_owned()))
+    }
+
+    /// A key not in keygate's format (imported): visible ASCII, no spaces.
+    fn foreign(raw: &str) -> Result<PresentedKey, MalformedKey> {
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(MalformedKey::Format);
+        }
+        Ok(PresentedKey(raw.to_owned()))
+    }
+
+    /// Whether this is a keygate key (`kg_…`), rather than an imported one.
+    pub fn is_keygate(&self) -> bool {
+        self.0.starts_with(KEY_PREFIX)
     }
 
     /// The raw SHA-256 of the key: the in-process cache's key (no hex encoding per request).
@@ -123,7 +154,13 @@ impl PresentedKey {
 
 impl fmt::Debug for PresentedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PresentedKey({}…)", &self.0[..KEY_PREFIX.len() + DISPLAY_LEN])
+        // A keygate key shows its display prefix; an imported one, of unknown form, nothing.
+        let shown = if self.is_keygate() {
+            &self.0[..KEY_PREFIX.len() + DISPLAY_LEN]
+        } else {
+            ""
+        };
+        write!(f, "PresentedKey({shown}…)")
     }
 }
 
@@ -203,17 +240,25 @@ mod tests {
             Some(MalformedKey::TooLong)
         );
         assert_eq!(PresentedKey::parse("").err(), Some(MalformedKey::Format));
-        assert_eq!(PresentedKey::parse(&good[3..]).err(), Some(MalformedKey::Format));
+        assert_eq!(PresentedKey::parse("kg_short").err(), Some(MalformedKey::Format));
+        assert_eq!(PresentedKey::parse("two words").err(), Some(MalformedKey::Format));
+        assert_eq!(PresentedKey::parse("ctl\u{1}").err(), Some(MalformedKey::Format));
+        // Strings that are not keygate keys are imported keys, known only by their hash.
+        let foreign = PresentedKey::parse(&good[3..]).expect("an imported key's form");
+        assert!(!foreign.is_keygate());
+        assert_eq!(
+            format!("{foreign:?}"),
+            "PresentedKey(…)",
+            "nothing of it in Debug"
+        );
+        assert!(PresentedKey::parse("Abc123.def456").is_ok());
         assert_eq!(
             PresentedKey::parse(&format!("{good}0")).err(),
             Some(MalformedKey::Format)
         );
         let accented = format!("{}é{}", &good[..10], &good[12..]);
         assert_eq!(PresentedKey::parse(&accented).err(), Some(MalformedKey::Format));
-        assert_eq!(
-            PresentedKey::parse(&good.replace("kg_", "gh_")).err(),
-            Some(MalformedKey::Format)
-        );
+        assert!(PresentedKey::parse(&good.replace("kg_", "gh_")).is_ok_and(|k| !k.is_keygate()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use chrono::{Duration, NaiveDateTime, Timelike};
 use diesel::Connection;
 
 use crate::clock::Now;
+use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use crate::db::models::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, UsageRow, UsageTotals, User};
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
 use crate::keys::KeyName;
@@ -55,6 +56,7 @@ pub struct NewKey {
     pub owner: Option<String>,
     pub limits: Limits,
     pub expires_at: Option<NaiveDateTime>,
+    pub contract: Contract,
 }
 
 /// A partial change of a key: a new name, and what the policy judges.
@@ -86,9 +88,11 @@ pub async fn create(
 ) -> Result<(KeyRecord, IssuedKey), KeyError> {
     db::run(pool, move |conn| {
         let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
-        policy::may_create(actor, &users::ceiling(&owner, &defaults), &new.limits)?;
+        let ceiling = users::ceiling(&owner, &defaults);
+        policy::may_create(actor, &ceiling, &new.limits, &new.contract.scopes)?;
         let issued = IssuedKey::generate();
         let now = now.naive();
+        let (scopes, ip_allowlist) = (new.contract.scopes.column(), new.contract.ip_allowlist.column());
         let key = ApiKey::insert(
             conn,
             &NewApiKey {
@@ -103,6 +107,10 @@ pub async fn create(
                 is_active: true,
                 created_at: now,
                 updated_at: now,
+                last_used_at: None,
+                meta: new.contract.meta.as_ref().map(Meta::as_str),
+                scopes: &scopes,
+                ip_allowlist: &ip_allowlist,
             },
         )?;
         Ok((
@@ -184,6 +192,13 @@ pub async fn update(
         // Set below, from the key as it is when the change is made.
         deactivated_by_admin: None,
         updated_at: Some(now.naive()),
+        meta: check
+            .meta
+            .as_ref()
+            .map(|m| m.as_ref().map(|m| m.as_str().to_owned())),
+        scopes: check.scopes.as_ref().map(Scopes::column),
+        ip_allowlist: check.ip_allowlist.as_ref().map(IpAllowlist::column),
+        ..ApiKeyChanges::default()
     };
     let record = db::run(pool, move |conn| {
         conn.transaction::<_, KeyError, _>(|conn| {
@@ -207,6 +222,46 @@ pub async fn update(
     .await?;
     cache.changed(id).await;
     Ok(record)
+}
+
+/// The longest a replaced secret may keep working after a roll.
+pub const MAX_GRACE: Duration = Duration::days(7);
+
+/// Rolls a key: a new secret (returned, the only copy), the same key otherwise — name, limits,
+/// contract, owner and counters (which belong to the key's id, not its secret). The old secret
+/// keeps working for `grace` (0 to [`MAX_GRACE`]; a previous overlap ends), then stops on every
+/// instance: its end is checked against each request's clock.
+pub async fn roll(
+    pool: &DbPool,
+    cache: &KeyCache,
+    actor: Actor,
+    id: KeyId,
+    grace: Duration,
+    now: Now,
+) -> Result<(KeyRecord, IssuedKey), KeyError> {
+    let grace = grace.clamp(Duration::zero(), MAX_GRACE);
+    let issued = IssuedKey::generate();
+    let (hash, prefix) = (issued.hash().as_str().to_owned(), issued.display_prefix());
+    let record = db::run(pool, move |conn| {
+        conn.transaction::<_, KeyError, _>(|conn| {
+            ApiKey::lock(conn, id)?;
+            let record = visible(conn, actor, id)?;
+            let overlap = grace > Duration::zero();
+            let changes = ApiKeyChanges {
+                key_hash: Some(hash),
+                prefix: Some(prefix),
+                previous_key_hash: Some(overlap.then(|| record.key.key_hash.clone())),
+                previous_expires_at: Some(overlap.then(|| now.naive() + grace)),
+                updated_at: Some(now.naive()),
+                ..ApiKeyChanges::default()
+            };
+            let key = ApiKey::update(conn, id, &changes)?.ok_or(KeyError::NotFound)?;
+            Ok(KeyRecord { key, ..record })
+        })
+    })
+    .await?;
+    cache.changed(id).await;
+    Ok((record, issued))
 }
 
 /// Soft delete: the row stays, the key stops working.

@@ -34,6 +34,11 @@ diesel::table! {
         updated_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         deactivated_by_admin -> Bool,
+        meta -> Nullable<Text>,
+        scopes -> Text,
+        ip_allowlist -> Text,
+        previous_key_hash -> Nullable<Text>,
+        previous_expires_at -> Nullable<Timestamp>,
     }
 }
 

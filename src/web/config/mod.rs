@@ -25,6 +25,8 @@
 //! | `CLIENT_TIMEOUT_MS` | `5000` (a client must send its request head within this) |
 //! | `UPSTREAM_URL` | unset: no gateway mode (an `http://` base URL) |
 //! | `UPSTREAM_TIMEOUT_MS` | `30000` |
+//! | `UPSTREAM_ROUTES` | unset: no rules (route rules inline, or the path of a file of them; see `rules`) |
+//! | `UPSTREAM_FORWARD_META` | `0` (`1`: keys' metadata goes upstream as `X-Keygate-Meta`) |
 //! | `METRICS_TOKEN` | unset: `/metrics` is open |
 //! | `DYNO` | set by Heroku; with SQLite it earns a warning |
 //!
@@ -37,6 +39,7 @@ use std::time::Duration;
 
 use crate::limits::Limits;
 use crate::limits::Rate;
+use crate::rules::RouteRules;
 use crate::shared_redis::RedisTarget;
 
 // The settings' types that their domains own, for whoever reads `Settings`.
@@ -110,6 +113,9 @@ pub struct Settings {
     pub dyno: Option<String>,
     pub upstream_url: Option<String>,
     pub upstream_timeout: Duration,
+    /// Scopes and cost by method and path, for requests the gate charges by rule.
+    pub upstream_routes: RouteRules,
+    pub upstream_forward_meta: bool,
 }
 
 pub const DEFAULT_ANON_LIMIT_MESSAGE: &str =
@@ -135,6 +141,8 @@ impl Settings {
         let admin = admin(get)?;
         let client_ip_header = client_ip_header(get)?;
         let upstream_url = upstream_url(get)?;
+        let upstream_routes = upstream_routes(get)?;
+        let upstream_forward_meta = flag(get, "UPSTREAM_FORWARD_META")?;
         let settings = Settings {
             port: number(get, "PORT", 8080)?,
             bind_addr: parsed(get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
@@ -164,6 +172,8 @@ impl Settings {
             dyno: get("DYNO"),
             upstream_url,
             upstream_timeout: Duration::from_millis(positive(get, "UPSTREAM_TIMEOUT_MS", 30_000)?),
+            upstream_routes,
+            upstream_forward_meta,
         };
         Ok(settings)
     }
@@ -296,6 +306,34 @@ fn upstream_url(get: &Lookup) -> Result<Option<String>, ConfigError> {
         ));
     }
     Ok(url)
+}
+
+/// `UPSTREAM_ROUTES`: rules inline (a rule has spaces), or the path of a file of them (one word).
+fn upstream_routes(get: &Lookup) -> Result<RouteRules, ConfigError> {
+    let Some(value) = get("UPSTREAM_ROUTES") else {
+        return Ok(RouteRules::default());
+    };
+    let value = value.trim();
+    let text = if value.contains(char::is_whitespace) || value.contains(';') {
+        value.to_owned()
+    } else {
+        std::fs::read_to_string(value).map_err(|e| {
+            invalid(
+                "UPSTREAM_ROUTES",
+                format!("cannot read the rules file {value}: {e}"),
+            )
+        })?
+    };
+    RouteRules::parse(&text).map_err(|e| invalid("UPSTREAM_ROUTES", e))
+}
+
+/// A switch: `1`/`true`/`yes` or `0`/`false`/`no` (unset: off).
+fn flag(get: &Lookup, var: &'static str) -> Result<bool, ConfigError> {
+    match get(var).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("0" | "false" | "no" | "off") => Ok(false),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some(other) => Err(invalid(var, format!("{other:?} is not 1 or 0"))),
+    }
 }
 
 fn rates(get: &Lookup, var: &'static str, default: &str) -> Result<Vec<Rate>, ConfigError> {

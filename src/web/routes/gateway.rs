@@ -6,7 +6,7 @@
 //! cookie are removed; a `Bearer` token that is not keygate's is the upstream's and passes.
 //! Without trusted proxies (`TRUSTED_PROXY_HOPS=0`) a client's `X-Forwarded-Proto/Host`,
 //! `Forwarded` and `X-Real-IP` are dropped and set from the connection. The caller
-//! (`X-Keygate-Key-Id`, `-User-Id`, `-Tier`) is added. The upstream's `Set-Cookie` for the
+//! (`X-Keygate-Key-Id`, `-User-Id`, `-Tier`, `-Scopes`; `-Meta` with `UPSTREAM_FORWARD_META=1`) is added. The upstream's `Set-Cookie` for the
 //! dashboard's cookie never reaches the browser. A refused request never gets here.
 
 use std::time::Duration;
@@ -214,6 +214,14 @@ fn add_proxy_headers(req: &HttpRequest, uri: &Uri, outgoing: &mut HeaderMap, tru
             Identity::Key(key) => {
                 add("x-keygate-key-id", key.id.to_string());
                 add("x-keygate-user-id", key.user_id.to_string());
+                if !key.scopes.is_empty() {
+                    add("x-keygate-scopes", key.scopes.column());
+                }
+                let forward_meta = AppState::of(req).is_ok_and(|state| state.forward_meta);
+                if let (true, Some(meta)) = (forward_meta, &key.meta) {
+                    // Compact JSON; a value that is not a valid header (non-ASCII) is left out.
+                    add("x-keygate-meta", meta.as_str().to_owned());
+                }
             }
             Identity::User(id) => add("x-keygate-user-id", id.to_string()),
             Identity::Anonymous => {}

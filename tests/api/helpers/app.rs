@@ -131,6 +131,23 @@ impl TestApp {
     }
 
     pub async fn request(&self, method: Method, path: &str, auth: &Auth, body: Option<Vec<u8>>) -> Reply {
+        self.send(method, path, auth, body.map(|b| (b, "application/json")))
+            .await
+    }
+
+    /// A request with a body of another content type (JSON lines, say).
+    pub async fn request_with_type(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &Auth,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Reply {
+        self.send(method, path, auth, Some((body, content_type))).await
+    }
+
+    async fn send(&self, method: Method, path: &str, auth: &Auth, body: Option<(Vec<u8>, &str)>) -> Reply {
         let mut request = self.client.request(method, format!("{}{path}", self.address));
         match auth {
             Auth::None => {}
@@ -140,9 +157,9 @@ impl TestApp {
             Auth::Header(name, value) => request = request.insert_header((*name, value.as_str())),
         }
         let mut response = match body {
-            Some(bytes) => {
+            Some((bytes, content_type)) => {
                 request
-                    .insert_header(("Content-Type", "application/json"))
+                    .insert_header(("Content-Type", content_type))
                     .send_body(bytes)
                     .await
             }

@@ -82,6 +82,16 @@ impl AppBuilder {
         self.set("UPSTREAM_URL", url)
     }
 
+    /// Route rules (`UPSTREAM_ROUTES`), inline.
+    pub fn upstream_routes(self, rules: &str) -> AppBuilder {
+        self.set("UPSTREAM_ROUTES", rules)
+    }
+
+    /// Keys' metadata to the upstream as `X-Keygate-Meta`.
+    pub fn upstream_forward_meta(self) -> AppBuilder {
+        self.set("UPSTREAM_FORWARD_META", "1")
+    }
+
     pub fn upstream_timeout_ms(self, ms: u64) -> AppBuilder {
         self.set("UPSTREAM_TIMEOUT_MS", ms)
     }

@@ -14,10 +14,15 @@ use crate::db::{KeyId, UserId};
 enum Event {
     Key(KeyId),
     User(UserId),
+    /// Everything (after an import: instances may remember the new keys as unknown).
+    All,
 }
 
 impl Event {
     fn parse(payload: &str) -> Option<Event> {
+        if payload == "all" {
+            return Some(Event::All);
+        }
         match payload.strip_prefix('u') {
             Some(user) => user.parse().ok().map(Event::User),
             None => payload.parse().ok().map(Event::Key),
@@ -30,6 +35,7 @@ impl std::fmt::Display for Event {
         match self {
             Event::Key(id) => write!(f, "{id}"),
             Event::User(id) => write!(f, "u{id}"),
+            Event::All => f.write_str("all"),
         }
     }
 }
@@ -38,6 +44,13 @@ impl KeyCache {
     pub async fn changed(&self, key_id: KeyId) {
         self.forget(key_id);
         self.announce(Event::Key(key_id)).await;
+    }
+
+    /// Announces that keys changed wholesale (an import): every cache entry is forgotten,
+    /// unknown keys included, here and on every instance.
+    pub async fn changed_all(&self) {
+        self.forget_all();
+        self.announce(Event::All).await;
     }
 
     /// Announces that a user changed (deactivated, reactivated, new password): their standing
@@ -108,7 +121,7 @@ impl KeyCache {
                                 {
                                     Some(Event::Key(id)) => cache.forget(id),
                                     Some(Event::User(id)) => cache.forget_user(id),
-                                    None => cache.forget_all(),
+                                    Some(Event::All) | None => cache.forget_all(),
                                 }
                             }
                             log::warn!("lost the Redis key-event subscription; reconnecting");
@@ -139,7 +152,7 @@ mod tests {
 
     #[test]
     fn events_name_keys_and_users() {
-        for event in [Event::Key(KeyId(7)), Event::User(UserId(7))] {
+        for event in [Event::Key(KeyId(7)), Event::User(UserId(7)), Event::All] {
             assert_eq!(Event::parse(&event.to_string()), Some(event));
         }
         assert_eq!(

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use crate::clock::Now;
+use crate::contract::{IpAllowlist, Meta, Scopes};
 use crate::db::models::{ApiKey, User};
 use crate::db::{self, DbError, DbPool, KeyId, UserId};
 use crate::keys::KeyStatus;
@@ -47,6 +48,11 @@ pub struct KeyInfo {
     /// Unix seconds.
     pub expires_at: Option<i64>,
     pub is_active: bool,
+    pub scopes: Scopes,
+    pub ip_allowlist: IpAllowlist,
+    pub meta: Option<Meta>,
+    /// For a secret a roll replaced: when its grace period ends (Unix seconds).
+    pub secret_expires_at: Option<i64>,
 }
 
 static IDS: AtomicU64 = AtomicU64::new(0);
@@ -59,11 +65,16 @@ impl KeyInfo {
     fn deep_copy(&self) -> KeyInfo {
         KeyInfo {
             policy: self.policy.deep_copy(),
+            scopes: self.scopes.deep_copy(),
+            ip_allowlist: self.ip_allowlist.deep_copy(),
             ..self.clone()
         }
     }
 
-    pub fn of(key: &ApiKey, owner_email: String) -> KeyInfo {
+    /// The gate's view of `key`, as found by the secret whose hash is `hash`: the current one,
+    /// or the one a roll replaced (which works until its grace period ends).
+    pub fn of(key: &ApiKey, owner_email: String, hash: &str) -> KeyInfo {
+        let replaced = key.key_hash != hash && key.previous_key_hash.as_deref() == Some(hash);
         KeyInfo {
             id: key.id,
             user_id: key.user_id,
@@ -73,6 +84,15 @@ impl KeyInfo {
             policy: KeyInfo::policy_of(key),
             expires_at: key.expires_at.map(|at| at.and_utc().timestamp()),
             is_active: key.is_active,
+            scopes: Scopes::of_column(&key.scopes),
+            ip_allowlist: IpAllowlist::of_column(&key.ip_allowlist),
+            meta: Meta::of_column(key.meta.as_deref()),
+            secret_expires_at: if replaced {
+                // No end recorded would be a bug; treat the replaced secret as ended.
+                Some(key.previous_expires_at.map_or(0, |at| at.and_utc().timestamp()))
+            } else {
+                None
+            },
         }
     }
 
@@ -81,8 +101,13 @@ impl KeyInfo {
         Policy::new(Limits::of(key).windows().to_vec())
     }
 
+    /// The key's status; a replaced secret past its grace period is expired.
     pub fn status_at(&self, now: Now) -> KeyStatus {
-        KeyStatus::at(self.is_active, self.expires_at, now.unix_secs())
+        let expires_at = match (self.expires_at, self.secret_expires_at) {
+            (Some(key), Some(secret)) => Some(key.min(secret)),
+            (key, secret) => key.or(secret),
+        };
+        KeyStatus::at(self.is_active, expires_at, now.unix_secs())
     }
 }
 
@@ -222,6 +247,7 @@ impl KeyCache {
         }
         self.lookups.mine()[MISS].fetch_add(1, Ordering::Relaxed);
         let lookup = KeyHash::from_digest(&hash).as_str().to_owned();
+        let lookup_hash = lookup.clone();
         let found = db::run(pool, move |conn| {
             ApiKey::find_by_hash(conn, &lookup).map_err(DbError::Query)
         })
@@ -230,7 +256,7 @@ impl KeyCache {
         let current = self.generation.load(Ordering::Acquire) == generation;
         Ok(match found {
             Some((key, owner_email)) => {
-                let info = Arc::new(KeyInfo::of(&key, owner_email));
+                let info = Arc::new(KeyInfo::of(&key, owner_email, &lookup_hash));
                 if current {
                     self.known.insert(hash, info.clone());
                 }
@@ -280,6 +306,7 @@ impl KeyCache {
 
     pub fn forget_all(&self) {
         self.known.invalidate_all();
+        self.unknown.invalidate_all();
         self.users.invalidate_all();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.user_generation.fetch_add(1, Ordering::AcqRel);

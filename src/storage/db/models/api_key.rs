@@ -24,6 +24,15 @@ pub struct ApiKey {
     pub last_used_at: Option<NaiveDateTime>,
     /// Switched off by an admin: its owner may not switch it back on.
     pub deactivated_by_admin: bool,
+    /// A JSON object, as text.
+    pub meta: Option<String>,
+    /// Space-separated scopes.
+    pub scopes: String,
+    /// Space-separated addresses and CIDR blocks; empty: any address.
+    pub ip_allowlist: String,
+    /// The secret a roll replaced, working until `previous_expires_at`.
+    pub previous_key_hash: Option<String>,
+    pub previous_expires_at: Option<NaiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -40,6 +49,10 @@ pub struct NewApiKey<'a> {
     pub is_active: bool,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub meta: Option<&'a str>,
+    pub scopes: &'a str,
+    pub ip_allowlist: &'a str,
 }
 
 /// A partial update: `None` leaves a column alone, `Some(None)` sets it to NULL.
@@ -54,6 +67,14 @@ pub struct ApiKeyChanges {
     pub is_active: Option<bool>,
     pub deactivated_by_admin: Option<bool>,
     pub updated_at: Option<NaiveDateTime>,
+    pub meta: Option<Option<String>>,
+    pub scopes: Option<String>,
+    pub ip_allowlist: Option<String>,
+    /// A roll: the new secret's hash and prefix, and the replaced one's grace.
+    pub key_hash: Option<String>,
+    pub prefix: Option<String>,
+    pub previous_key_hash: Option<Option<String>>,
+    pub previous_expires_at: Option<Option<NaiveDateTime>>,
 }
 
 /// The dashboard's key search: text in name, prefix or owner email; status; order; page.
@@ -140,14 +161,35 @@ impl ApiKey {
             .optional()
     }
 
-    /// The key with this hash, and its owner's email.
+    /// The key whose secret, or whose replaced secret (see `previous_key_hash`), has this
+    /// hash, and its owner's email.
     pub fn find_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<(ApiKey, String)>> {
         api_keys::table
             .inner_join(users::table)
-            .filter(api_keys::key_hash.eq(hash))
+            .filter(
+                api_keys::key_hash
+                    .eq(hash)
+                    .or(api_keys::previous_key_hash.eq(hash)),
+            )
             .select((ApiKey::as_select(), users::email))
             .first(conn)
             .optional()
+    }
+
+    /// Which of `hashes` are a key's secret or a rolled key's replaced one.
+    pub fn known_hashes(conn: &mut DbConnection, hashes: &[&str]) -> QueryResult<Vec<String>> {
+        let current: Vec<String> = api_keys::table
+            .filter(api_keys::key_hash.eq_any(hashes))
+            .select(api_keys::key_hash)
+            .load(conn)?;
+        let replaced: Vec<Option<String>> = api_keys::table
+            .filter(api_keys::previous_key_hash.eq_any(hashes))
+            .select(api_keys::previous_key_hash)
+            .load(conn)?;
+        Ok(current
+            .into_iter()
+            .chain(replaced.into_iter().flatten())
+            .collect())
     }
 
     /// The key and its owner's email.

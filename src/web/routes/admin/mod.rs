@@ -105,6 +105,8 @@ pub fn scope(
         .service(resource!("/keys/new", get => keys::new))
         .service(resource!("/keys/{id}", get => keys::detail, post => keys::update))
         .service(resource!("/keys/{id}/created", get => keys::created))
+        // Before /keys/{id}/{switch}, which would take "roll" for a switch.
+        .service(resource!("/keys/{id}/roll", post => keys::roll))
         .service(resource!("/keys/{id}/{switch}", post => keys::switch))
         .service(resource!("/users", get => users::list, post => users::create))
         .service(resource!("/users/{id}/ceiling", post => users::ceiling))

@@ -38,8 +38,13 @@ pub struct Fields {
 
 impl Fields {
     pub fn new(body: JsonObject) -> Fields {
+        Fields::of(body.into_inner())
+    }
+
+    /// Fields of a JSON object that did not come as a request body (a line of an import).
+    pub fn of(map: Map<String, Value>) -> Fields {
         Fields {
-            map: body.into_inner(),
+            map,
             errors: FieldErrors::new(),
         }
     }
@@ -107,6 +112,24 @@ impl Fields {
         })
     }
 
+    /// An optional, nullable value of any JSON type, converted by `convert`.
+    pub fn json<T>(
+        &mut self,
+        field: &str,
+        convert: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Option<Option<T>> {
+        self.nullable(field, |v| convert(&v))
+    }
+
+    /// An optional value of any JSON type but null, converted by `convert`.
+    pub fn json_non_null<T>(
+        &mut self,
+        field: &str,
+        convert: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Option<T> {
+        self.non_null(field, |v| convert(&v))
+    }
+
     pub fn boolean(&mut self, field: &str) -> Option<bool> {
         self.non_null(field, |v| {
             v.as_bool().ok_or_else(|| "must be true or false".into())
@@ -126,12 +149,17 @@ impl Fields {
     }
 
     /// Fails with every recorded error, and with one per unknown field.
-    pub fn finish(mut self) -> Result<(), ApiError> {
+    pub fn finish(self) -> Result<(), ApiError> {
+        self.finish_fields().map_err(ApiError::ValidationError)
+    }
+
+    /// [`Fields::finish`], with the errors as they are.
+    pub fn finish_fields(mut self) -> Result<(), FieldErrors> {
         let unknown: Vec<String> = self.map.keys().cloned().collect();
         for field in unknown {
             self.error(&field, "is not a known field");
         }
-        self.errors.into_result(()).map_err(ApiError::ValidationError)
+        self.errors.into_result(())
     }
 }
 

@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::contract::Scopes;
 use crate::db::{KeyId, UserId};
 use crate::error::ApiError;
 use crate::gate::{Caller, Identity};
@@ -27,6 +28,7 @@ struct KeyRef<'a> {
     id: KeyId,
     name: &'a str,
     prefix: &'a str,
+    scopes: &'a Scopes,
 }
 
 #[derive(Serialize)]
@@ -41,6 +43,7 @@ pub async fn whoami(req: HttpRequest, caller: web::ReqData<Caller>) -> Result<Ht
             id: info.id,
             name: &info.name,
             prefix: &info.prefix,
+            scopes: &info.scopes,
         }),
         _ => None,
     };

@@ -1,15 +1,17 @@
 //! `/api/api-keys/`: the caller's keys (an admin's: everyone's).
 
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::clock::Now;
+use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use crate::db::models::ApiKey;
 use crate::db::{KeyId, UserId};
 use crate::error::ApiError;
 use crate::keys::cache::KeyInfo;
+use crate::keys::secret::IssuedKey;
 use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
 use crate::keys::{KeyName, KeyStatus};
 use crate::limits::Bucket;
@@ -39,6 +41,11 @@ pub struct KeyView<'a> {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
+    meta: Option<Value>,
+    scopes: Vec<&'a str>,
+    ip_allowlist: Vec<String>,
+    /// While the secret a roll replaced still works: when it stops.
+    previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> KeyView<'a> {
@@ -60,8 +67,26 @@ impl<'a> KeyView<'a> {
             created_at: utc(key.created_at),
             updated_at: utc(key.updated_at),
             last_used_at: key.last_used_at.map(utc),
+            meta: Meta::of_column(key.meta.as_deref()).map(|m| m.to_value()),
+            scopes: key.scopes.split_whitespace().collect(),
+            ip_allowlist: IpAllowlist::of_column(&key.ip_allowlist).to_strings(),
+            previous_secret_expires_at: key
+                .previous_key_hash
+                .as_ref()
+                .and(key.previous_expires_at)
+                .filter(|at| *at > now)
+                .map(utc),
         }
     }
+}
+
+/// A key's contract as a body gives it: each field absent, or its new value.
+pub fn parse_contract(f: &mut Fields) -> (Option<Option<Meta>>, Option<Scopes>, Option<IpAllowlist>) {
+    (
+        f.json("meta", Meta::parse),
+        f.json_non_null("scopes", Scopes::from_json),
+        f.json_non_null("ip_allowlist", IpAllowlist::from_json),
+    )
 }
 
 fn parse_new_key(body: JsonObject, defaults: Limits) -> Result<NewKey, ApiError> {
@@ -81,25 +106,42 @@ fn parse_new_key(body: JsonObject, defaults: Limits) -> Result<NewKey, ApiError>
             .unwrap_or(defaults.per_day),
     };
     let expires_at = f.timestamp("expires_at").flatten();
+    let (meta, scopes, ip_allowlist) = parse_contract(&mut f);
     f.finish()?;
     Ok(NewKey {
         name: name.ok_or(ApiError::InvalidJson("name is missing".into()))?,
         owner,
         limits,
         expires_at,
+        contract: Contract {
+            meta: meta.flatten(),
+            scopes: scopes.unwrap_or_default(),
+            ip_allowlist: ip_allowlist.unwrap_or_default(),
+        },
     })
 }
 
 fn parse_patch(body: JsonObject) -> Result<KeyPatch, ApiError> {
     let mut f = Fields::new(body);
+    let name = f.text("name", KeyName::parse);
+    let (per_minute, per_hour, per_day) = (
+        f.integer("rate_limit_per_minute", Limit::parse),
+        f.integer("rate_limit_per_hour", Limit::parse),
+        f.integer("rate_limit_per_day", Limit::parse),
+    );
+    let (expires_at, is_active) = (f.timestamp("expires_at"), f.boolean("is_active"));
+    let (meta, scopes, ip_allowlist) = parse_contract(&mut f);
     let patch = KeyPatch {
-        name: f.text("name", KeyName::parse),
+        name,
         change: KeyChange {
-            per_minute: f.integer("rate_limit_per_minute", Limit::parse),
-            per_hour: f.integer("rate_limit_per_hour", Limit::parse),
-            per_day: f.integer("rate_limit_per_day", Limit::parse),
-            expires_at: f.timestamp("expires_at"),
-            is_active: f.boolean("is_active"),
+            per_minute,
+            per_hour,
+            per_day,
+            expires_at,
+            is_active,
+            meta,
+            scopes,
+            ip_allowlist,
         },
     };
     f.finish()?;
@@ -115,6 +157,11 @@ pub async fn create(
     let new = parse_new_key(body, state.key_defaults)?;
     let (record, issued) = service::create(&state.pool, who.actor(), state.key_defaults, new, now).await?;
 
+    Ok(shown_once(&record, &issued, now))
+}
+
+/// 201 with the key and its secret, which this one answer shows (a new key, a rolled one).
+fn shown_once(record: &KeyRecord, issued: &IssuedKey, now: Now) -> HttpResponse {
     #[derive(Serialize)]
     struct Created<'a> {
         #[serde(flatten)]
@@ -122,13 +169,38 @@ pub async fn create(
         /// The full key: shown in this response only.
         key: &'a str,
     }
-    Ok(HttpResponse::Created()
+    HttpResponse::Created()
         .insert_header(("Location", format!("/api/api-keys/{}/", record.key.id)))
         .insert_header(("Cache-Control", "no-store"))
         .json(Created {
-            view: KeyView::of(&record, now),
+            view: KeyView::of(record, now),
             key: issued.expose(),
-        }))
+        })
+}
+
+/// `POST /api/api-keys/{id}/roll`: a new secret; the old one works `grace_seconds` more.
+pub async fn roll(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<KeyId>,
+    body: JsonObject,
+    now: Now,
+) -> Result<HttpResponse, ApiError> {
+    let mut f = Fields::new(body);
+    let max = service::MAX_GRACE.num_seconds();
+    let grace = f
+        .integer("grace_seconds", |n| {
+            if (0..=max).contains(&n) {
+                Ok(Duration::seconds(n))
+            } else {
+                Err(format!("must be from 0 to {max} seconds (7 days)"))
+            }
+        })
+        .flatten();
+    f.finish()?;
+    let grace = grace.unwrap_or_else(Duration::zero);
+    let (record, issued) = service::roll(&state.pool, &state.keys, who.actor(), *id, grace, now).await?;
+    Ok(shown_once(&record, &issued, now))
 }
 
 #[derive(Deserialize)]

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod body;
 pub mod caller;
+pub mod import;
 pub mod keys;
 pub mod openapi;
 pub mod principal;

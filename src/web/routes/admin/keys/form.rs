@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use chrono::NaiveDateTime;
 use serde::Deserialize;
 
+use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use crate::db::models::{ApiKey, KeyOrder, KeySearch, KeyStatusFilter};
 use crate::keys::KeyName;
 use crate::limits::{Limit, Limits};
@@ -20,7 +21,26 @@ pub struct KeyForm {
     pub per_hour: String,
     pub per_day: String,
     pub expires_at: String,
+    /// Scopes, separated by spaces or commas.
+    pub scopes: String,
+    /// Addresses and CIDR blocks, separated by spaces, commas or lines.
+    pub ip_allowlist: String,
+    /// A JSON object, or empty.
+    pub meta: String,
     pub errors: HashMap<String, String>,
+}
+
+/// The key form, parsed.
+pub struct ParsedKeyForm {
+    pub name: KeyName,
+    pub limits: Limits,
+    pub expires_at: Option<NaiveDateTime>,
+    pub contract: Contract,
+}
+
+fn items(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|s| !s.is_empty())
 }
 
 impl KeyForm {
@@ -39,6 +59,11 @@ impl KeyForm {
             expires_at: key
                 .expires_at
                 .map(|at| at.format("%Y-%m-%dT%H:%M").to_string())
+                .unwrap_or_default(),
+            scopes: key.scopes.clone(),
+            ip_allowlist: IpAllowlist::of_column(&key.ip_allowlist).to_strings().join("\n"),
+            meta: Meta::of_column(key.meta.as_deref())
+                .map(|m| serde_json::to_string_pretty(&m.to_value()).unwrap_or_default())
                 .unwrap_or_default(),
             errors: HashMap::new(),
         }
@@ -62,12 +87,15 @@ impl KeyForm {
             per_hour: field(form, "rate_limit_per_hour").to_owned(),
             per_day: field(form, "rate_limit_per_day").to_owned(),
             expires_at: field(form, "expires_at").to_owned(),
+            scopes: field(form, "scopes").to_owned(),
+            ip_allowlist: field(form, "ip_allowlist").to_owned(),
+            meta: field(form, "meta").to_owned(),
             errors: HashMap::new(),
         }
     }
 
     /// Parses the form: an empty limit means no limit; the expiry is a `datetime-local` in UTC.
-    pub(super) fn parse(&mut self) -> Option<(KeyName, Limits, Option<NaiveDateTime>)> {
+    pub(super) fn parse(&mut self) -> Option<ParsedKeyForm> {
         let mut errors = FieldErrors::new();
         let name = KeyName::parse(&self.name).map_err(|e| errors.add("name", e)).ok();
         let mut limit = |field: &str, text: &str| -> Option<Limit> {
@@ -103,11 +131,36 @@ impl KeyForm {
                 }
             },
         };
+        let contract = self.contract(&mut errors);
         self.errors = errors.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-        if errors.is_empty() {
-            name.map(|name| (name, limits, expires_at))
-        } else {
-            None
+        match (name, errors.is_empty()) {
+            (Some(name), true) => Some(ParsedKeyForm {
+                name,
+                limits,
+                expires_at,
+                contract,
+            }),
+            _ => None,
+        }
+    }
+
+    fn contract(&self, errors: &mut FieldErrors) -> Contract {
+        let meta = match self.meta.trim() {
+            "" => None,
+            text => serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| format!("is not JSON: {e}"))
+                .and_then(|v| Meta::parse(&v))
+                .map_err(|e| errors.add("meta", e))
+                .ok(),
+        };
+        Contract {
+            meta,
+            scopes: Scopes::parse(items(&self.scopes))
+                .map_err(|e| errors.add("scopes", e))
+                .unwrap_or_default(),
+            ip_allowlist: IpAllowlist::parse(items(&self.ip_allowlist))
+                .map_err(|e| errors.add("ip_allowlist", e))
+                .unwrap_or_default(),
         }
     }
 }

@@ -117,15 +117,16 @@ pub async fn create(
 ) -> Result<HttpResponse, AdminError> {
     admin.check_csrf(&form)?;
     let mut key_form = KeyForm::read(&form);
-    let Some((name, limits, expires_at)) = key_form.parse() else {
+    let Some(parsed) = key_form.parse() else {
         return new_key_page(&state, &admin, key_form, StatusCode::BAD_REQUEST).await;
     };
     let owner = Some(key_form.owner.clone()).filter(|o| !o.is_empty());
     let new = NewKey {
-        name,
+        name: parsed.name,
         owner,
-        limits,
-        expires_at,
+        limits: parsed.limits,
+        expires_at: parsed.expires_at,
+        contract: parsed.contract,
     };
     let (record, issued) =
         match service::create(&state.pool, admin.actor(), state.key_defaults, new, now).await {
@@ -161,6 +162,8 @@ pub async fn create(
 #[derive(Deserialize)]
 pub struct CreatedQuery {
     n: Option<String>,
+    /// Shown after a roll rather than a creation.
+    rolled: Option<u8>,
 }
 
 #[derive(Template)]
@@ -170,6 +173,9 @@ struct CreatedPage {
     id: KeyId,
     name: String,
     key: Option<String>,
+    rolled: bool,
+    /// After a roll with a grace period: until when the old secret works (UTC).
+    previous_until: Option<String>,
 }
 
 /// Shows the new key once: the handoff record is deleted as it is read, and the page is never
@@ -185,17 +191,58 @@ pub async fn created(
         Some(nonce) => state.handoff.take(nonce, record.key.id, admin.user.id).await,
         None => None,
     };
+    let rolled = query.rolled.is_some();
+    let previous_until = record
+        .key
+        .previous_key_hash
+        .as_ref()
+        .and(record.key.previous_expires_at)
+        .map(utc);
     let page = CreatedPage {
-        layout: admin.layout("Key created", "keys"),
+        layout: admin.layout(if rolled { "New secret" } else { "Key created" }, "keys"),
         id: record.key.id,
         name: record.key.name,
         key,
+        rolled,
+        previous_until,
     };
     let mut response = render(&page, StatusCode::OK)?;
     response
         .headers_mut()
         .insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// `POST /admin/keys/{id}/roll`: a new secret, shown once on the next page; the old one works
+/// for the chosen grace period.
+pub async fn roll(
+    state: web::Data<AppState>,
+    admin: Admin,
+    id: web::Path<KeyId>,
+    form: Form,
+    now: Now,
+) -> Result<HttpResponse, AdminError> {
+    admin.check_csrf(&form)?;
+    let grace = match crate::routes::admin::field(&form, "grace_seconds").parse::<i64>() {
+        Ok(seconds) if (0..=service::MAX_GRACE.num_seconds()).contains(&seconds) => {
+            chrono::Duration::seconds(seconds)
+        }
+        _ => {
+            return Err(AdminError::BadRequest(
+                "Choose how long the old secret keeps working.".into(),
+            ));
+        }
+    };
+    let (record, issued) = service::roll(&state.pool, &state.keys, admin.actor(), *id, grace, now).await?;
+    let nonce = state
+        .handoff
+        .put(record.key.id, admin.user.id, issued.expose())
+        .await
+        .map_err(AdminError::internal)?;
+    Ok(redirect(&format!(
+        "/admin/keys/{}/created?n={nonce}&rolled=1",
+        record.key.id
+    )))
 }
 
 #[derive(Template)]
@@ -205,6 +252,8 @@ struct DetailPage {
     key: KeyRow,
     created: String,
     expires: String,
+    /// While a rolled-away secret still works: until when (UTC).
+    previous_until: Option<String>,
     last_used_at: String,
     is_active: bool,
     form: KeyForm,
@@ -253,6 +302,13 @@ async fn detail_page(
         key: KeyRow::of(&record.key, &record.owner_email, now),
         created: utc(record.key.created_at),
         expires: record.key.expires_at.map_or_else(|| "never".to_owned(), utc),
+        previous_until: record
+            .key
+            .previous_key_hash
+            .as_ref()
+            .and(record.key.previous_expires_at)
+            .filter(|at| *at > now.naive())
+            .map(utc),
         last_used_at: record.key.last_used_at.map_or_else(|| "never".to_owned(), utc),
         is_active: record.key.is_active,
         form,
@@ -287,18 +343,22 @@ pub async fn update(
     admin.check_csrf(&form)?;
     let record = service::get(&state.pool, admin.actor(), *id).await?;
     let mut key_form = KeyForm::read(&form);
-    let Some((name, limits, expires_at)) = key_form.parse() else {
+    let Some(parsed) = key_form.parse() else {
         let page = detail_page(&state, &admin, &record, key_form, now).await?;
         return render(&page, StatusCode::BAD_REQUEST);
     };
+    let (limits, contract) = (parsed.limits, parsed.contract);
     let patch = KeyPatch {
-        name: Some(name),
+        name: Some(parsed.name),
         change: KeyChange {
             per_minute: Some(limits.per_minute),
             per_hour: Some(limits.per_hour),
             per_day: Some(limits.per_day),
-            expires_at: Some(expires_at),
+            expires_at: Some(parsed.expires_at),
             is_active: None,
+            meta: Some(contract.meta),
+            scopes: Some(contract.scopes),
+            ip_allowlist: Some(contract.ip_allowlist),
         },
     };
     service::update(

@@ -9,7 +9,8 @@ fn schemas() -> Value {
     let key = json!({
         "type": "object",
         "required": ["id", "name", "prefix", "owner", "owner_id", "rate_limit_per_minute", "rate_limit_per_hour",
-                     "rate_limit_per_day", "expires_at", "is_active", "status", "created_at", "updated_at", "last_used_at"],
+                     "rate_limit_per_day", "expires_at", "is_active", "status", "created_at", "updated_at", "last_used_at",
+                     "meta", "scopes", "ip_allowlist", "previous_secret_expires_at"],
         "properties": {
             "id": {"type": "integer"},
             "name": {"type": "string", "maxLength": 100},
@@ -24,9 +25,24 @@ fn schemas() -> Value {
             "status": {"enum": ["active", "inactive", "expired"]},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
-            "last_used_at": {"type": ["string", "null"], "format": "date-time"}
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+            "meta": {"type": ["object", "null"]},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "ip_allowlist": {"type": "array", "items": {"type": "string"}},
+            "previous_secret_expires_at": {"type": ["string", "null"], "format": "date-time",
+                "description": "while the secret a roll replaced still works: when it stops"}
         }
     });
+    // What Meta, Scopes and IpAllowlist parse (keys::contract); a block is kept as its network.
+    let meta = json!({"type": ["object", "null"], "description": "a JSON object of at most 4 KiB as JSON; null clears it"});
+    let scopes = json!({"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 64,
+        "pattern": "^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*(:\\*)?$"},
+        "description": "orders:read; a trailing :* grants every scope below it; only admins add scopes"});
+    let octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])";
+    let cidr4 = format!("^({octet}\\.){{3}}{octet}/(3[0-2]|[12][0-9]|[0-9])$");
+    let ip_allowlist = json!({"type": "array", "maxItems": 100, "items": {"anyOf": [
+        {"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}, {"type": "string", "pattern": cidr4}]},
+        "description": "addresses and CIDR blocks (IPv6 blocks too, e.g. 2001:db8::/32); empty: any address"});
     let limit = json!({"type": ["integer", "null"], "minimum": 1, "maximum": 2147483647});
     // What KeyName::parse enforces: 1–100 characters, at least one not a space, no control
     // characters (Unicode Cc).
@@ -62,10 +78,22 @@ fn schemas() -> Value {
         "RateLimitStatus": {"type": "object", "required": ["tier", "windows"], "properties": {
             "tier": {"type": "string"}, "windows": {"type": "object", "additionalProperties": window.clone()}}},
         "VerifyRequest": {"type": "object", "required": ["key"], "additionalProperties": false, "properties": {
-            "key": {"type": "string"}, "consume": {"type": "boolean", "default": true}}},
-        "Verification": {"type": "object", "required": ["valid", "code", "key_id", "owner", "name", "limits", "remaining", "reset"], "properties": {
-            "valid": {"type": "boolean"}, "code": {"enum": ["VALID", "NOT_FOUND", "EXPIRED", "INACTIVE", "RATE_LIMITED"]},
+            "key": {"type": "string"},
+            "scopes": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 64,
+                "pattern": "^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)*$"}, "description": "scopes the key must hold"},
+            "cost": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000, "default": 1,
+                "description": "requests to count (0: only check)"},
+            "ip": {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}],
+                "description": "the key's caller's address, checked against its allowlist"},
+            "consume": {"type": "boolean", "default": true, "description": "before cost: false is cost 0"}}},
+        "Verification": {"type": "object", "required": ["valid", "code", "key_id", "owner", "name", "meta", "scopes",
+                         "expires_at", "limits", "remaining", "reset"], "properties": {
+            "valid": {"type": "boolean"},
+            "code": {"enum": ["VALID", "NOT_FOUND", "EXPIRED", "INACTIVE", "RATE_LIMITED", "INSUFFICIENT_SCOPES", "IP_NOT_ALLOWED"]},
             "key_id": {"type": ["integer", "null"]}, "owner": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
+            "meta": {"type": ["object", "null"]}, "scopes": {"type": "array", "items": {"type": "string"}},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "missing_scopes": {"type": "array", "items": {"type": "string"}},
             "limits": {"type": ["object", "null"]}, "remaining": {"type": ["integer", "null"]}, "reset": {"type": ["integer", "null"]}}},
         "Key": key,
         "KeyList": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}},
@@ -75,11 +103,28 @@ fn schemas() -> Value {
             "name": name.clone(),
             "owner": {"allOf": [email.clone()], "description": "the owner's email (admins: anyone; users: only their own); 404 when no user has it"},
             "rate_limit_per_minute": limit.clone(), "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
-            "expires_at": expiry.clone()}},
+            "expires_at": expiry.clone(), "meta": meta.clone(), "scopes": scopes.clone(), "ip_allowlist": ip_allowlist.clone()}},
         "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
             "name": name, "rate_limit_per_minute": limit.clone(),
             "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
-            "expires_at": expiry, "is_active": {"type": "boolean"}}},
+            "expires_at": expiry.clone(), "is_active": {"type": "boolean"},
+            "meta": meta.clone(), "scopes": scopes.clone(), "ip_allowlist": ip_allowlist.clone()}},
+        "KeyRoll": {"type": "object", "additionalProperties": false, "properties": {
+            "grace_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 604800, "default": 0,
+                "description": "how long the old secret keeps working (at most 7 days)"}}},
+        "KeyImport": {"type": "array", "items": {"type": "object", "additionalProperties": false, "properties": {
+            "key": {"type": "string", "description": "the plaintext (hashed, never stored)"},
+            "key_sha256": {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"},
+            "owner": {"type": "string"}, "name": {"type": "string"}, "prefix": {"type": "string"},
+            "rate_limit_per_minute": limit.clone(), "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
+            "expires_at": expiry.clone(), "is_active": {"type": "boolean"},
+            "created_at": {"type": ["string", "null"], "format": "date-time"},
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+            "meta": meta, "scopes": scopes, "ip_allowlist": ip_allowlist}}},
+        "ImportReport": {"type": "object", "required": ["imported", "unchanged", "errors"], "properties": {
+            "imported": {"type": "integer"}, "unchanged": {"type": "integer"},
+            "errors": {"type": "array", "items": {"type": "object", "required": ["line", "message"], "properties": {
+                "line": {"type": "integer"}, "message": {"type": "string"}}}}}},
         "PasswordChange": {"type": "object", "required": ["current_password", "new_password"], "additionalProperties": false, "properties": {
             "current_password": {"type": "string"}, "new_password": password.clone()}},
         "User": {"type": "object", "required": ["id", "email", "is_admin", "is_active", "max_rate_limit_per_minute",
@@ -114,7 +159,7 @@ fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static s
         extra.push((400, "The body is not valid", Some("Error")));
         extra.push((413, "The body is too large", Some("Error")));
     }
-    if op.gated() || matches!(op.access, Access::User | Access::Admin) {
+    if op.gated() || matches!(op.access, Access::User | Access::Admin | Access::Verifier) {
         extra.push((
             401,
             "A bad API key or token, or none where one is needed",
@@ -124,7 +169,7 @@ fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static s
     if matches!(op.gate, Gate::Counts(cost) if cost > 0) {
         extra.push((429, "Rate limited", Some("TooManyRequests")));
     }
-    if op.access == Access::Admin {
+    if matches!(op.access, Access::Admin | Access::Verifier) {
         extra.push((403, "Not an admin", Some("Error")));
     }
     extra.push((
@@ -166,6 +211,7 @@ fn operation(op: &Operation) -> Value {
         Access::Open => json!([]),
         Access::Gated => json!([{}, {"apiKey": []}, {"bearer": []}]),
         Access::User | Access::Admin => json!([{"bearer": []}]),
+        Access::Verifier => json!([{"bearer": []}, {"apiKey": []}]),
     };
     let mut operation = json!({
         "summary": op.summary,

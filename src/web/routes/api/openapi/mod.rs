@@ -10,7 +10,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, Route, web};
 
 use crate::error::ApiError;
-use crate::routes::api::{auth, caller, keys, users, verify};
+use crate::routes::api::{auth, caller, import, keys, users, verify};
 use crate::routes::health;
 use crate::routes::metrics;
 
@@ -29,6 +29,8 @@ pub enum Access {
     User,
     /// An admin's bearer token.
     Admin,
+    /// An admin's bearer token, or an API key holding `keygate:verify` (key verification).
+    Verifier,
 }
 
 /// Whether the gate stands in front of an operation, and what one request costs there.
@@ -142,7 +144,7 @@ pub static OPERATIONS: &[Operation] = &[
         method: "post",
         path: "/api/keys/verify",
         summary: "Verify a key for a service, counting one request unless consume is false",
-        access: Access::Admin,
+        access: Access::Verifier,
         gate: Gate::Exempt,
         request: Some("VerifyRequest"),
         responses: &[
@@ -189,6 +191,26 @@ pub static OPERATIONS: &[Operation] = &[
         ],
         route: || web::post().to(keys::create),
     },
+    // Before /api/api-keys/{id}: the router tries paths in this order.
+    Operation {
+        method: "post",
+        path: "/api/api-keys/import",
+        summary: "Import keys from another system (JSON array, or JSON lines as application/x-ndjson)",
+        access: Access::Admin,
+        gate: Gate::Counts(1),
+        request: Some("KeyImport"),
+        responses: &[
+            (
+                200,
+                "What was imported, left unchanged, or refused, line by line",
+                Some("ImportReport"),
+            ),
+            (400, "Not a JSON array (or JSON lines)", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (413, "The body is too large", Some("Error")),
+        ],
+        route: || web::post().to(import::import),
+    },
     Operation {
         method: "get",
         path: "/api/api-keys/{id}",
@@ -206,7 +228,7 @@ pub static OPERATIONS: &[Operation] = &[
     Operation {
         method: "patch",
         path: "/api/api-keys/{id}",
-        summary: "Change a key's name, limits, expiry or state",
+        summary: "Change a key's name, limits, expiry, state, metadata, scopes or IP allowlist",
         access: Access::User,
         gate: Gate::Counts(1),
         request: Some("KeyPatch"),
@@ -236,6 +258,21 @@ pub static OPERATIONS: &[Operation] = &[
             (404, "No such key (or not yours)", Some("Error")),
         ],
         route: || web::delete().to(keys::deactivate),
+    },
+    Operation {
+        method: "post",
+        path: "/api/api-keys/{id}/roll",
+        summary: "A new secret for a key (shown once); the old one works for grace_seconds more",
+        access: Access::User,
+        gate: Gate::Counts(1),
+        request: Some("KeyRoll"),
+        responses: &[
+            (201, "The key, with its new secret", Some("CreatedKey")),
+            (400, "Fields are not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (404, "No such key (or not yours)", Some("Error")),
+        ],
+        route: || web::post().to(keys::roll),
     },
     Operation {
         method: "get",
