@@ -863,7 +863,18 @@ async fn an_admin_sets_a_keys_contract_and_rolls_it_in_the_browser() {
         meta.contains("\"plan\": \"pro\""),
         "the metadata is shown: {meta}"
     );
+    // The whole page, down to the Roll and Edit sections with the contract's fields.
+    browser
+        .client
+        .set_window_size(1280, 2200)
+        .await
+        .expect("a tall window");
     browser.screenshot("key_contract").await;
+    browser
+        .client
+        .set_window_size(1280, 960)
+        .await
+        .expect("the usual window");
 
     // Roll with the default grace (24 hours): both secrets work.
     browser.click("form[action$=\"/roll\"] button[type=submit]").await;
@@ -883,6 +894,7 @@ async fn an_admin_sets_a_keys_contract_and_rolls_it_in_the_browser() {
         browser.text("#previous-secret").await.contains(&until),
         "the detail page shows the overlap"
     );
+    browser.screenshot("key_overlap").await;
     let keys = app.get("/api/api-keys", &app.admin().await.auth()).await.body;
     assert!(keys[0]["previous_secret_expires_at"].is_string());
 
