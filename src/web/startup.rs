@@ -134,6 +134,7 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
         log_requests: log::log_enabled!(log::Level::Info),
         route_rules: settings.upstream_routes.clone(),
         forward_meta: settings.upstream_forward_meta,
+        signup: settings.signup,
     })
 }
 

@@ -16,6 +16,7 @@ use crate::limits::{Limiter, Policy};
 use crate::metrics::RequestCounters;
 use crate::rules::RouteRules;
 use crate::usage::UsageRecorder;
+use crate::users::signup::SignupMode;
 use crate::users::token::TokenSigner;
 
 pub struct AppState {
@@ -45,6 +46,8 @@ pub struct AppState {
     pub route_rules: RouteRules,
     /// `UPSTREAM_FORWARD_META`: keys' metadata goes to the upstream.
     pub forward_meta: bool,
+    /// `SIGNUP`: how people get a dashboard account.
+    pub signup: SignupMode,
 }
 
 impl AppState {

@@ -493,19 +493,23 @@ async fn a_key_named_like_a_script_is_shown_as_text() {
 }
 
 #[actix_web::test]
-async fn a_non_admin_cannot_reach_the_dashboard() {
+async fn a_user_reaches_their_portal_but_never_the_admin_pages() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
         return;
     };
-    app.user("ada@example.com").await;
-    browser.log_in(&app, "ada@example.com", PASSWORD).await;
-    assert!(browser.text(".flash-error").await.contains("Only admins"));
     for path in ["/admin/keys", "/admin/users", "/admin/keys/new"] {
         browser.goto(&format!("{}{path}", app.address)).await;
-        assert_eq!(browser.path().await, "/admin/login", "{path}");
+        assert_eq!(browser.path().await, "/admin/login", "{path} needs a login");
+    }
+    app.user("ada@example.com").await;
+    browser.log_in(&app, "ada@example.com", PASSWORD).await;
+    assert_eq!(browser.path().await, "/admin/keys", "any active user logs in");
+    for path in ["/admin/users", "/admin/users/"] {
+        browser.goto(&format!("{}{path}", app.address)).await;
+        assert_eq!(browser.text(".error-status").await, "403", "{path}");
     }
     browser.goto(&format!("{}/admin/nowhere", app.address)).await;
     assert_eq!(browser.path().await, "/admin/nowhere");
@@ -720,7 +724,7 @@ async fn every_page_is_accessible_and_fits_a_phone() {
     let Some(axe) = axe_source() else {
         return;
     };
-    let Some(app) = spawn_app(Backend::Sqlite).await else {
+    let Some(app) = TestApp::on(Backend::Sqlite).signup("invite").spawn().await else {
         return;
     };
     let Some(browser) = Browser::start().await else {
@@ -787,6 +791,46 @@ async fn every_page_is_accessible_and_fits_a_phone() {
             browser.overflows().await,
         ));
         browser.screenshot(&format!("confirm-{width}")).await;
+        // An invitation, its one-time link page, and the sign-up page it opens.
+        browser.goto(&format!("{}/admin/users", app.address)).await;
+        browser
+            .fill("#invite_email", &format!("invited-{width}@example.com"))
+            .await;
+        browser
+            .click("form[action='/admin/users/invite'] button[type=submit]")
+            .await;
+        let link = browser.text("#invitation-link").await;
+        pages.push((
+            "invited".into(),
+            browser.accessibility_problems(&axe).await,
+            browser.overflows().await,
+        ));
+        browser.screenshot(&format!("invited-{width}")).await;
+        browser.click("form.account button[type=submit]").await;
+        browser.goto(&link).await;
+        pages.push((
+            "signup".into(),
+            browser.accessibility_problems(&axe).await,
+            browser.overflows().await,
+        ));
+        browser.screenshot(&format!("signup-{width}")).await;
+        // The portal: the same pages as a user sees them.
+        browser.log_in(&app, "ada@example.com", PASSWORD).await;
+        for (name, path) in [
+            ("portal_keys", "/admin/keys".to_owned()),
+            ("portal_key_new", "/admin/keys/new".to_owned()),
+            ("portal_key_detail", format!("/admin/keys/{}", used["id"])),
+            ("portal_account", "/admin/account".to_owned()),
+            ("portal_forbidden", "/admin/users".to_owned()),
+        ] {
+            browser.goto(&format!("{}{path}", app.address)).await;
+            pages.push((
+                name.into(),
+                browser.accessibility_problems(&axe).await,
+                browser.overflows().await,
+            ));
+            browser.screenshot(&format!("{name}-{width}")).await;
+        }
         for (name, found, overflows) in pages {
             for problem in found {
                 problems.push(format!("{name} at {width} px: {problem}"));
@@ -795,7 +839,8 @@ async fn every_page_is_accessible_and_fits_a_phone() {
                 problems.push(format!("{name} at {width} px scrolls sideways"));
             }
         }
-        // Log out for the next width's login page.
+        // Log out (from a page with the layout's logout form) for the next width's login page.
+        browser.goto(&format!("{}/admin/keys", app.address)).await;
         browser.click("form.account button[type=submit]").await;
     }
     browser.end().await;
@@ -917,4 +962,157 @@ async fn an_admin_sets_a_keys_contract_and_rolls_it_in_the_browser() {
     assert_eq!(api_status(&app, &third).await.0, 200);
     assert_eq!(api_status(&app, &first).await.0, 401, "the first is long gone");
     browser.end().await;
+}
+
+/// The developer portal: an invited user signs up through the link (which then works no more),
+/// creates a key within their ceiling, uses it, watches the usage move, rolls it and
+/// deactivates it; another user's key and the admin pages stay out of reach, and no form —
+/// tampered ones included — lets them past their ceiling or give themselves scopes.
+#[actix_web::test]
+async fn an_invited_user_manages_their_own_keys_in_the_portal() {
+    let Some(app) = TestApp::on(Backend::Sqlite).signup("invite").spawn().await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let base = &app.address;
+    let admin = app.admin().await;
+    let others = app.create_key(&admin, json!({"name": "the admin's own"})).await;
+
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser.goto(&format!("{base}/admin/users")).await;
+    browser.fill("#invite_email", "Dev@Example.com").await;
+    browser
+        .click("form[action='/admin/users/invite'] button[type=submit]")
+        .await;
+    let link = browser.text("#invitation-link").await;
+    assert!(link.starts_with(&format!("{base}/admin/signup?token=")), "{link}");
+    browser.click("form.account button[type=submit]").await;
+
+    // The link: choose a password, and be logged in.
+    browser.goto(&link).await;
+    assert_eq!(browser.text("#invited-email").await, "dev@example.com");
+    browser.fill("#password", "dev-password-1").await;
+    browser.click("form.stack button[type=submit]").await;
+    assert_eq!(browser.path().await, "/admin/keys");
+    assert!(browser.text(".flash-success").await.contains("Welcome"));
+    assert!(
+        !browser.source().await.contains("the admin's own"),
+        "only their own keys"
+    );
+    assert!(
+        !browser.source().await.contains("href=\"/admin/users\""),
+        "no Users link for a user"
+    );
+    browser.screenshot("portal_welcome").await;
+    // The link worked once.
+    browser.goto(&link).await;
+    assert!(browser.source().await.contains("has been used or has expired"));
+
+    // A key, within the ceiling (KEY_RATE_LIMIT by default), prefilled at it.
+    browser.goto(&format!("{base}/admin/keys/new")).await;
+    assert_eq!(
+        browser
+            .find("#rate_limit_per_minute")
+            .await
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("60")
+    );
+    assert!(browser.source().await.contains("may be at most 60/minute"));
+    browser.fill("#name", "my app").await;
+    browser.click("form.stack button[type=submit]").await;
+    let key = browser.text("#new-key").await;
+    crate::helpers::assert_key_format(&key);
+    let detail = browser.path().await.trim_end_matches("/created").to_owned();
+    for _ in 0..2 {
+        assert_eq!(api_status(&app, &key).await.0, 200);
+    }
+    browser.goto(&format!("{base}{detail}")).await;
+    assert!(browser.source().await.contains("2 of 60"), "the usage moved");
+    browser.screenshot("portal_key_detail").await;
+
+    // Roll (24 hours' grace by default): both secrets work.
+    browser.click("form[action$=\"/roll\"] button[type=submit]").await;
+    let rolled = browser.text("#new-key").await;
+    assert_eq!(api_status(&app, &rolled).await.0, 200);
+    assert_eq!(api_status(&app, &key).await.0, 200);
+
+    // Deactivate, confirmed: the key stops.
+    browser.goto(&format!("{base}{detail}")).await;
+    browser
+        .click("form[action$='/deactivate'] button[type=submit]")
+        .await;
+    browser.click("form.actions button[type=submit]").await;
+    assert_eq!(api_status(&app, &rolled).await.0, 401);
+
+    // Out of reach: another user's key, the admin pages.
+    browser.goto(&format!("{base}/admin/keys/{}", others["id"])).await;
+    assert_eq!(
+        browser.text(".error-status").await,
+        "404",
+        "{}",
+        browser.source().await
+    );
+    browser.goto(&format!("{base}/admin/users")).await;
+    assert_eq!(
+        browser.text(".error-status").await,
+        "403",
+        "{}",
+        browser.source().await
+    );
+
+    // The ceiling holds on every form, tampered ones included.
+    browser.goto(&format!("{base}/admin/keys/new")).await;
+    browser.fill("#name", "too fast").await;
+    browser.fill("#rate_limit_per_minute", "61").await;
+    browser.click("form.stack button[type=submit]").await;
+    assert_refused(&browser, "a limit above the ceiling").await;
+    browser.goto(&format!("{base}/admin/keys/new")).await;
+    browser.fill("#name", "no limit").await;
+    browser.fill("#rate_limit_per_day", "").await;
+    browser.click("form.stack button[type=submit]").await;
+    assert_refused(&browser, "no limit where the ceiling has one").await;
+    for (field, value) in [("owner", ADMIN_EMAIL), ("scopes", "admin:all")] {
+        browser.goto(&format!("{base}/admin/keys/new")).await;
+        browser.fill("#name", "tampered").await;
+        browser
+            .submit_by_script(
+                "const f = document.querySelector('form.stack'); const i = document.createElement('input'); \
+                 i.type = 'hidden'; i.name = arguments[0]; i.value = arguments[1]; \
+                 f.querySelectorAll('[name=' + arguments[0] + ']').forEach(e => e.remove()); f.appendChild(i); f.submit();",
+                vec![json!(field), json!(value)],
+            )
+            .await;
+        assert_refused(
+            &browser,
+            if field == "owner" {
+                "a tampered owner"
+            } else {
+                "tampered scopes"
+            },
+        )
+        .await;
+    }
+    // And on the edit form: raising a limit above the ceiling.
+    browser.goto(&format!("{base}{detail}")).await;
+    browser.fill("#rate_limit_per_minute", "1000").await;
+    browser.click("form.stack button[type=submit]").await;
+    assert_refused(&browser, "a raised limit").await;
+    let keys = app.get("/api/api-keys", &admin.auth()).await.body;
+    assert_eq!(
+        keys.as_array().expect("keys").len(),
+        2,
+        "nothing else was created: {keys}"
+    );
+    browser.end().await;
+}
+
+/// The page is the 403 of a refused form, and says why.
+async fn assert_refused(browser: &Browser, what: &str) {
+    let status = browser.text(".error-status").await;
+    assert_eq!(status, "403", "{what}: {}", browser.source().await);
 }

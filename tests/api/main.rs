@@ -19,6 +19,7 @@ mod limits;
 mod migrations;
 mod openapi;
 mod outage;
+mod portal;
 mod repository;
 mod scale;
 mod semantics;

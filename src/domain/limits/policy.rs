@@ -21,6 +21,8 @@ pub enum Bucket {
     LoginEmail(u64),
     /// Failed logins for one email from one address (a stable hash of both).
     LoginPair(u64),
+    /// Sign-ups from one address (an IPv6 /64, as for `Ip`).
+    SignupIp(IpAddr),
 }
 
 impl Bucket {
@@ -46,7 +48,10 @@ impl Bucket {
     /// Whether this bucket counts an anonymous party (an address): the first to go when the
     /// in-process store is full, before key and user counters.
     pub fn is_anonymous(&self) -> bool {
-        matches!(self, Bucket::Ip(_) | Bucket::LoginIp(_) | Bucket::LoginPair(_))
+        matches!(
+            self,
+            Bucket::Ip(_) | Bucket::LoginIp(_) | Bucket::LoginPair(_) | Bucket::SignupIp(_)
+        )
     }
 }
 
@@ -59,6 +64,7 @@ impl fmt::Display for Bucket {
             Bucket::LoginIp(ip) => write!(f, "login-ip:{ip}"),
             Bucket::LoginEmail(hash) => write!(f, "login-email:{hash:016x}"),
             Bucket::LoginPair(hash) => write!(f, "login-pair:{hash:016x}"),
+            Bucket::SignupIp(ip) => write!(f, "signup-ip:{ip}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod bootstrap;
 pub mod password;
+pub mod signup;
 pub mod throttle;
 pub mod token;
 
@@ -85,7 +86,7 @@ pub fn check_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn insert(
+pub(crate) fn insert(
     conn: &mut DbConnection,
     email: &Email,
     password_hash: &str,

@@ -58,6 +58,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    invitations (id) {
+        id -> BigInt,
+        email -> Text,
+        token_hash -> Text,
+        created_by -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(api_key_usage -> api_keys (api_key_id));
-diesel::allow_tables_to_appear_in_same_query!(users, api_keys, api_key_usage, revoked_sessions);
+diesel::allow_tables_to_appear_in_same_query!(users, api_keys, api_key_usage, revoked_sessions, invitations);

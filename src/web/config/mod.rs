@@ -28,6 +28,7 @@
 //! | `UPSTREAM_ROUTES` | unset: no rules (route rules inline, or the path of a file of them; see `rules`) |
 //! | `UPSTREAM_FORWARD_META` | `0` (`1`: keys' metadata goes upstream as `X-Keygate-Meta`) |
 //! | `METRICS_TOKEN` | unset: `/metrics` is open |
+//! | `SIGNUP` | `closed` (`invite`: admins invite by link; `open`: anyone may sign up) |
 //! | `DYNO` | set by Heroku; with SQLite it earns a warning |
 //!
 //! Every value is checked here, so a bad one stops start-up with a message naming the variable.
@@ -41,6 +42,7 @@ use crate::limits::Limits;
 use crate::limits::Rate;
 use crate::rules::RouteRules;
 use crate::shared_redis::RedisTarget;
+use crate::users::signup::SignupMode;
 
 // The settings' types that their domains own, for whoever reads `Settings`.
 pub use crate::limits::FailureMode;
@@ -116,6 +118,8 @@ pub struct Settings {
     /// Scopes and cost by method and path, for requests the gate charges by rule.
     pub upstream_routes: RouteRules,
     pub upstream_forward_meta: bool,
+    /// How people get a dashboard account.
+    pub signup: SignupMode,
 }
 
 pub const DEFAULT_ANON_LIMIT_MESSAGE: &str =
@@ -143,6 +147,7 @@ impl Settings {
         let upstream_url = upstream_url(get)?;
         let upstream_routes = upstream_routes(get)?;
         let upstream_forward_meta = flag(get, "UPSTREAM_FORWARD_META")?;
+        let signup = signup(get)?;
         let settings = Settings {
             port: number(get, "PORT", 8080)?,
             bind_addr: parsed(get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
@@ -174,6 +179,7 @@ impl Settings {
             upstream_timeout: Duration::from_millis(positive(get, "UPSTREAM_TIMEOUT_MS", 30_000)?),
             upstream_routes,
             upstream_forward_meta,
+            signup,
         };
         Ok(settings)
     }
@@ -325,6 +331,19 @@ fn upstream_routes(get: &Lookup) -> Result<RouteRules, ConfigError> {
         })?
     };
     RouteRules::parse(&text).map_err(|e| invalid("UPSTREAM_ROUTES", e))
+}
+
+/// `SIGNUP`: `closed`, `invite` or `open`.
+fn signup(get: &Lookup) -> Result<SignupMode, ConfigError> {
+    match get("SIGNUP").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("closed") => Ok(SignupMode::Closed),
+        Some("invite") => Ok(SignupMode::Invite),
+        Some("open") => Ok(SignupMode::Open),
+        Some(other) => Err(invalid(
+            "SIGNUP",
+            format!("{other:?} is not one of closed, invite, open"),
+        )),
+    }
 }
 
 /// A switch: `1`/`true`/`yes` or `0`/`false`/`no` (unset: off).

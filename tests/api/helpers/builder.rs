@@ -104,6 +104,11 @@ impl AppBuilder {
         self.set("TRUSTED_PROXY_HOPS", hops)
     }
 
+    /// How people get an account: `closed`, `invite` or `open`.
+    pub fn signup(self, mode: &str) -> AppBuilder {
+        self.set("SIGNUP", mode)
+    }
+
     pub fn client_timeout_ms(self, ms: u64) -> AppBuilder {
         self.set("CLIENT_TIMEOUT_MS", ms)
     }

@@ -80,6 +80,8 @@ pub struct ApiKeyChanges {
 /// The dashboard's key search: text in name, prefix or owner email; status; order; page.
 #[derive(Debug, Clone, Default)]
 pub struct KeySearch {
+    /// Only this user's keys (a non-admin's view); `None`: everyone's.
+    pub owner: Option<UserId>,
     pub text: Option<String>,
     pub status: Option<KeyStatusFilter>,
     pub order: KeyOrder,
@@ -112,6 +114,9 @@ diesel::define_sql_function! {
 macro_rules! searched {
     ($search:expr, $now:expr) => {{
         let mut query = api_keys::table.inner_join(users::table).into_boxed();
+        if let Some(owner) = $search.owner {
+            query = query.filter(api_keys::user_id.eq(owner));
+        }
         if let Some(text) = &$search.text {
             let escaped = text
                 .to_lowercase()

@@ -2,11 +2,13 @@
 //! backends.
 
 mod api_key;
+mod invitation;
 mod session;
 mod usage;
 mod user;
 
 pub use api_key::{ApiKey, ApiKeyChanges, KeyFilter, KeyOrder, KeySearch, KeyStatusFilter, NewApiKey};
+pub use invitation::{Invitation, NewInvitation};
 pub use session::RevokedSession;
 pub use usage::{UsageRow, UsageTotals};
 pub use user::{NewUser, User, UserChanges};

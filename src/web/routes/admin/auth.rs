@@ -11,7 +11,7 @@ use crate::clock::Now;
 use crate::gate::client_ip;
 use crate::routes::admin::AdminError;
 use crate::routes::admin::{
-    Admin, Form, Layout, check_csrf, csrf_token, field, log_in, log_out, redirect, render, session_admin,
+    Form, Layout, Member, check_csrf, csrf_token, field, log_in, log_out, redirect, render, session_user,
 };
 use crate::state::AppState;
 use crate::users::{self, UserError};
@@ -23,6 +23,7 @@ struct LoginPage {
     email: String,
     error: Option<String>,
     notice: Option<String>,
+    signup_open: bool,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +33,7 @@ pub struct LoginQuery {
 }
 
 fn login_page(
+    state: &AppState,
     session: &Session,
     email: &str,
     error: Option<String>,
@@ -42,6 +44,7 @@ fn login_page(
         title: "Log in".into(),
         section: "login",
         admin: None,
+        is_admin: false,
         csrf: csrf_token(session),
         flashes: Vec::new(),
     };
@@ -51,6 +54,7 @@ fn login_page(
             email: email.to_owned(),
             error,
             notice,
+            signup_open: crate::routes::admin::signup::open(state),
         },
         status,
     )
@@ -61,7 +65,7 @@ pub async fn form(
     session: Session,
     query: web::Query<LoginQuery>,
 ) -> Result<HttpResponse, AdminError> {
-    if session_admin(&state, &session).await?.is_some() {
+    if session_user(&state, &session).await?.is_some() {
         return Ok(redirect("/admin/keys"));
     }
     let notice = match (&query.logged_out, &query.password_changed) {
@@ -69,7 +73,7 @@ pub async fn form(
         (Some(_), None) => Some("You have been logged out.".to_owned()),
         (None, None) => None,
     };
-    login_page(&session, "", None, notice, StatusCode::OK)
+    login_page(&state, &session, "", None, notice, StatusCode::OK)
 }
 
 fn retry_text(seconds: u64) -> String {
@@ -92,25 +96,26 @@ pub async fn submit(
     let password = form.get("password").cloned().unwrap_or_default();
     let address = client_ip(&state, &req);
     match users::log_in(&state.pool, &state.limiter, address, &email, &password, now).await {
-        Ok(user) if user.is_admin => {
+        Ok(user) => {
             log_in(&session, &user)?;
             Ok(redirect("/admin/keys"))
         }
-        Ok(_) => login_page(
-            &session,
-            &email,
-            Some("Only admins can use the dashboard.".into()),
-            None,
-            StatusCode::FORBIDDEN,
-        ),
         Err(UserError::Throttled(seconds)) => {
             let error = format!("Too many login attempts. Try again in {}.", retry_text(seconds));
-            let mut page = login_page(&session, &email, Some(error), None, StatusCode::TOO_MANY_REQUESTS)?;
+            let mut page = login_page(
+                &state,
+                &session,
+                &email,
+                Some(error),
+                None,
+                StatusCode::TOO_MANY_REQUESTS,
+            )?;
             page.headers_mut()
                 .insert(actix_web::http::header::RETRY_AFTER, seconds.into());
             Ok(page)
         }
         Err(UserError::InvalidCredentials) => login_page(
+            &state,
             &session,
             &email,
             Some("The email or password is wrong.".into()),
@@ -137,25 +142,37 @@ pub async fn logout(
 struct AccountPage {
     layout: Layout,
     error: Option<String>,
+    /// The most they may set on their own keys (their ceiling), in words.
+    plan: String,
 }
 
-pub async fn account(admin: Admin) -> Result<HttpResponse, AdminError> {
+pub async fn account(state: web::Data<AppState>, member: Member) -> Result<HttpResponse, AdminError> {
     let page = AccountPage {
-        layout: admin.layout("Your account", "account"),
+        layout: member.layout("Your account", "account"),
         error: None,
+        plan: plan(&state, &member),
     };
     render(&page, StatusCode::OK)
 }
 
-/// `POST /admin/account/password`: the admin's own password; every session and token of theirs
+fn plan(state: &AppState, member: &Member) -> String {
+    if member.is_admin() {
+        "admin: any limits".to_owned()
+    } else {
+        crate::routes::admin::keys::ceiling_text(&users::ceiling(&member.user, &state.key_defaults))
+    }
+}
+
+/// `POST /admin/account/password`: the user's own password; every session and token of theirs
 /// ends (this one too), so they log in again.
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
-    admin: Admin,
+    member: Member,
     form: Form,
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
+    let admin = member;
     admin.check_csrf(&form)?;
     let current = form.get("current_password").cloned().unwrap_or_default();
     let new = form.get("new_password").cloned().unwrap_or_default();
@@ -163,6 +180,7 @@ pub async fn change_password(
         let page = AccountPage {
             layout: admin.layout("Your account", "account"),
             error: Some(error),
+            plan: plan(&state, &admin),
         };
         render(&page, status)
     };

@@ -19,7 +19,7 @@ pub enum AdminError {
     BadRequest(String),
     #[error("This form has expired or did not come from this dashboard. Reload the page and try again.")]
     CsrfRejected,
-    #[error("Only admins can use the dashboard.")]
+    #[error("Only admins may open this page.")]
     Forbidden,
     /// An authorization rule refused the action; the sentence says which.
     #[error("{0}")]

@@ -6,13 +6,14 @@ mod error;
 pub mod keys;
 mod page;
 mod session;
+pub mod signup;
 pub mod users;
 
 pub use error::AdminError;
 pub use page::{Confirmation, Form, Layout, Switch, ago, error_page, field, redirect, render};
 pub use session::Flash;
 pub use session::{
-    Admin, check_csrf, csrf_token, flash, log_in, log_out, over_https, secure_cookies, session_admin,
+    Admin, Member, check_csrf, csrf_token, flash, log_in, log_out, over_https, secure_cookies, session_user,
 };
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -104,6 +105,8 @@ pub fn scope(
         .service(resource!("/keys", get => keys::list, post => keys::create))
         .service(resource!("/keys/new", get => keys::new))
         .service(resource!("/keys/{id}", get => keys::detail, post => keys::update))
+        .service(resource!("/signup", get => signup::form, post => signup::submit))
+        .service(resource!("/users/invite", post => signup::invite))
         .service(resource!("/keys/{id}/created", get => keys::created))
         // Before /keys/{id}/{switch}, which would take "roll" for a switch.
         .service(resource!("/keys/{id}/roll", post => keys::roll))

@@ -12,15 +12,16 @@ use serde::Deserialize;
 
 use crate::routes::admin::AdminError;
 
-use super::session::{self, Admin, Flash};
+use super::session::{self, Flash, Member};
 
-impl Admin {
-    /// The layout of a page for this admin (takes the flash messages waiting for them).
+impl Member {
+    /// The layout of a page for this user (takes the flash messages waiting for them).
     pub fn layout(&self, title: impl Into<String>, section: &'static str) -> Layout {
         Layout {
             title: title.into(),
             section,
             admin: Some(self.user.email.clone()),
+            is_admin: self.user.is_admin,
             csrf: session::csrf_token(&self.session),
             flashes: session::take_flashes(&self.session),
         }
@@ -32,8 +33,10 @@ pub struct Layout {
     pub title: String,
     /// The navigation entry to highlight.
     pub section: &'static str,
-    /// The logged-in admin's email; `None` on the login and error pages.
+    /// The logged-in user's email; `None` on the login and error pages.
     pub admin: Option<String>,
+    /// Whether they are an admin: the navigation shows Users only to admins.
+    pub is_admin: bool,
     pub csrf: String,
     pub flashes: Vec<Flash>,
 }
@@ -54,6 +57,7 @@ pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             section: "",
             admin: None,
+            is_admin: false,
             csrf: String::new(),
             flashes: Vec::new(),
         },
@@ -159,7 +163,7 @@ impl Confirmation<'_> {
     /// The confirmation page, unless the form says `confirm=yes`.
     pub fn ask(
         &self,
-        admin: &Admin,
+        admin: &Member,
         form: &HashMap<String, String>,
     ) -> Option<Result<HttpResponse, AdminError>> {
         if form.get("confirm").map(String::as_str) == Some("yes") {

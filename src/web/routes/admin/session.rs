@@ -103,9 +103,9 @@ pub async fn log_out(state: &AppState, session: &Session, now: Now) -> Result<()
     Ok(())
 }
 
-/// The session's admin, if one is logged in, still an active admin, the session was not ended
-/// and the user's epoch has not moved since the login.
-pub async fn session_admin(state: &AppState, session: &Session) -> Result<Option<User>, AdminError> {
+/// The session's user, if one is logged in, still active, the session was not ended and the
+/// user's epoch has not moved since the login.
+pub async fn session_user(state: &AppState, session: &Session) -> Result<Option<User>, AdminError> {
     let (Some(id), Some(epoch), Some(sid)) = (
         session.get::<UserId>(USER).ok().flatten(),
         session.get::<i64>(EPOCH).ok().flatten(),
@@ -114,7 +114,7 @@ pub async fn session_admin(state: &AppState, session: &Session) -> Result<Option
         return Ok(None);
     };
     match crate::users::of_session(&state.pool, id, sid).await {
-        Ok(Some(user)) if user.is_active && user.is_admin && user.auth_epoch == epoch => Ok(Some(user)),
+        Ok(Some(user)) if user.is_active && user.auth_epoch == epoch => Ok(Some(user)),
         Ok(_) | Err(UserError::NotFound) => {
             session.purge();
             Ok(None)
@@ -123,15 +123,32 @@ pub async fn session_admin(state: &AppState, session: &Session) -> Result<Option
     }
 }
 
-/// A logged-in admin; anyone else is sent to the login page.
-pub struct Admin {
+/// A logged-in user, admin or not: the dashboard shows each what the authorization policy lets
+/// them reach (an admin everything, a user their own keys and account). Anyone else is sent to
+/// the login page.
+pub struct Member {
     pub user: User,
     pub session: Session,
 }
 
-impl Admin {
+/// A logged-in admin: the pages only admins have (users, invitations). A user gets a 403 page.
+pub struct Admin(Member);
+
+impl std::ops::Deref for Admin {
+    type Target = Member;
+
+    fn deref(&self) -> &Member {
+        &self.0
+    }
+}
+
+impl Member {
     pub fn actor(&self) -> Actor {
         Actor::of(&self.user)
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.is_admin
     }
 
     pub fn flash(&self, kind: &str, text: impl Into<String>) {
@@ -143,9 +160,9 @@ impl Admin {
     }
 }
 
-impl FromRequest for Admin {
+impl FromRequest for Member {
     type Error = AdminError;
-    type Future = Pin<Box<dyn Future<Output = Result<Admin, AdminError>>>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Member, AdminError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let session = req.get_session();
@@ -153,9 +170,26 @@ impl FromRequest for Admin {
         Box::pin(async move {
             let state = state
                 .ok_or_else(|| AdminError::internal(std::io::Error::other("AppState is not registered")))?;
-            match session_admin(&state, &session).await? {
-                Some(user) => Ok(Admin { user, session }),
+            match session_user(&state, &session).await? {
+                Some(user) => Ok(Member { user, session }),
                 None => Err(AdminError::LoginRequired),
+            }
+        })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = AdminError;
+    type Future = Pin<Box<dyn Future<Output = Result<Admin, AdminError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let member = Member::from_request(req, payload);
+        Box::pin(async move {
+            let member = member.await?;
+            if member.is_admin() {
+                Ok(Admin(member))
+            } else {
+                Err(AdminError::Forbidden)
             }
         })
     }

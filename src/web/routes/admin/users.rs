@@ -35,6 +35,8 @@ struct UsersPage {
     email: String,
     is_admin: bool,
     errors: HashMap<String, String>,
+    /// `SIGNUP=invite`: the page offers invitations.
+    invites: bool,
 }
 
 impl UsersPage {
@@ -73,6 +75,7 @@ async fn page(
         email,
         is_admin,
         errors,
+        invites: state.signup == crate::users::signup::SignupMode::Invite,
     })
 }
 

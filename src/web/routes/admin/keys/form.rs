@@ -199,6 +199,7 @@ impl ListQuery {
             .filter(|q| !q.is_empty())
             .map(|q| q.chars().take(100).collect());
         KeySearch {
+            owner: None,
             text,
             status,
             order,

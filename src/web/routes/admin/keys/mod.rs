@@ -23,10 +23,11 @@ use crate::db::models::{ApiKey, User};
 use crate::db::{self, DbError};
 use crate::keys::cache::KeyInfo;
 use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
-use crate::limits::Bucket;
+use crate::limits::{Bucket, Limits};
 use crate::routes::admin::AdminError;
-use crate::routes::admin::{Admin, Confirmation, Form, Layout, Switch, redirect, render};
+use crate::routes::admin::{Confirmation, Form, Layout, Member, Switch, redirect, render};
 use crate::state::AppState;
+use crate::users;
 
 #[derive(Template)]
 #[template(path = "admin/keys.html")]
@@ -43,19 +44,21 @@ struct KeysPage {
 
 pub async fn list(
     state: web::Data<AppState>,
-    admin: Admin,
+    member: Member,
     query: web::Query<ListQuery>,
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
     let query = query.into_inner();
     let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
-    let search = query.search(page);
+    let mut search = query.search(page);
+    // A user's list is their own keys; an admin's, everyone's.
+    search.owner = (!member.is_admin()).then_some(member.user.id);
     let (rows, total) = db::run(&state.pool, move |conn| {
         ApiKey::search(conn, &search, now.naive()).map_err(DbError::Query)
     })
     .await?;
     let page_view = KeysPage {
-        layout: admin.layout("Keys", "keys"),
+        layout: member.layout("Keys", "keys"),
         rows: rows
             .iter()
             .map(|(key, owner)| KeyRow::of(key, owner, now))
@@ -77,9 +80,15 @@ struct NewKeyPage {
     layout: Layout,
     form: KeyForm,
     owners: Vec<String>,
+    /// What a user may set at most (their ceiling), in words.
+    ceiling: String,
 }
 
-async fn owners(state: &AppState) -> Result<Vec<String>, AdminError> {
+/// Whom a key may be created for: any active user for an admin, only themselves for a user.
+async fn owners(state: &AppState, member: &Member) -> Result<Vec<String>, AdminError> {
+    if !member.is_admin() {
+        return Ok(vec![member.user.email.clone()]);
+    }
     let users = db::run(&state.pool, |conn| User::list(conn).map_err(DbError::Query)).await?;
     Ok(users
         .into_iter()
@@ -88,37 +97,57 @@ async fn owners(state: &AppState) -> Result<Vec<String>, AdminError> {
         .collect())
 }
 
+/// `60/minute, 1,000/hour, no limit per day`.
+pub fn ceiling_text(ceiling: &Limits) -> String {
+    ceiling
+        .windows()
+        .iter()
+        .map(|(window, limit)| match limit {
+            Some(n) => format!("{}/{}", thousands(u64::from(*n)), window.name()),
+            None => format!("no limit per {}", window.name()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The new-key page with `form` (prefilled, or as typed with its errors).
 async fn new_key_page(
     state: &AppState,
-    admin: &Admin,
+    member: &Member,
     form: KeyForm,
     status: StatusCode,
 ) -> Result<HttpResponse, AdminError> {
     let page = NewKeyPage {
-        layout: admin.layout("New key", "keys"),
+        layout: member.layout("New key", "keys"),
         form,
-        owners: owners(state).await?,
+        owners: owners(state, member).await?,
+        ceiling: ceiling_text(&users::ceiling(&member.user, &state.key_defaults)),
     };
     render(&page, status)
 }
 
-pub async fn new(state: web::Data<AppState>, admin: Admin) -> Result<HttpResponse, AdminError> {
-    let mut form = KeyForm::defaults(state.key_defaults);
-    form.owner = admin.user.email.clone();
-    new_key_page(&state, &admin, form, StatusCode::OK).await
+pub async fn new(state: web::Data<AppState>, member: Member) -> Result<HttpResponse, AdminError> {
+    // A user's form starts at their ceiling: the most they may set.
+    let defaults = if member.is_admin() {
+        state.key_defaults
+    } else {
+        users::ceiling(&member.user, &state.key_defaults)
+    };
+    let mut form = KeyForm::defaults(defaults);
+    form.owner = member.user.email.clone();
+    new_key_page(&state, &member, form, StatusCode::OK).await
 }
 
 pub async fn create(
     state: web::Data<AppState>,
-    admin: Admin,
+    member: Member,
     form: Form,
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
-    admin.check_csrf(&form)?;
+    member.check_csrf(&form)?;
     let mut key_form = KeyForm::read(&form);
     let Some(parsed) = key_form.parse() else {
-        return new_key_page(&state, &admin, key_form, StatusCode::BAD_REQUEST).await;
+        return new_key_page(&state, &member, key_form, StatusCode::BAD_REQUEST).await;
     };
     let owner = Some(key_form.owner.clone()).filter(|o| !o.is_empty());
     let new = NewKey {
@@ -129,7 +158,7 @@ pub async fn create(
         contract: parsed.contract,
     };
     let (record, issued) =
-        match service::create(&state.pool, admin.actor(), state.key_defaults, new, now).await {
+        match service::create(&state.pool, member.actor(), state.key_defaults, new, now).await {
             Ok(created) => created,
             Err(
                 e @ (service::KeyError::Invalid(_)
@@ -142,7 +171,7 @@ pub async fn create(
                     }
                     other => HashMap::from([("owner".to_owned(), other.to_string())]),
                 };
-                return new_key_page(&state, &admin, key_form, StatusCode::BAD_REQUEST).await;
+                return new_key_page(&state, &member, key_form, StatusCode::BAD_REQUEST).await;
             }
             Err(e) => return Err(e.into()),
         };
@@ -150,7 +179,7 @@ pub async fn create(
     // session.
     let nonce = state
         .handoff
-        .put(record.key.id, admin.user.id, issued.expose())
+        .put(record.key.id, member.user.id, issued.expose())
         .await
         .map_err(AdminError::internal)?;
     Ok(redirect(&format!(
@@ -182,13 +211,13 @@ struct CreatedPage {
 /// cached, so reloading or going back shows only a notice.
 pub async fn created(
     state: web::Data<AppState>,
-    admin: Admin,
+    member: Member,
     id: web::Path<KeyId>,
     query: web::Query<CreatedQuery>,
 ) -> Result<HttpResponse, AdminError> {
-    let record = service::get(&state.pool, admin.actor(), *id).await?;
+    let record = service::get(&state.pool, member.actor(), *id).await?;
     let key = match &query.n {
-        Some(nonce) => state.handoff.take(nonce, record.key.id, admin.user.id).await,
+        Some(nonce) => state.handoff.take(nonce, record.key.id, member.user.id).await,
         None => None,
     };
     let rolled = query.rolled.is_some();
@@ -199,7 +228,7 @@ pub async fn created(
         .and(record.key.previous_expires_at)
         .map(utc);
     let page = CreatedPage {
-        layout: admin.layout(if rolled { "New secret" } else { "Key created" }, "keys"),
+        layout: member.layout(if rolled { "New secret" } else { "Key created" }, "keys"),
         id: record.key.id,
         name: record.key.name,
         key,
@@ -217,12 +246,12 @@ pub async fn created(
 /// for the chosen grace period.
 pub async fn roll(
     state: web::Data<AppState>,
-    admin: Admin,
+    member: Member,
     id: web::Path<KeyId>,
     form: Form,
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
-    admin.check_csrf(&form)?;
+    member.check_csrf(&form)?;
     let grace = match crate::routes::admin::field(&form, "grace_seconds").parse::<i64>() {
         Ok(seconds) if (0..=service::MAX_GRACE.num_seconds()).contains(&seconds) => {
             chrono::Duration::seconds(seconds)
@@ -233,10 +262,10 @@ pub async fn roll(
             ));
         }
     };
-    let (record, issued) = service::roll(&state.pool, &state.keys, admin.actor(), *id, grace, now).await?;
+    let (record, issued) = service::roll(&state.pool, &state.keys, member.actor(), *id, grace, now).await?;
     let nonce = state
         .handoff
-        .put(record.key.id, admin.user.id, issued.expose())
+        .put(record.key.id, member.user.id, issued.expose())
         .await
         .map_err(AdminError::internal)?;
     Ok(redirect(&format!(
@@ -265,12 +294,12 @@ struct DetailPage {
 
 async fn detail_page(
     state: &AppState,
-    admin: &Admin,
+    member: &Member,
     record: &KeyRecord,
     form: KeyForm,
     now: Now,
 ) -> Result<DetailPage, AdminError> {
-    let (_, usage) = service::usage(&state.pool, admin.actor(), record.key.id, now).await?;
+    let (_, usage) = service::usage(&state.pool, member.actor(), record.key.id, now).await?;
     let policy = KeyInfo::policy_of(&record.key);
     let bars = match state.limiter.peek(Bucket::Key(record.key.id), &policy, now).await {
         Ok(decision) => decision
@@ -298,7 +327,7 @@ async fn detail_page(
         Err(_) => Vec::new(),
     };
     Ok(DetailPage {
-        layout: admin.layout(record.key.name.clone(), "keys"),
+        layout: member.layout(record.key.name.clone(), "keys"),
         key: KeyRow::of(&record.key, &record.owner_email, now),
         created: utc(record.key.created_at),
         expires: record.key.expires_at.map_or_else(|| "never".to_owned(), utc),
@@ -321,30 +350,30 @@ async fn detail_page(
 
 pub async fn detail(
     state: web::Data<AppState>,
-    admin: Admin,
+    member: Member,
     id: web::Path<KeyId>,
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
-    let record = service::get(&state.pool, admin.actor(), *id).await?;
+    let record = service::get(&state.pool, member.actor(), *id).await?;
     let form = KeyForm::of(&record.key);
     render(
-        &detail_page(&state, &admin, &record, form, now).await?,
+        &detail_page(&state, &member, &record, form, now).await?,
         StatusCode::OK,
     )
 }
 
 pub async fn update(
     state: web::Data<AppState>,
-    admin: Admin,
+    member: Member,
     id: web::Path<KeyId>,
     form: Form,
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
-    admin.check_csrf(&form)?;
-    let record = service::get(&state.pool, admin.actor(), *id).await?;
+    member.check_csrf(&form)?;
+    let record = service::get(&state.pool, member.actor(), *id).await?;
     let mut key_form = KeyForm::read(&form);
     let Some(parsed) = key_form.parse() else {
-        let page = detail_page(&state, &admin, &record, key_form, now).await?;
+        let page = detail_page(&state, &member, &record, key_form, now).await?;
         return render(&page, StatusCode::BAD_REQUEST);
     };
     let (limits, contract) = (parsed.limits, parsed.contract);
@@ -364,28 +393,28 @@ pub async fn update(
     service::update(
         &state.pool,
         &state.keys,
-        admin.actor(),
+        member.actor(),
         state.key_defaults,
         *id,
         patch,
         now,
     )
     .await?;
-    admin.flash("success", "Key saved.");
+    member.flash("success", "Key saved.");
     Ok(redirect(&format!("/admin/keys/{id}")))
 }
 
 /// `POST /admin/keys/{id}/activate|deactivate`, confirmed first.
 pub async fn switch(
     state: web::Data<AppState>,
-    admin: Admin,
+    member: Member,
     path: web::Path<(KeyId, Switch)>,
     form: Form,
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
-    admin.check_csrf(&form)?;
+    member.check_csrf(&form)?;
     let (id, switch) = path.into_inner();
-    let record = service::get(&state.pool, admin.actor(), id).await?;
+    let record = service::get(&state.pool, member.actor(), id).await?;
     let confirmation = Confirmation {
         switch,
         noun: "key",
@@ -399,7 +428,7 @@ pub async fn switch(
         base: format!("/admin/keys/{id}"),
         cancel: format!("/admin/keys/{id}"),
     };
-    if let Some(page) = confirmation.ask(&admin, &form) {
+    if let Some(page) = confirmation.ask(&member, &form) {
         return page;
     }
     let patch = KeyPatch {
@@ -412,13 +441,13 @@ pub async fn switch(
     service::update(
         &state.pool,
         &state.keys,
-        admin.actor(),
+        member.actor(),
         state.key_defaults,
         id,
         patch,
         now,
     )
     .await?;
-    admin.flash("success", confirmation.done());
+    member.flash("success", confirmation.done());
     Ok(redirect(&format!("/admin/keys/{id}")))
 }

@@ -1,0 +1,209 @@
+//! Getting a dashboard account (`SIGNUP`): an invitation's one-time link (`invite`), or a form
+//! anyone may use (`open`), behind the login throttle and a per-address limit. With `closed`,
+//! there is no such page. Admins create invitations on the Users page.
+
+use actix_session::Session;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::clock::Now;
+use crate::gate::client_ip;
+use crate::routes::admin::{
+    Admin, AdminError, Form, Layout, check_csrf, csrf_token, field, flash, log_in, redirect, render,
+};
+use crate::state::AppState;
+use crate::users::UserError;
+use crate::users::signup::{self, INVITATION_DAYS, SignupMode};
+
+#[derive(Template)]
+#[template(path = "admin/signup.html")]
+struct SignupPage {
+    layout: Layout,
+    /// The invitation's token and email (`invite`); `None` with `open`.
+    invitation: Option<(String, String)>,
+    email: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SignupQuery {
+    token: Option<String>,
+}
+
+fn page(
+    session: &Session,
+    invitation: Option<(String, String)>,
+    email: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<HttpResponse, AdminError> {
+    let layout = Layout {
+        title: "Create your account".into(),
+        section: "signup",
+        admin: None,
+        is_admin: false,
+        csrf: csrf_token(session),
+        flashes: Vec::new(),
+    };
+    let page = SignupPage {
+        layout,
+        invitation,
+        email: email.to_owned(),
+        error,
+    };
+    let mut response = render(&page, status)?;
+    // The link's token is in the page: keep it out of caches and referrers.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// `GET /admin/signup[?token=…]`.
+pub async fn form(
+    state: web::Data<AppState>,
+    session: Session,
+    query: web::Query<SignupQuery>,
+    now: Now,
+) -> Result<HttpResponse, AdminError> {
+    match (state.signup, &query.token) {
+        (SignupMode::Invite, Some(token)) => match signup::invitation(&state.pool, token, now).await {
+            Ok(invitation) => page(
+                &session,
+                Some((token.clone(), invitation.email)),
+                "",
+                None,
+                StatusCode::OK,
+            ),
+            Err(UserError::NotFound) => Err(used_up()),
+            Err(e) => Err(e.into()),
+        },
+        (SignupMode::Open, _) => page(&session, None, "", None, StatusCode::OK),
+        _ => Err(AdminError::NotFound),
+    }
+}
+
+fn used_up() -> AdminError {
+    AdminError::Refused(
+        "This invitation link has been used or has expired. Ask an admin for a new one.".into(),
+    )
+}
+
+/// `POST /admin/signup`: the account is made and its owner logged in.
+pub async fn submit(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    form: Form,
+    now: Now,
+) -> Result<HttpResponse, AdminError> {
+    check_csrf(&session, &form)?;
+    let password = form.get("password").cloned().unwrap_or_default();
+    let (created, invitation, email) = match state.signup {
+        SignupMode::Invite => {
+            let token = field(&form, "token").to_owned();
+            let email = signup::invitation(&state.pool, &token, now)
+                .await
+                .map(|i| i.email)
+                .map_err(|e| match e {
+                    UserError::NotFound => used_up(),
+                    e => e.into(),
+                })?;
+            let created = signup::accept(&state.pool, &token, &password, now).await;
+            (created, Some((token, email.clone())), email)
+        }
+        SignupMode::Open => {
+            let email = field(&form, "email").to_owned();
+            let address = client_ip(&state, &req);
+            let created =
+                signup::sign_up(&state.pool, &state.limiter, address, (&email, &password), now).await;
+            (created, None, email)
+        }
+        SignupMode::Closed => return Err(AdminError::NotFound),
+    };
+    let refuse = |error: String, status| page(&session, invitation.clone(), &email, Some(error), status);
+    match created {
+        Ok(user) => {
+            log_in(&session, &user)?;
+            flash(
+                &session,
+                "success",
+                "Welcome! Your account is ready: create your first key here.",
+            );
+            Ok(redirect("/admin/keys"))
+        }
+        Err(UserError::Invalid(fields)) => refuse(
+            format!("Not yet: {}.", fields.sentence()),
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(UserError::EmailTaken) => refuse(
+            "An account with this email exists; log in instead.".into(),
+            StatusCode::CONFLICT,
+        ),
+        Err(UserError::Throttled(seconds)) => refuse(
+            format!("Too many attempts. Try again in {seconds} seconds."),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        Err(UserError::NotFound) => Err(used_up()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/invited.html")]
+struct InvitedPage {
+    layout: Layout,
+    email: String,
+    link: String,
+    days: i64,
+}
+
+/// `POST /admin/users/invite`: an invitation for an email, and its link shown this once.
+pub async fn invite(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    admin: Admin,
+    form: Form,
+    now: Now,
+) -> Result<HttpResponse, AdminError> {
+    admin.check_csrf(&form)?;
+    if state.signup != SignupMode::Invite {
+        admin.flash("error", "Invitations need SIGNUP=invite.");
+        return Ok(redirect("/admin/users"));
+    }
+    let email = field(&form, "email");
+    let (invitation, token) = match signup::invite(&state.pool, admin.actor(), email, now).await {
+        Ok(made) => made,
+        Err(UserError::Invalid(fields)) => {
+            admin.flash("error", format!("No invitation: {}.", fields.sentence()));
+            return Ok(redirect("/admin/users"));
+        }
+        Err(UserError::EmailTaken) => {
+            admin.flash("error", "A user with this email exists already.");
+            return Ok(redirect("/admin/users"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let info = req.connection_info();
+    let link = format!("{}://{}/admin/signup?token={token}", info.scheme(), info.host());
+    let page = InvitedPage {
+        layout: admin.layout("Invitation", "users"),
+        email: invitation.email,
+        link,
+        days: INVITATION_DAYS,
+    };
+    let mut response = render(&page, StatusCode::OK)?;
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// Whether the login page offers a sign-up link.
+pub fn open(state: &AppState) -> bool {
+    state.signup == SignupMode::Open
+}
