@@ -53,6 +53,22 @@ impl Meta {
     pub fn to_value(&self) -> Value {
         serde_json::from_str(&self.0).unwrap_or(Value::Null)
     }
+
+    /// The same JSON in ASCII only (others as `\uXXXX` escapes): what a header value may hold.
+    pub fn ascii(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for c in self.0.chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// One permission a key holds or a route needs: segments of letters, digits, `_`, `.` and `-`
@@ -367,5 +383,11 @@ mod tests {
         assert!(Meta::parse(&big).is_err());
         let meta = Meta::parse(&serde_json::json!({"a": 1})).expect("meta");
         assert_eq!(Meta::of_column(Some(meta.as_str())), Some(meta));
+        let unicode = Meta::parse(&serde_json::json!({"name": "Zoë 😀"})).expect("meta");
+        assert!(unicode.ascii().is_ascii());
+        assert_eq!(
+            serde_json::from_str::<Value>(&unicode.ascii()).expect("JSON"),
+            unicode.to_value()
+        );
     }
 }

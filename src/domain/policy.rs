@@ -15,7 +15,7 @@
 
 use chrono::NaiveDateTime;
 
-use crate::contract::{IpAllowlist, Meta, Scopes};
+use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use crate::db::UserId;
 use crate::db::models::{ApiKey, User};
 use crate::limits::{Limit, Limits, Window};
@@ -105,14 +105,23 @@ fn within_ceiling(window: Window, limit: Option<Limit>, ceiling: Option<Limit>) 
     }
 }
 
-/// A new key's limits and scopes, for an owner who is not an admin: limits within the
-/// ceiling, and no scopes (scopes open upstream routes; an admin grants them).
-pub fn may_create(actor: Actor, ceiling: &Limits, limits: &Limits, scopes: &Scopes) -> Result<(), Refusal> {
+/// A new key's limits and contract, for an owner who is not an admin: limits within the
+/// ceiling, no scopes (they open upstream routes) and no metadata (the upstream may trust it,
+/// as `X-Keygate-Meta`): an admin grants both.
+pub fn may_create(
+    actor: Actor,
+    ceiling: &Limits,
+    limits: &Limits,
+    contract: &Contract,
+) -> Result<(), Refusal> {
     if actor.is_admin {
         return Ok(());
     }
-    if !scopes.is_empty() {
+    if !contract.scopes.is_empty() {
         return refuse("Only admins may give a key scopes.");
+    }
+    if contract.meta.is_some() {
+        return refuse(META_IS_ADMINS);
     }
     for ((window, limit), (_, max)) in limits.windows().into_iter().zip(ceiling.windows()) {
         within_ceiling(window, limit, max)?;
@@ -151,11 +160,21 @@ pub fn may_change(actor: Actor, ceiling: &Limits, key: &ApiKey, patch: &KeyChang
     if let Some(scopes) = &patch.scopes {
         may_set_scopes(&Scopes::of_column(&key.scopes), scopes)?;
     }
+    if patch
+        .meta
+        .as_ref()
+        .is_some_and(|meta| *meta != Meta::of_column(key.meta.as_deref()))
+    {
+        return refuse(META_IS_ADMINS);
+    }
     if patch.is_active == Some(true) && !key.is_active && key.deactivated_by_admin {
         return refuse("An admin deactivated this key; only an admin may activate it again.");
     }
     Ok(())
 }
+
+const META_IS_ADMINS: &str =
+    "Only admins may set a key's metadata: the upstream may trust it as it trusts the key.";
 
 /// Owners may drop scopes from their keys, never add one (an admin grants them).
 fn may_set_scopes(current: &Scopes, new: &Scopes) -> Result<(), Refusal> {
@@ -210,17 +229,17 @@ mod tests {
             per_hour: Limit::new(10),
             per_day: None,
         };
-        assert_eq!(may_create(USER, &CEILING, &ok, &Scopes::default()), Ok(()));
+        assert_eq!(may_create(USER, &CEILING, &ok, &Contract::default()), Ok(()));
         let unlimited = Limits::default();
-        assert!(may_create(USER, &CEILING, &unlimited, &Scopes::default()).is_err());
+        assert!(may_create(USER, &CEILING, &unlimited, &Contract::default()).is_err());
         let above = Limits {
             per_minute: Limit::new(61),
             ..ok
         };
-        let refusal = may_create(USER, &CEILING, &above, &Scopes::default()).expect_err("above");
+        let refusal = may_create(USER, &CEILING, &above, &Contract::default()).expect_err("above");
         assert!(refusal.0.contains("61") && refusal.0.contains("60"), "{refusal}");
         assert_eq!(
-            may_create(ADMIN, &CEILING, &unlimited, &Scopes::default()),
+            may_create(ADMIN, &CEILING, &unlimited, &Contract::default()),
             Ok(())
         );
     }
@@ -239,9 +258,20 @@ mod tests {
     #[test]
     fn only_admins_grant_scopes_and_owners_may_drop_them() {
         let scopes = |s: &[&str]| Scopes::parse(s.iter().copied()).expect("scopes");
-        let some = scopes(&["orders:read"]);
+        let some = Contract {
+            scopes: scopes(&["orders:read"]),
+            ..Contract::default()
+        };
         assert!(may_create(USER, &CEILING, &Limits::default(), &some).is_err());
         assert_eq!(may_create(ADMIN, &CEILING, &Limits::default(), &some), Ok(()));
+        let meta = Contract {
+            meta: Meta::of_column(Some("{\"plan\":\"pro\"}")),
+            ..Contract::default()
+        };
+        assert!(
+            may_create(USER, &CEILING, &Limits::default(), &meta).is_err(),
+            "metadata is an admin's"
+        );
         let held = scopes(&["orders:read", "orders:write"]);
         assert_eq!(may_set_scopes(&held, &scopes(&["orders:read"])), Ok(()));
         assert_eq!(may_set_scopes(&held, &Scopes::default()), Ok(()));

@@ -9,10 +9,16 @@
 //! *         /public/**       -                                cost=0
 //! ```
 //!
-//! METHOD is a method, several joined by `,`, or `*` (HEAD matches GET). In the pattern, `*`
-//! stands for one path segment and a final `**` for any number of them (none included); other
-//! segments match exactly. A request no rule matches needs no scope and costs 1. Knows nothing
-//! of HTTP beyond a method's name.
+//! METHOD is a method, several joined by `,`, or `*` (HEAD matches GET rules too). In the
+//! pattern, `*` stands for one path segment and a final `**` for any number of them (none
+//! included); other segments match without regard to case. A request no rule matches needs no
+//! scope and costs 1. Knows nothing of HTTP beyond a method's name.
+//!
+//! A path is matched as an upstream could read it, so that no spelling slips past a rule: its
+//! percent-encodings decoded (`/%6Frders` is `/orders`), `;parameters` dropped from each segment
+//! (`/orders;x=1/7`, as Tomcat reads it), empty segments ignored and letters compared without
+//! case (`/ORDERS`, for case-insensitive routers). Each of these can only make a rule match
+//! more, never less: a spelling an upstream reads as a ruled path meets the rule.
 
 use crate::contract::Scope;
 
@@ -73,14 +79,13 @@ impl RouteRules {
 
     /// What a `method` request to `path` needs: the first matching rule's, else nothing and 1.
     pub fn need(&self, method: &str, path: &str) -> Need<'_> {
-        let method = if method.eq_ignore_ascii_case("HEAD") {
-            "GET"
-        } else {
-            method
-        };
+        if self.0.is_empty() {
+            return Need::ONE;
+        }
+        let segments = canonical_segments(path);
         self.0
             .iter()
-            .find(|rule| rule.matches(method, path))
+            .find(|rule| rule.matches(method, &segments))
             .map_or(Need::ONE, |rule| Need {
                 scopes: &rule.scopes,
                 cost: rule.cost,
@@ -88,12 +93,51 @@ impl RouteRules {
     }
 }
 
+/// The path's segments as an upstream could read them: percent-decoded (bytes that do not
+/// decode to UTF-8 are kept as the lossy text), without `;parameters`, empty ones dropped.
+fn canonical_segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .map(|segment| segment.split(';').next().unwrap_or(""))
+        .filter(|segment| !segment.is_empty())
+        .map(percent_decoded)
+        .collect()
+}
+
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let hex = |b: u8| (b as char).to_digit(16);
+    while i < bytes.len() {
+        let escape = (bytes[i] == b'%')
+            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
+            .flatten();
+        match escape {
+            Some((high, low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl RouteRule {
-    fn matches(&self, method: &str, path: &str) -> bool {
-        if !self.methods.is_empty() && !self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+    fn matches(&self, method: &str, segments: &[String]) -> bool {
+        let head_as_get = method.eq_ignore_ascii_case("HEAD");
+        let method_matches = self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method) || (head_as_get && m == "GET"));
+        if !method_matches {
             return false;
         }
-        let mut segments = path.trim_start_matches('/').split('/').filter(|s| !s.is_empty());
+        let mut segments = segments.iter();
         for part in &self.pattern {
             match part {
                 Segment::Rest => return true,
@@ -103,7 +147,7 @@ impl RouteRule {
                     }
                 }
                 Segment::Exact(text) => {
-                    if segments.next() != Some(text.as_str()) {
+                    if !segments.next().is_some_and(|s| s.eq_ignore_ascii_case(text)) {
                         return false;
                     }
                 }
@@ -217,6 +261,48 @@ mod tests {
         assert_eq!(r.need("GET", "/reports/a/b"), Need::ONE);
         assert_eq!(r.need("post", "/public/x").cost, 0);
         assert_eq!(r.need("PUT", "/public/x"), Need::ONE);
+    }
+
+    #[test]
+    fn no_spelling_of_a_path_slips_past_its_rule() {
+        let r = rules();
+        for path in [
+            "/%6Frders/7",
+            "/%6frders",
+            "/ORDERS/7",
+            "/Orders",
+            "/orders;jsessionid=1/7",
+            "/orders;x",
+            "//orders//7",
+            "/orders/7;y=2",
+        ] {
+            assert_eq!(
+                r.need("GET", path)
+                    .scopes
+                    .iter()
+                    .map(Scope::as_str)
+                    .collect::<Vec<_>>(),
+                ["orders:read"],
+                "{path}"
+            );
+        }
+        assert_eq!(
+            r.need("POST", "/%6Frders").cost,
+            5,
+            "{:?}",
+            r.need("POST", "/%6Frders")
+        );
+        let head = RouteRules::parse("HEAD /h x:y").expect("a HEAD rule");
+        assert_eq!(
+            head.need("HEAD", "/h").scopes.len(),
+            1,
+            "a HEAD rule matches HEAD"
+        );
+        assert_eq!(
+            percent_decoded("%zz%4"),
+            "%zz%4",
+            "broken escapes stay as they are"
+        );
     }
 
     #[test]

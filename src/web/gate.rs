@@ -209,14 +209,17 @@ async fn admit(state: &AppState, req: &ServiceRequest, charge: Charge) -> Result
     };
     let tier = tier_of(&identity);
     tag(state, req, log_tag(&identity));
-    let need = match charge {
-        Charge::Cost(cost) => Need::cost(cost),
-        Charge::Rules => state.route_rules.need(req.method().as_str(), req.path()),
+    let (need, overridden) = match charge {
+        Charge::Cost(cost) => (Need::cost(cost), Vec::new()),
+        Charge::Rules => needs_by_rule(state, req),
     };
-    if let Err(error) = may_pass(&identity, client_ip, need.scopes) {
-        return Err(refuse(tier, error));
+    let mut cost = need.cost;
+    for needed in std::iter::once(&need).chain(&overridden) {
+        if let Err(error) = may_pass(&identity, client_ip, needed.scopes) {
+            return Err(refuse(tier, error));
+        }
+        cost = cost.max(needed.cost);
     }
-    let cost = need.cost;
     let (bucket, policy): (Bucket, &Policy) = match &identity {
         Identity::Key(info) => (Bucket::Key(info.id), &info.policy),
         Identity::User(id) => (Bucket::User(*id), &state.user_policy),
@@ -246,6 +249,28 @@ async fn admit(state: &AppState, req: &ServiceRequest, charge: Charge) -> Result
         now,
     };
     Ok(Admitted { caller, headers })
+}
+
+/// Headers by which some frameworks let a request pose as another method (a POST that the
+/// upstream runs as a DELETE).
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// What the route rules ask of this request, and — when it names other methods in
+/// method-override headers the upstream may honour — of those methods too: it must meet them
+/// all, and costs the most of them. (No allocation without such headers.)
+fn needs_by_rule<'s>(state: &'s AppState, req: &ServiceRequest) -> (Need<'s>, Vec<Need<'s>>) {
+    let rules = &state.route_rules;
+    let need = rules.need(req.method().as_str(), req.path());
+    if rules.is_empty() {
+        return (need, Vec::new());
+    }
+    let overridden = METHOD_OVERRIDES
+        .iter()
+        .flat_map(|name| req.headers().get_all(*name))
+        .filter_map(|value| value.to_str().ok())
+        .map(|method| rules.need(method.trim(), req.path()))
+        .collect();
+    (need, overridden)
 }
 
 /// A key's own rules, before anything is counted: the address it may be used from, and the

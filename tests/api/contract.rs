@@ -152,15 +152,21 @@ async fn owners_may_drop_scopes_but_never_add_them(app: TestApp) {
         .await;
     assert_eq!(dropped.status, 200, "{}", dropped.text);
     assert_eq!(dropped.body["scopes"], json!(["orders:read"]));
-    // Metadata and the allowlist are the owner's to set.
+    // The allowlist is the owner's to set; metadata is an admin's (the upstream may trust it).
     let own = app
-        .patch(
-            &path,
-            &ada.auth(),
-            json!({"meta": {"team": "a"}, "ip_allowlist": ["127.0.0.1"]}),
-        )
+        .patch(&path, &ada.auth(), json!({"ip_allowlist": ["127.0.0.1"]}))
         .await;
     assert_eq!(own.status, 200, "{}", own.text);
+    app.patch(&path, &ada.auth(), json!({"meta": {"plan": "enterprise"}}))
+        .await
+        .assert_error(403, "forbidden");
+    app.post(
+        "/api/api-keys",
+        &ada.auth(),
+        json!({"name": "m", "meta": {"plan": "enterprise"}}),
+    )
+    .await
+    .assert_error(403, "forbidden");
 }
 
 async fn an_allowlist_refuses_other_addresses_before_counting(app: TestApp) {
@@ -452,6 +458,32 @@ async fn route_rules_refuse_missing_scopes_before_counting_and_the_upstream() {
     app.get("/orders", &Auth::None)
         .await
         .assert_error(401, "authentication_required");
+    // No other spelling of a ruled path gets past its rule, nor a method-override header.
+    for path in [
+        "/%6Frders/7",
+        "/ORDERS/7",
+        "/orders;jsessionid=x/7",
+        "//orders//7",
+    ] {
+        app.get(path, &Auth::None)
+            .await
+            .assert_error(401, "authentication_required");
+    }
+    app.post("/%6Frders", &api_key(&reader), json!({}))
+        .await
+        .assert_error(403, "insufficient_scope");
+    let reader_key = reader["key"].as_str().expect("key");
+    for override_header in ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"] {
+        let (status, text) = crate::helpers::raw_request(
+            &app,
+            "GET",
+            "/orders",
+            &[("Api-Key", reader_key), (override_header, "POST")],
+        )
+        .await;
+        assert_eq!(status, 403, "{override_header}: {text}");
+        assert!(text.contains("orders:write"), "{text}");
+    }
     assert_eq!(
         upstream.hits.load(Ordering::SeqCst),
         before,

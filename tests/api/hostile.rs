@@ -135,6 +135,7 @@ async fn the_full_key_never_reaches_the_logs_or_the_database() {
         .env("ADMIN_EMAIL", ADMIN_EMAIL)
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("USAGE_FLUSH_MS", "100")
+        .env("SIGNUP", "invite")
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("dup"))
@@ -170,6 +171,13 @@ async fn the_full_key_never_reaches_the_logs_or_the_database() {
         .insert_header(("Api-Key", key.as_str()))
         .send()
         .await;
+    // An invitation link's token rides in a query string: request lines are logged without it.
+    let token = "a1".repeat(32);
+    let _ = client
+        .get(format!("{base}/admin/signup?token={token}"))
+        .send()
+        .await
+        .expect("answer");
     actix_web::rt::time::sleep(Duration::from_millis(400)).await;
     crate::helpers::sigterm(&child);
     let _ = child.wait();
@@ -194,6 +202,8 @@ async fn the_full_key_never_reaches_the_logs_or_the_database() {
     assert!(logs.lines().count() > 10, "debug logging was on");
     assert!(!logs.contains(&key), "the key is in the logs");
     assert!(!logs.contains(&typo), "a near-miss key is in the logs");
+    assert!(logs.contains("/admin/signup"), "the request was logged");
+    assert!(!logs.contains(&token), "an invitation token is in the logs");
     assert!(!contains(&database, &key), "the key is in the database");
     assert!(contains(&database, &hash), "the database holds the key's hash");
 }

@@ -144,6 +144,14 @@ async fn open_sign_up_makes_users_and_limits_each_address() {
             .0,
         303
     );
+    // Eight people signing up with one email at once: one account, the rest 409, never a 500.
+    let addresses: Vec<String> = (0..8).map(|i| format!("192.0.2.{i}")).collect();
+    let races = addresses
+        .iter()
+        .map(|from| sign_up(&app, None, "same@example.com", "long-enough-1", from));
+    let mut statuses: Vec<u16> = join_all(races).await.into_iter().map(|(s, _)| s).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [303, 409, 409, 409, 409, 409, 409, 409]);
 }
 
 #[actix_web::test]

@@ -70,8 +70,9 @@ pub async fn import(
     })
     .await?;
     if report.imported > 0 {
-        // Instances may remember the new keys as unknown for a few seconds: forget that.
-        cache.changed_all().await;
+        // Instances may remember the new keys as unknown for a few seconds: forget that (and
+        // only that: known keys stay cached).
+        cache.unknown_changed().await;
     }
     Ok(report)
 }

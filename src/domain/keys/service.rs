@@ -89,7 +89,7 @@ pub async fn create(
     db::run(pool, move |conn| {
         let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
         let ceiling = users::ceiling(&owner, &defaults);
-        policy::may_create(actor, &ceiling, &new.limits, &new.contract.scopes)?;
+        policy::may_create(actor, &ceiling, &new.limits, &new.contract)?;
         let issued = IssuedKey::generate();
         let now = now.naive();
         let (scopes, ip_allowlist) = (new.contract.scopes.column(), new.contract.ip_allowlist.column());

@@ -96,7 +96,8 @@ pub(crate) fn insert(
     if User::find_by_email(conn, email.as_str())?.is_some() {
         return Err(UserError::EmailTaken);
     }
-    Ok(User::insert(
+    // Two sign-ups racing for one email: the loser meets the unique index, not a 500.
+    let inserted = User::insert(
         conn,
         &NewUser {
             email: email.as_str(),
@@ -106,7 +107,13 @@ pub(crate) fn insert(
             created_at: now,
             updated_at: now,
         },
-    )?)
+    );
+    match inserted {
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+            Err(UserError::EmailTaken)
+        }
+        other => Ok(other?),
+    }
 }
 
 pub async fn create(

@@ -219,8 +219,9 @@ fn add_proxy_headers(req: &HttpRequest, uri: &Uri, outgoing: &mut HeaderMap, tru
                 }
                 let forward_meta = AppState::of(req).is_ok_and(|state| state.forward_meta);
                 if let (true, Some(meta)) = (forward_meta, &key.meta) {
-                    // Compact JSON; a value that is not a valid header (non-ASCII) is left out.
-                    add("x-keygate-meta", meta.as_str().to_owned());
+                    // Compact JSON in ASCII (others escaped as \uXXXX): a header carries bytes,
+                    // not text, and serde has escaped every control character already.
+                    add("x-keygate-meta", meta.ascii());
                 }
             }
             Identity::User(id) => add("x-keygate-user-id", id.to_string()),

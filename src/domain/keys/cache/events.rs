@@ -14,14 +14,18 @@ use crate::db::{KeyId, UserId};
 enum Event {
     Key(KeyId),
     User(UserId),
-    /// Everything (after an import: instances may remember the new keys as unknown).
+    /// Everything.
     All,
+    /// The keys remembered as unknown (after an import, which makes some of them known).
+    Unknown,
 }
 
 impl Event {
     fn parse(payload: &str) -> Option<Event> {
-        if payload == "all" {
-            return Some(Event::All);
+        match payload {
+            "all" => return Some(Event::All),
+            "unknown" => return Some(Event::Unknown),
+            _ => {}
         }
         match payload.strip_prefix('u') {
             Some(user) => user.parse().ok().map(Event::User),
@@ -36,6 +40,7 @@ impl std::fmt::Display for Event {
             Event::Key(id) => write!(f, "{id}"),
             Event::User(id) => write!(f, "u{id}"),
             Event::All => f.write_str("all"),
+            Event::Unknown => f.write_str("unknown"),
         }
     }
 }
@@ -46,11 +51,11 @@ impl KeyCache {
         self.announce(Event::Key(key_id)).await;
     }
 
-    /// Announces that keys changed wholesale (an import): every cache entry is forgotten,
-    /// unknown keys included, here and on every instance.
-    pub async fn changed_all(&self) {
-        self.forget_all();
-        self.announce(Event::All).await;
+    /// Announces that keys keygate did not know may exist now (an import): the unknown-key
+    /// entries are forgotten, here and on every instance.
+    pub async fn unknown_changed(&self) {
+        self.forget_unknown();
+        self.announce(Event::Unknown).await;
     }
 
     /// Announces that a user changed (deactivated, reactivated, new password): their standing
@@ -121,6 +126,7 @@ impl KeyCache {
                                 {
                                     Some(Event::Key(id)) => cache.forget(id),
                                     Some(Event::User(id)) => cache.forget_user(id),
+                                    Some(Event::Unknown) => cache.forget_unknown(),
                                     Some(Event::All) | None => cache.forget_all(),
                                 }
                             }
@@ -152,7 +158,12 @@ mod tests {
 
     #[test]
     fn events_name_keys_and_users() {
-        for event in [Event::Key(KeyId(7)), Event::User(UserId(7)), Event::All] {
+        for event in [
+            Event::Key(KeyId(7)),
+            Event::User(UserId(7)),
+            Event::All,
+            Event::Unknown,
+        ] {
             assert_eq!(Event::parse(&event.to_string()), Some(event));
         }
         assert_eq!(

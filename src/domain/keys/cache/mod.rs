@@ -304,6 +304,10 @@ impl KeyCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    pub fn forget_unknown(&self) {
+        self.unknown.invalidate_all();
+    }
+
     pub fn forget_all(&self) {
         self.known.invalidate_all();
         self.unknown.invalidate_all();

@@ -187,8 +187,18 @@ pub async fn invite(
         }
         Err(e) => return Err(e.into()),
     };
-    let info = req.connection_info();
-    let link = format!("{}://{}/admin/signup?token={token}", info.scheme(), info.host());
+    // The admin's own Host header (never X-Forwarded-Host, which a client may set) and scheme.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if crate::routes::admin::over_https(&req, state.client_ip.trusted_hops) {
+        "https"
+    } else {
+        "http"
+    };
+    let link = format!("{scheme}://{host}/admin/signup?token={token}");
     let page = InvitedPage {
         layout: admin.layout("Invitation", "users"),
         email: invitation.email,

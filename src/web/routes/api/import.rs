@@ -98,8 +98,19 @@ fn object(value: Value) -> Result<Map<String, Value>, String> {
     }
 }
 
+/// What lists may show of an imported plaintext without weakening it: a `prefix.` that the old
+/// system meant to be public (Django REST Framework API Key's form), else the first 4
+/// characters of a key long enough to spare them, else nothing.
+fn shown_prefix(key: &str) -> String {
+    match key.split_once('.') {
+        Some((prefix, rest)) if prefix.len() <= 16 && rest.len() >= 16 => prefix.to_owned(),
+        _ if key.len() >= 24 => key.chars().take(4).collect(),
+        _ => String::new(),
+    }
+}
+
 /// One key of an import. Absent limits take the defaults (`KEY_RATE_LIMIT`), `null` is none;
-/// the display prefix is given, or the plaintext's first 8 characters (up to a `.`).
+/// the display prefix is given, or what [`shown_prefix`] allows.
 pub fn parse_line(object: Map<String, Value>, defaults: Limits) -> Result<ImportedKey, String> {
     let mut f = Fields::of(object);
     // What the gate will accept: keygate's own format checked in full, anything else as it is.
@@ -151,12 +162,7 @@ pub fn parse_line(object: Map<String, Value>, defaults: Limits) -> Result<Import
     let (Some(hash), Some(owner), Some(name)) = (hash, owner, name) else {
         return Err("key, owner and name are required".into());
     };
-    let prefix = prefix.unwrap_or_else(|| {
-        plaintext
-            .as_deref()
-            .map(|k| k.split('.').next().unwrap_or(k).chars().take(8).collect())
-            .unwrap_or_default()
-    });
+    let prefix = prefix.unwrap_or_else(|| plaintext.as_deref().map(shown_prefix).unwrap_or_default());
     Ok(ImportedKey {
         hash,
         prefix,
