@@ -10,4 +10,6 @@ pub mod web;
 
 pub use domain::{clock, contract, keys, limits, policy, rules, usage, users, validation};
 pub use storage::{db, shared_redis, striped};
-pub use web::{config, credentials, error, gate, metrics, normalize, routes, sessions, startup, state};
+pub use web::{
+    caller, config, credentials, error, gate, metrics, normalize, routes, sessions, startup, state,
+};

@@ -112,6 +112,12 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
         is_admin: true,
     };
     let now = Now::read();
+    let shell = Shell {
+        pool: &pool,
+        settings: &settings,
+        operator,
+        now,
+    };
     match command {
         KeysCommand::Create {
             owner,
@@ -124,67 +130,10 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
         } => {
             let limits = [per_minute, per_hour, per_day];
             let contract = contract.parse()?;
-            create(
-                &pool,
-                &settings,
-                operator,
-                (owner, name, contract),
-                limits,
-                expires_in_days,
-                now,
-            )
-            .await
+            create(&shell, (owner, name, contract), limits, expires_in_days).await
         }
-        KeysCommand::Roll { id, grace: text } => {
-            let cache = announcer(&settings);
-            let (record, issued) = service::roll(&pool, &cache, operator, id, grace(&text)?, now)
-                .await
-                .map_err(|e| describe(&e))?;
-            match record
-                .key
-                .previous_expires_at
-                .filter(|_| record.key.previous_key_hash.is_some())
-            {
-                Some(until) => eprintln!(
-                    "rolled key {id}; the old secret works until {until} UTC. The new one, shown once:"
-                ),
-                None => eprintln!("rolled key {id}; the old secret has stopped. The new one, shown once:"),
-            }
-            println!("{}", issued.expose());
-            Ok(())
-        }
-        KeysCommand::Import { file } => {
-            let cache = announcer(&settings);
-            let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-            let objects = if csv {
-                super::import::csv_objects(&text)?
-            } else {
-                super::import::json_objects(&text)
-            };
-            let lines = objects
-                .into_iter()
-                .map(|(line, object)| {
-                    (
-                        line,
-                        object.and_then(|o| import::parse_line(o, settings.key_rate_limit)),
-                    )
-                })
-                .collect();
-            let report = keygate::keys::import::import(&pool, &cache, operator, lines, now)
-                .await
-                .map_err(|e| describe(&e))?;
-            for error in &report.errors {
-                eprintln!("line {}: {}", error.line, error.message);
-            }
-            println!(
-                "imported {}, unchanged {}, refused {}",
-                report.imported,
-                report.unchanged,
-                report.errors.len()
-            );
-            Ok(())
-        }
+        KeysCommand::Roll { id, grace: text } => roll(&shell, id, grace(&text)?).await,
+        KeysCommand::Import { file } => import_file(&shell, &file).await,
         KeysCommand::List => list(&pool, operator, now).await,
         KeysCommand::Deactivate { id } => {
             let cache = announcer(&settings);
@@ -195,6 +144,63 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
             Ok(())
         }
     }
+}
+
+/// What every command works with: the database, the settings, the operator (an admin), and the
+/// command's one reading of the clock.
+struct Shell<'a> {
+    pool: &'a DbPool,
+    settings: &'a Settings,
+    operator: Actor,
+    now: Now,
+}
+
+async fn roll(shell: &Shell<'_>, id: KeyId, grace: Duration) -> Result<(), String> {
+    let cache = announcer(shell.settings);
+    let (record, issued) = service::roll(shell.pool, &cache, shell.operator, id, grace, shell.now)
+        .await
+        .map_err(|e| describe(&e))?;
+    let overlap = record
+        .key
+        .previous_expires_at
+        .filter(|_| record.key.previous_key_hash.is_some());
+    match overlap {
+        Some(until) => {
+            eprintln!("rolled key {id}; the old secret works until {until} UTC. The new one, shown once:")
+        }
+        None => eprintln!("rolled key {id}; the old secret has stopped. The new one, shown once:"),
+    }
+    println!("{}", issued.expose());
+    Ok(())
+}
+
+async fn import_file(shell: &Shell<'_>, file: &std::path::Path) -> Result<(), String> {
+    let cache = announcer(shell.settings);
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let objects = if csv {
+        super::import::csv_objects(&text)?
+    } else {
+        super::import::json_objects(&text)
+    };
+    let defaults = shell.settings.key_rate_limit;
+    let lines = objects
+        .into_iter()
+        .map(|(line, object)| (line, object.and_then(|o| import::parse_line(o, defaults))))
+        .collect();
+    let report = keygate::keys::import::import(shell.pool, &cache, shell.operator, lines, shell.now)
+        .await
+        .map_err(|e| describe(&e))?;
+    for error in &report.errors {
+        eprintln!("line {}: {}", error.line, error.message);
+    }
+    println!(
+        "imported {}, unchanged {}, refused {}",
+        report.imported,
+        report.unchanged,
+        report.errors.len()
+    );
+    Ok(())
 }
 
 fn describe(e: &service::KeyError) -> String {
@@ -208,19 +214,17 @@ fn describe(e: &service::KeyError) -> String {
 }
 
 async fn create(
-    pool: &DbPool,
-    settings: &Settings,
-    operator: Actor,
+    shell: &Shell<'_>,
     (owner, name, contract): (String, String, Contract),
     [per_minute, per_hour, per_day]: [Option<i64>; 3],
     expires_in_days: Option<u32>,
-    now: Now,
 ) -> Result<(), String> {
     let name = KeyName::parse(&name).map_err(|e| format!("--name {e}"))?;
     let limit = |flag: &str, value: Option<i64>, default: Option<Limit>| match value {
         Some(n) => Limit::parse(n).map(Some).map_err(|e| format!("{flag} {e}")),
         None => Ok(default),
     };
+    let (pool, settings, operator, now) = (shell.pool, shell.settings, shell.operator, shell.now);
     let defaults = settings.key_rate_limit;
     let limits = Limits {
         per_minute: limit("--per-minute", per_minute, defaults.per_minute)?,

@@ -17,90 +17,26 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+pub use crate::caller::{Caller, Identity, LogTag, now_of, tier_of};
 use crate::clock::Now;
 use crate::contract::Scope;
 use crate::credentials::{self, Credential};
-use crate::db::{KeyId, UserId};
 use crate::error::ApiError;
 use crate::keys::KeyStatus;
 use crate::keys::cache::{KeyInfo, UserStanding};
+use crate::keys::secret::PresentedKey;
 use crate::limits::headers::RateLimitHeaders;
-use crate::limits::{Bucket, Decision, LimiterError, Policy};
+use crate::limits::{Bucket, LimiterError, Policy};
 use crate::metrics::{Outcome, Tier};
 use crate::rules::Need;
 use crate::state::AppState;
 use crate::users::token::Claims;
-
-/// Who is calling, as the gate established it.
-#[derive(Debug, Clone)]
-pub enum Identity {
-    Key(Arc<KeyInfo>),
-    /// A bearer-token user (signature, expiry, and the user's standing from the cache: a
-    /// database read only on a miss).
-    User(UserId),
-    Anonymous,
-}
-
-impl Identity {
-    pub fn tier(&self) -> &'static str {
-        tier_of(self).name()
-    }
-}
-
-/// The request extension the gate leaves for handlers.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub identity: Identity,
-    pub client_ip: Option<IpAddr>,
-    /// The counter-store decision (with no windows when failure mode `open` bypassed it).
-    pub decision: Decision,
-    /// When the gate took the request: the one clock reading the request's handlers use.
-    pub now: Now,
-}
-
-/// The request's instant, for handlers (time is an input): the gate's reading for a gated
-/// request, else read once here.
-impl FromRequest for Now {
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Now, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Ok(now_of(req)))
-    }
-}
-
-/// The request's instant: the gate's reading, else the clock's now.
-pub fn now_of(req: &HttpRequest) -> Now {
-    let gated = req.extensions().get::<Caller>().map(|c| c.now);
-    gated.unwrap_or_else(Now::read)
-}
-
-/// Who called, for the request log line (never the key). `Copy`, so tagging a request costs no
-/// allocation; it is formatted only when a log line is written.
-#[derive(Debug, Clone, Copy)]
-pub enum LogTag {
-    Key(KeyId),
-    User(UserId),
-    Anonymous,
-    Invalid,
-}
-
-impl std::fmt::Display for LogTag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LogTag::Key(id) => write!(f, "key={id}"),
-            LogTag::User(id) => write!(f, "user={id}"),
-            LogTag::Anonymous => f.write_str("anon"),
-            LogTag::Invalid => f.write_str("invalid"),
-        }
-    }
-}
 
 const EXPOSED: &str =
     "RateLimit, RateLimit-Policy, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After";
@@ -177,14 +113,6 @@ async fn gate_charging(
     }
 }
 
-fn tier_of(identity: &Identity) -> Tier {
-    match identity {
-        Identity::Key(_) => Tier::ApiKey,
-        Identity::User(_) => Tier::User,
-        Identity::Anonymous => Tier::Anonymous,
-    }
-}
-
 fn outcome_of(error: &ApiError) -> Outcome {
     match error {
         ApiError::RateLimitExceeded { .. } => Outcome::RateLimited,
@@ -209,17 +137,10 @@ async fn admit(state: &AppState, req: &ServiceRequest, charge: Charge) -> Result
     };
     let tier = tier_of(&identity);
     tag(state, req, log_tag(&identity));
-    let (need, overridden) = match charge {
-        Charge::Cost(cost) => (Need::cost(cost), Vec::new()),
-        Charge::Rules => needs_by_rule(state, req),
+    let cost = match cost_if_allowed(state, req, charge, &identity, client_ip) {
+        Ok(cost) => cost,
+        Err(error) => return Err(refuse(tier, error)),
     };
-    let mut cost = need.cost;
-    for needed in std::iter::once(&need).chain(&overridden) {
-        if let Err(error) = may_pass(&identity, client_ip, needed.scopes) {
-            return Err(refuse(tier, error));
-        }
-        cost = cost.max(needed.cost);
-    }
     let (bucket, policy): (Bucket, &Policy) = match &identity {
         Identity::Key(info) => (Bucket::Key(info.id), &info.policy),
         Identity::User(id) => (Bucket::User(*id), &state.user_policy),
@@ -249,6 +170,27 @@ async fn admit(state: &AppState, req: &ServiceRequest, charge: Charge) -> Result
         now,
     };
     Ok(Admitted { caller, headers })
+}
+
+/// What the request costs, once the caller's key may make it (its address, the scopes the
+/// request needs — for its method and any method it poses as).
+fn cost_if_allowed(
+    state: &AppState,
+    req: &ServiceRequest,
+    charge: Charge,
+    identity: &Identity,
+    client_ip: Option<IpAddr>,
+) -> Result<u32, ApiError> {
+    let (need, overridden) = match charge {
+        Charge::Cost(cost) => (Need::cost(cost), Vec::new()),
+        Charge::Rules => needs_by_rule(state, req),
+    };
+    let mut cost = need.cost;
+    for needed in std::iter::once(&need).chain(&overridden) {
+        may_pass(identity, client_ip, needed.scopes)?;
+        cost = cost.max(needed.cost);
+    }
+    Ok(cost)
 }
 
 /// Headers by which some frameworks let a request pose as another method (a POST that the
@@ -359,18 +301,7 @@ pub fn client_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
 
 async fn identify(state: &AppState, headers: &HeaderMap, now: Now) -> Result<Identity, ApiError> {
     match credentials::of(headers) {
-        Credential::ApiKey(presented) => {
-            let info = state
-                .keys
-                .lookup(&state.pool, &presented)
-                .await?
-                .ok_or_else(|| ApiError::InvalidApiKey("This API key is not valid.".into()))?;
-            match info.status_at(now) {
-                KeyStatus::Active => Ok(Identity::Key(info)),
-                KeyStatus::Expired => Err(ApiError::ApiKeyExpired),
-                KeyStatus::Inactive => Err(ApiError::ApiKeyInactive),
-            }
-        }
+        Credential::ApiKey(presented) => Ok(Identity::Key(active_key(state, &presented, now).await?)),
         Credential::Token(token) => {
             let claims = state.tokens.verify(token, now.unix_secs())?;
             let standing = state.keys.user(&state.pool, claims.user_id).await?;
@@ -381,6 +312,26 @@ async fn identify(state: &AppState, headers: &HeaderMap, now: Now) -> Result<Ide
         Credential::UnreadableToken => Err(ApiError::InvalidToken("it is not ASCII".into())),
         // Another `Authorization` is the upstream's business.
         Credential::Foreign | Credential::None => Ok(Identity::Anonymous),
+    }
+}
+
+/// The key a caller presented, if keygate knows it and it is active now: 401 otherwise, saying
+/// which (unknown, expired, deactivated). The one rule for the gate and key verification's
+/// service keys.
+pub async fn active_key(
+    state: &AppState,
+    presented: &PresentedKey,
+    now: Now,
+) -> Result<Arc<KeyInfo>, ApiError> {
+    let info = state
+        .keys
+        .lookup(&state.pool, presented)
+        .await?
+        .ok_or_else(|| ApiError::InvalidApiKey("This API key is not valid.".into()))?;
+    match info.status_at(now) {
+        KeyStatus::Active => Ok(info),
+        KeyStatus::Expired => Err(ApiError::ApiKeyExpired),
+        KeyStatus::Inactive => Err(ApiError::ApiKeyInactive),
     }
 }
 

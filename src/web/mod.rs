@@ -2,6 +2,7 @@
 //! reads (`credentials`, `normalize`), sessions, `/metrics`, errors as HTTP answers, the
 //! configuration read from the environment, and the routes. It may use the domain and storage.
 
+pub mod caller;
 pub mod config;
 pub mod credentials;
 pub mod error;

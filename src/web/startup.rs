@@ -81,13 +81,11 @@ pub async fn prepare(settings: &Settings) -> Result<(DbPool, usize), StartupErro
     Ok((pool, applied.len()))
 }
 
-/// Everything the gate and the API handlers share: counter store (with its upkeep), key cache
-/// (with its revocation listener), usage recorder (with its flusher), and the tier policies.
-/// Another actix-web app registers it as app data and wraps its routes with
-/// [`crate::gate::gate`] to put keygate in front of them (see `examples/gate_library.rs`).
-pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState> {
+/// The counter store and the key cache: in process, or on Redis (an unreachable one does not
+/// stop start-up).
+async fn stores(settings: &Settings) -> (Limiter, KeyCache) {
     let memory = Arc::new(MemoryStore::new(MemoryStore::DEFAULT_CAPACITY));
-    let (limiter, keys) = match &settings.redis {
+    match &settings.redis {
         None => (Limiter::in_memory(memory), KeyCache::new(None)),
         Some(target) => {
             let limiter = Limiter::with_redis(
@@ -100,7 +98,15 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
             .await;
             (limiter, KeyCache::new(Some((target, &settings.redis_prefix))))
         }
-    };
+    }
+}
+
+/// Everything the gate and the API handlers share: counter store (with its upkeep), key cache
+/// (with its revocation listener), usage recorder (with its flusher), and the tier policies.
+/// Another actix-web app registers it as app data and wraps its routes with
+/// [`crate::gate::gate`] to put keygate in front of them (see `examples/gate_library.rs`).
+pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState> {
+    let (limiter, keys) = stores(settings).await;
     let limiter = Arc::new(limiter);
     limiter.spawn_upkeep();
     let keys = Arc::new(keys);

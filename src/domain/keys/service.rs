@@ -182,24 +182,7 @@ pub async fn update(
     now: Now,
 ) -> Result<KeyRecord, KeyError> {
     let check = patch.change.clone();
-    let changes = ApiKeyChanges {
-        name: patch.name.map(KeyName::into_inner),
-        rate_limit_per_minute: check.per_minute.map(column),
-        rate_limit_per_hour: check.per_hour.map(column),
-        rate_limit_per_day: check.per_day.map(column),
-        expires_at: check.expires_at,
-        is_active: check.is_active,
-        // Set below, from the key as it is when the change is made.
-        deactivated_by_admin: None,
-        updated_at: Some(now.naive()),
-        meta: check
-            .meta
-            .as_ref()
-            .map(|m| m.as_ref().map(|m| m.as_str().to_owned())),
-        scopes: check.scopes.as_ref().map(Scopes::column),
-        ip_allowlist: check.ip_allowlist.as_ref().map(IpAllowlist::column),
-        ..ApiKeyChanges::default()
-    };
+    let changes = columns(patch, now);
     let record = db::run(pool, move |conn| {
         conn.transaction::<_, KeyError, _>(|conn| {
             // What the policy reads (state, who switched it off) stays true until the write.
@@ -262,6 +245,24 @@ pub async fn roll(
     .await?;
     cache.changed(id).await;
     Ok((record, issued))
+}
+
+/// The columns a patch sets (`deactivated_by_admin` is decided in the transaction).
+fn columns(patch: KeyPatch, now: Now) -> ApiKeyChanges {
+    let change = patch.change;
+    ApiKeyChanges {
+        name: patch.name.map(KeyName::into_inner),
+        rate_limit_per_minute: change.per_minute.map(column),
+        rate_limit_per_hour: change.per_hour.map(column),
+        rate_limit_per_day: change.per_day.map(column),
+        expires_at: change.expires_at,
+        is_active: change.is_active,
+        updated_at: Some(now.naive()),
+        meta: change.meta.map(|m| m.map(|m| m.as_str().to_owned())),
+        scopes: change.scopes.as_ref().map(Scopes::column),
+        ip_allowlist: change.ip_allowlist.as_ref().map(IpAllowlist::column),
+        ..ApiKeyChanges::default()
+    }
 }
 
 /// Soft delete: the row stays, the key stops working.

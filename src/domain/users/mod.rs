@@ -157,6 +157,20 @@ pub async fn authenticate(pool: &DbPool, email: &str, password: &str) -> Result<
     }
 }
 
+/// One attempt against the login throttle (see [`throttle`]): logging in, changing a password,
+/// signing up.
+pub(crate) async fn throttled(
+    limiter: &Limiter,
+    address: Option<IpAddr>,
+    email: &str,
+    now: Now,
+) -> Result<(), UserError> {
+    throttle::Attempt::new(address, email)
+        .begin(limiter, now)
+        .await
+        .map_err(UserError::Throttled)
+}
+
 /// [`authenticate`] behind the login throttle (see [`throttle`]): what both the dashboard and
 /// `POST /api/auth/token` call.
 pub async fn log_in(
@@ -167,10 +181,7 @@ pub async fn log_in(
     password: &str,
     now: Now,
 ) -> Result<User, UserError> {
-    throttle::Attempt::new(address, email)
-        .begin(limiter, now)
-        .await
-        .map_err(UserError::Throttled)?;
+    throttled(limiter, address, email, now).await?;
     authenticate(pool, email, password).await
 }
 
@@ -253,10 +264,7 @@ pub async fn change_password(
     new: &str,
     now: Now,
 ) -> Result<User, UserError> {
-    throttle::Attempt::new(address, &user.email)
-        .begin(limiter, now)
-        .await
-        .map_err(UserError::Throttled)?;
+    throttled(limiter, address, &user.email, now).await?;
     let stored = find(pool, user.id).await?;
     if !password::verify_bounded(current, stored.password_hash).await {
         return Err(UserError::InvalidCredentials);

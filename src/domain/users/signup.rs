@@ -9,7 +9,7 @@ use chrono::Duration;
 use diesel::Connection;
 use sha2::{Digest, Sha256};
 
-use super::{Email, UserError, check_password, insert, password, throttle};
+use super::{Email, UserError, check_password, insert, password};
 use crate::clock::Now;
 use crate::db::models::{Invitation, NewInvitation, User};
 use crate::db::{self, DbPool};
@@ -108,10 +108,7 @@ pub async fn sign_up(
     (email, new_password): (&str, &str),
     now: Now,
 ) -> Result<User, UserError> {
-    throttle::Attempt::new(address, email)
-        .begin(limiter, now)
-        .await
-        .map_err(UserError::Throttled)?;
+    super::throttled(limiter, address, email, now).await?;
     let bucket = Bucket::SignupIp(Bucket::subscriber(address.unwrap_or(IpAddr::from([0, 0, 0, 0]))));
     let policy = Policy::new(vec![(Window::Hour, Some(SIGNUPS_PER_ADDRESS))]);
     // Without counters (Redis failing in mode closed) sign-ups stay possible, as logins do.

@@ -144,10 +144,6 @@ impl Settings {
         let failure_mode = failure_mode(get)?;
         let admin = admin(get)?;
         let client_ip_header = client_ip_header(get)?;
-        let upstream_url = upstream_url(get)?;
-        let upstream_routes = upstream_routes(get)?;
-        let upstream_forward_meta = flag(get, "UPSTREAM_FORWARD_META")?;
-        let signup = signup(get)?;
         let settings = Settings {
             port: number(get, "PORT", 8080)?,
             bind_addr: parsed(get, "BIND_ADDR", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
@@ -175,11 +171,11 @@ impl Settings {
             client_timeout: Duration::from_millis(positive(get, "CLIENT_TIMEOUT_MS", 5000)?),
             metrics_token: get("METRICS_TOKEN").map(Redacted),
             dyno: get("DYNO"),
-            upstream_url,
+            upstream_url: upstream_url(get)?,
             upstream_timeout: Duration::from_millis(positive(get, "UPSTREAM_TIMEOUT_MS", 30_000)?),
-            upstream_routes,
-            upstream_forward_meta,
-            signup,
+            upstream_routes: upstream_routes(get)?,
+            upstream_forward_meta: flag(get, "UPSTREAM_FORWARD_META")?,
+            signup: signup(get)?,
         };
         Ok(settings)
     }

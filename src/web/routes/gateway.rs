@@ -209,25 +209,34 @@ fn add_proxy_headers(req: &HttpRequest, uri: &Uri, outgoing: &mut HeaderMap, tru
         add("x-forwarded-host", host);
     }
     if let Some(caller) = req.extensions().get::<Caller>() {
-        add("x-keygate-tier", caller.identity.tier().to_owned());
-        match &caller.identity {
-            Identity::Key(key) => {
-                add("x-keygate-key-id", key.id.to_string());
-                add("x-keygate-user-id", key.user_id.to_string());
-                if !key.scopes.is_empty() {
-                    add("x-keygate-scopes", key.scopes.column());
-                }
-                let forward_meta = AppState::of(req).is_ok_and(|state| state.forward_meta);
-                if let (true, Some(meta)) = (forward_meta, &key.meta) {
-                    // Compact JSON in ASCII (others escaped as \uXXXX): a header carries bytes,
-                    // not text, and serde has escaped every control character already.
-                    add("x-keygate-meta", meta.ascii());
-                }
-            }
-            Identity::User(id) => add("x-keygate-user-id", id.to_string()),
-            Identity::Anonymous => {}
+        let forward_meta = AppState::of(req).is_ok_and(|state| state.forward_meta);
+        for (name, value) in caller_headers(&caller.identity, forward_meta) {
+            add(name, value);
         }
     }
+}
+
+/// The caller as the gate identified it: tier, key and user ids, the key's scopes, and (when
+/// asked) its metadata.
+fn caller_headers(identity: &Identity, forward_meta: bool) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("x-keygate-tier", identity.tier().to_owned())];
+    match identity {
+        Identity::Key(key) => {
+            headers.push(("x-keygate-key-id", key.id.to_string()));
+            headers.push(("x-keygate-user-id", key.user_id.to_string()));
+            if !key.scopes.is_empty() {
+                headers.push(("x-keygate-scopes", key.scopes.column()));
+            }
+            if let (true, Some(meta)) = (forward_meta, &key.meta) {
+                // Compact JSON in ASCII (others escaped as \uXXXX): a header carries bytes,
+                // not text, and serde has escaped every control character already.
+                headers.push(("x-keygate-meta", meta.ascii()));
+            }
+        }
+        Identity::User(id) => headers.push(("x-keygate-user-id", id.to_string())),
+        Identity::Anonymous => {}
+    }
+    headers
 }
 
 /// The upstream's answer, streamed back without hop-by-hop headers or a `Set-Cookie` for the

@@ -40,14 +40,7 @@ fn login_page(
     notice: Option<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, AdminError> {
-    let layout = Layout {
-        title: "Log in".into(),
-        section: "login",
-        admin: None,
-        is_admin: false,
-        csrf: csrf_token(session),
-        flashes: Vec::new(),
-    };
+    let layout = Layout::anonymous("Log in", "login", csrf_token(session));
     render(
         &LoginPage {
             layout,

@@ -28,6 +28,21 @@ impl Member {
     }
 }
 
+impl Layout {
+    /// A page for someone not logged in (login, sign-up, an error), with the session's CSRF
+    /// token for its form (or none).
+    pub fn anonymous(title: &str, section: &'static str, csrf: String) -> Layout {
+        Layout {
+            title: title.to_owned(),
+            section,
+            admin: None,
+            is_admin: false,
+            csrf,
+            flashes: Vec::new(),
+        }
+    }
+}
+
 /// What every page's layout shows.
 pub struct Layout {
     pub title: String,
@@ -53,14 +68,7 @@ struct ErrorPage<'a> {
 /// The HTML error page, in the dashboard's layout.
 pub fn error_page(status: StatusCode, message: &str) -> HttpResponse {
     let page = ErrorPage {
-        layout: Layout {
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-            section: "",
-            admin: None,
-            is_admin: false,
-            csrf: String::new(),
-            flashes: Vec::new(),
-        },
+        layout: Layout::anonymous(status.canonical_reason().unwrap_or("Error"), "", String::new()),
         status: status.as_u16(),
         reason: status.canonical_reason().unwrap_or("Error"),
         message,

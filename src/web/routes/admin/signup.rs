@@ -39,14 +39,7 @@ fn page(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, AdminError> {
-    let layout = Layout {
-        title: "Create your account".into(),
-        section: "signup",
-        admin: None,
-        is_admin: false,
-        csrf: csrf_token(session),
-        flashes: Vec::new(),
-    };
+    let layout = Layout::anonymous("Create your account", "signup", csrf_token(session));
     let page = SignupPage {
         layout,
         invitation,
@@ -101,31 +94,17 @@ pub async fn submit(
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&session, &form)?;
-    let password = form.get("password").cloned().unwrap_or_default();
-    let (created, invitation, email) = match state.signup {
-        SignupMode::Invite => {
-            let token = field(&form, "token").to_owned();
-            let email = signup::invitation(&state.pool, &token, now)
-                .await
-                .map(|i| i.email)
-                .map_err(|e| match e {
-                    UserError::NotFound => used_up(),
-                    e => e.into(),
-                })?;
-            let created = signup::accept(&state.pool, &token, &password, now).await;
-            (created, Some((token, email.clone())), email)
-        }
-        SignupMode::Open => {
-            let email = field(&form, "email").to_owned();
-            let address = client_ip(&state, &req);
-            let created =
-                signup::sign_up(&state.pool, &state.limiter, address, (&email, &password), now).await;
-            (created, None, email)
-        }
-        SignupMode::Closed => return Err(AdminError::NotFound),
+    let attempt = create_account(&req, &state, &form, now).await?;
+    let refuse = |error: String, status| {
+        page(
+            &session,
+            attempt.invitation.clone(),
+            &attempt.email,
+            Some(error),
+            status,
+        )
     };
-    let refuse = |error: String, status| page(&session, invitation.clone(), &email, Some(error), status);
-    match created {
+    match attempt.created {
         Ok(user) => {
             log_in(&session, &user)?;
             flash(
@@ -149,6 +128,51 @@ pub async fn submit(
         ),
         Err(UserError::NotFound) => Err(used_up()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// An attempt at an account: what came of it, and what the form showed (to show it again).
+struct Attempt {
+    created: Result<crate::db::models::User, UserError>,
+    invitation: Option<(String, String)>,
+    email: String,
+}
+
+/// The account the form asks for, by the instance's sign-up mode.
+async fn create_account(
+    req: &HttpRequest,
+    state: &AppState,
+    form: &Form,
+    now: Now,
+) -> Result<Attempt, AdminError> {
+    let password = form.get("password").cloned().unwrap_or_default();
+    match state.signup {
+        SignupMode::Invite => {
+            let token = field(form, "token").to_owned();
+            let email = match signup::invitation(&state.pool, &token, now).await {
+                Ok(invitation) => invitation.email,
+                Err(UserError::NotFound) => return Err(used_up()),
+                Err(e) => return Err(e.into()),
+            };
+            let created = signup::accept(&state.pool, &token, &password, now).await;
+            Ok(Attempt {
+                created,
+                invitation: Some((token, email.clone())),
+                email,
+            })
+        }
+        SignupMode::Open => {
+            let email = field(form, "email").to_owned();
+            let address = client_ip(state, req);
+            let created =
+                signup::sign_up(&state.pool, &state.limiter, address, (&email, &password), now).await;
+            Ok(Attempt {
+                created,
+                invitation: None,
+                email,
+            })
+        }
+        SignupMode::Closed => Err(AdminError::NotFound),
     }
 }
 

@@ -15,9 +15,9 @@ use crate::error::ApiError;
 use crate::keys::KeyName;
 use crate::keys::import::{self, ImportedKey};
 use crate::keys::secret::{KEY_PREFIX, KeyHash, MalformedKey, PresentedKey};
-use crate::limits::{Limit, Limits};
+use crate::limits::Limits;
 use crate::routes::api::body::Fields;
-use crate::routes::api::keys::parse_contract;
+use crate::routes::api::keys::{limits_or, parse_contract};
 use crate::routes::api::principal::Principal;
 use crate::state::AppState;
 
@@ -113,59 +113,25 @@ fn shown_prefix(key: &str) -> String {
 /// the display prefix is given, or what [`shown_prefix`] allows.
 pub fn parse_line(object: Map<String, Value>, defaults: Limits) -> Result<ImportedKey, String> {
     let mut f = Fields::of(object);
-    // What the gate will accept: keygate's own format checked in full, anything else as it is.
-    let plaintext = f.text("key", |s| match PresentedKey::parse(s) {
-        Ok(_) => Ok(s.trim().to_owned()),
-        Err(MalformedKey::TooLong) => Err("must be at most 255 characters".to_owned()),
-        Err(_) if s.trim().starts_with(KEY_PREFIX) => Err(format!(
-            "starts with {KEY_PREFIX} but is not a keygate key (the gate refuses those unread); was it cut short?"
-        )),
-        Err(_) => Err("must be visible ASCII characters, no spaces".to_owned()),
-    });
-    let sha = f.text("key_sha256", |s| {
-        KeyHash::from_hex(s).ok_or_else(|| "must be 64 hex digits".into())
-    });
+    let (plaintext, hash) = secret(&mut f);
     let owner = f.required("owner", |s| {
         crate::users::Email::parse(s).map(|e| e.as_str().to_owned())
     });
     let name = f.required("name", KeyName::parse);
     let prefix = f.text("prefix", |s| Ok(s.chars().take(16).collect::<String>()));
-    let limits = Limits {
-        per_minute: f
-            .integer("rate_limit_per_minute", Limit::parse)
-            .unwrap_or(defaults.per_minute),
-        per_hour: f
-            .integer("rate_limit_per_hour", Limit::parse)
-            .unwrap_or(defaults.per_hour),
-        per_day: f
-            .integer("rate_limit_per_day", Limit::parse)
-            .unwrap_or(defaults.per_day),
-    };
+    let limits = limits_or(&mut f, defaults);
     let expires_at = f.timestamp("expires_at").flatten();
     let is_active = f.boolean("is_active").unwrap_or(true);
     let created_at = f.timestamp("created_at").flatten();
     let last_used_at = f.timestamp("last_used_at").flatten();
     let (meta, scopes, ip_allowlist) = parse_contract(&mut f);
-    let hash = match (&plaintext, sha) {
-        (Some(key), None) => Some(KeyHash::of_plaintext(key)),
-        (None, Some(hash)) => Some(hash),
-        (Some(_), Some(_)) => {
-            f.error("key", "give key or key_sha256, not both");
-            None
-        }
-        (None, None) => {
-            f.error("key", "key (plaintext) or key_sha256 is required");
-            None
-        }
-    };
     f.finish_fields().map_err(|e| e.sentence())?;
     let (Some(hash), Some(owner), Some(name)) = (hash, owner, name) else {
         return Err("key, owner and name are required".into());
     };
-    let prefix = prefix.unwrap_or_else(|| plaintext.as_deref().map(shown_prefix).unwrap_or_default());
     Ok(ImportedKey {
         hash,
-        prefix,
+        prefix: prefix.unwrap_or_else(|| plaintext.as_deref().map(shown_prefix).unwrap_or_default()),
         owner,
         name,
         limits,
@@ -179,4 +145,33 @@ pub fn parse_line(object: Map<String, Value>, defaults: Limits) -> Result<Import
             ip_allowlist: ip_allowlist.unwrap_or_default(),
         },
     })
+}
+
+/// The key as the line gives it: a plaintext (what the gate will accept: keygate's own format
+/// checked in full, anything else as it is) or the SHA-256 another system kept; one of them.
+fn secret(f: &mut Fields) -> (Option<String>, Option<KeyHash>) {
+    let plaintext = f.text("key", |s| match PresentedKey::parse(s) {
+        Ok(_) => Ok(s.trim().to_owned()),
+        Err(MalformedKey::TooLong) => Err("must be at most 255 characters".to_owned()),
+        Err(_) if s.trim().starts_with(KEY_PREFIX) => Err(format!(
+            "starts with {KEY_PREFIX} but is not a keygate key (the gate refuses those unread); was it cut short?"
+        )),
+        Err(_) => Err("must be visible ASCII characters, no spaces".to_owned()),
+    });
+    let sha = f.text("key_sha256", |s| {
+        KeyHash::from_hex(s).ok_or_else(|| "must be 64 hex digits".into())
+    });
+    let hash = match (&plaintext, sha) {
+        (Some(key), None) => Some(KeyHash::of_plaintext(key)),
+        (None, Some(hash)) => Some(hash),
+        (Some(_), Some(_)) => {
+            f.error("key", "give key or key_sha256, not both");
+            None
+        }
+        (None, None) => {
+            f.error("key", "key (plaintext) or key_sha256 is required");
+            None
+        }
+    };
+    (plaintext, hash)
 }

@@ -80,6 +80,22 @@ impl<'a> KeyView<'a> {
     }
 }
 
+/// A new key's limits as a body gives them: an absent limit takes the default
+/// (`KEY_RATE_LIMIT`); `null` means no limit.
+pub fn limits_or(f: &mut Fields, defaults: Limits) -> Limits {
+    Limits {
+        per_minute: f
+            .integer("rate_limit_per_minute", Limit::parse)
+            .unwrap_or(defaults.per_minute),
+        per_hour: f
+            .integer("rate_limit_per_hour", Limit::parse)
+            .unwrap_or(defaults.per_hour),
+        per_day: f
+            .integer("rate_limit_per_day", Limit::parse)
+            .unwrap_or(defaults.per_day),
+    }
+}
+
 /// A key's contract as a body gives it: each field absent, or its new value.
 pub fn parse_contract(f: &mut Fields) -> (Option<Option<Meta>>, Option<Scopes>, Option<IpAllowlist>) {
     (
@@ -93,18 +109,7 @@ fn parse_new_key(body: JsonObject, defaults: Limits) -> Result<NewKey, ApiError>
     let mut f = Fields::new(body);
     let name = f.required("name", KeyName::parse);
     let owner = f.text("owner", |s| Ok(s.to_owned()));
-    // An absent limit takes the default (KEY_RATE_LIMIT); null means no limit.
-    let limits = Limits {
-        per_minute: f
-            .integer("rate_limit_per_minute", Limit::parse)
-            .unwrap_or(defaults.per_minute),
-        per_hour: f
-            .integer("rate_limit_per_hour", Limit::parse)
-            .unwrap_or(defaults.per_hour),
-        per_day: f
-            .integer("rate_limit_per_day", Limit::parse)
-            .unwrap_or(defaults.per_day),
-    };
+    let limits = limits_or(&mut f, defaults);
     let expires_at = f.timestamp("expires_at").flatten();
     let (meta, scopes, ip_allowlist) = parse_contract(&mut f);
     f.finish()?;

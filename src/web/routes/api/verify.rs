@@ -80,16 +80,7 @@ async fn may_verify(req: &HttpRequest, state: &AppState, now: Now) -> Result<(),
         return crate::policy::require_admin(who.actor(), "verify keys")
             .map_err(|r| ApiError::Forbidden(r.0));
     };
-    let info = state
-        .keys
-        .lookup(&state.pool, &presented)
-        .await?
-        .ok_or_else(|| ApiError::InvalidApiKey("This API key is not valid.".into()))?;
-    match info.status_at(now) {
-        KeyStatus::Active => {}
-        KeyStatus::Expired => return Err(ApiError::ApiKeyExpired),
-        KeyStatus::Inactive => return Err(ApiError::ApiKeyInactive),
-    }
+    let info = crate::gate::active_key(state, &presented, now).await?;
     if !info.ip_allowlist.allows(crate::gate::client_ip(state, req)) {
         return Err(ApiError::IpNotAllowed);
     }

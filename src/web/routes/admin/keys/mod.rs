@@ -2,20 +2,20 @@
 //! detail (usage bars, 24-hour chart, edit form), deactivate and activate (confirmed).
 
 mod form;
+mod lifecycle;
 mod view;
 
 pub use form::KeyForm;
 use form::{ListQuery, PER_PAGE};
+pub use lifecycle::{created, roll, switch};
+use view::utc;
 pub use view::{Chart, ChartBar, KeyRow, UsageBar, thousands};
-use view::{duration_text, utc};
 
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
 
 use crate::clock::Now;
 use crate::db::KeyId;
@@ -25,7 +25,7 @@ use crate::keys::cache::KeyInfo;
 use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
 use crate::limits::{Bucket, Limits};
 use crate::routes::admin::AdminError;
-use crate::routes::admin::{Confirmation, Form, Layout, Member, Switch, redirect, render};
+use crate::routes::admin::{Form, Layout, Member, redirect, render};
 use crate::state::AppState;
 use crate::users;
 
@@ -188,92 +188,6 @@ pub async fn create(
     )))
 }
 
-#[derive(Deserialize)]
-pub struct CreatedQuery {
-    n: Option<String>,
-    /// Shown after a roll rather than a creation.
-    rolled: Option<u8>,
-}
-
-#[derive(Template)]
-#[template(path = "admin/key_created.html")]
-struct CreatedPage {
-    layout: Layout,
-    id: KeyId,
-    name: String,
-    key: Option<String>,
-    rolled: bool,
-    /// After a roll with a grace period: until when the old secret works (UTC).
-    previous_until: Option<String>,
-}
-
-/// Shows the new key once: the handoff record is deleted as it is read, and the page is never
-/// cached, so reloading or going back shows only a notice.
-pub async fn created(
-    state: web::Data<AppState>,
-    member: Member,
-    id: web::Path<KeyId>,
-    query: web::Query<CreatedQuery>,
-) -> Result<HttpResponse, AdminError> {
-    let record = service::get(&state.pool, member.actor(), *id).await?;
-    let key = match &query.n {
-        Some(nonce) => state.handoff.take(nonce, record.key.id, member.user.id).await,
-        None => None,
-    };
-    let rolled = query.rolled.is_some();
-    let previous_until = record
-        .key
-        .previous_key_hash
-        .as_ref()
-        .and(record.key.previous_expires_at)
-        .map(utc);
-    let page = CreatedPage {
-        layout: member.layout(if rolled { "New secret" } else { "Key created" }, "keys"),
-        id: record.key.id,
-        name: record.key.name,
-        key,
-        rolled,
-        previous_until,
-    };
-    let mut response = render(&page, StatusCode::OK)?;
-    response
-        .headers_mut()
-        .insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
-    Ok(response)
-}
-
-/// `POST /admin/keys/{id}/roll`: a new secret, shown once on the next page; the old one works
-/// for the chosen grace period.
-pub async fn roll(
-    state: web::Data<AppState>,
-    member: Member,
-    id: web::Path<KeyId>,
-    form: Form,
-    now: Now,
-) -> Result<HttpResponse, AdminError> {
-    member.check_csrf(&form)?;
-    let grace = match crate::routes::admin::field(&form, "grace_seconds").parse::<i64>() {
-        Ok(seconds) if (0..=service::MAX_GRACE.num_seconds()).contains(&seconds) => {
-            chrono::Duration::seconds(seconds)
-        }
-        _ => {
-            return Err(AdminError::BadRequest(
-                "Choose how long the old secret keeps working.".into(),
-            ));
-        }
-    };
-    let (record, issued) = service::roll(&state.pool, &state.keys, member.actor(), *id, grace, now).await?;
-    let nonce = state
-        .handoff
-        .put(record.key.id, member.user.id, issued.expose())
-        .await
-        .map_err(AdminError::internal)?;
-    Ok(redirect(&format!(
-        "/admin/keys/{}/created?n={nonce}&rolled=1",
-        record.key.id
-    )))
-}
-
 #[derive(Template)]
 #[template(path = "admin/key_detail.html")]
 struct DetailPage {
@@ -302,28 +216,7 @@ async fn detail_page(
     let (_, usage) = service::usage(&state.pool, member.actor(), record.key.id, now).await?;
     let policy = KeyInfo::policy_of(&record.key);
     let bars = match state.limiter.peek(Bucket::Key(record.key.id), &policy, now).await {
-        Ok(decision) => decision
-            .counts
-            .iter()
-            .map(|c| {
-                let used = c.used();
-                let percent = c.limit.map_or(0, |l| (used * 100 / u64::from(l)).min(100));
-                UsageBar {
-                    window: c.window.name(),
-                    used: thousands(used),
-                    limit: c
-                        .limit
-                        .map_or_else(|| "no limit".to_owned(), |l| thousands(u64::from(l))),
-                    percent,
-                    level: match percent {
-                        0..=74 => "ok",
-                        75..=99 => "warn",
-                        _ => "full",
-                    },
-                    resets_in: duration_text(c.reset_ms().div_ceil(1000)),
-                }
-            })
-            .collect(),
+        Ok(decision) => decision.counts.iter().map(UsageBar::of).collect(),
         Err(_) => Vec::new(),
     };
     Ok(DetailPage {
@@ -401,53 +294,5 @@ pub async fn update(
     )
     .await?;
     member.flash("success", "Key saved.");
-    Ok(redirect(&format!("/admin/keys/{id}")))
-}
-
-/// `POST /admin/keys/{id}/activate|deactivate`, confirmed first.
-pub async fn switch(
-    state: web::Data<AppState>,
-    member: Member,
-    path: web::Path<(KeyId, Switch)>,
-    form: Form,
-    now: Now,
-) -> Result<HttpResponse, AdminError> {
-    member.check_csrf(&form)?;
-    let (id, switch) = path.into_inner();
-    let record = service::get(&state.pool, member.actor(), id).await?;
-    let confirmation = Confirmation {
-        switch,
-        noun: "key",
-        section: "keys",
-        subject: format!("the key “{}” ({}…)", record.key.name, record.key.prefix),
-        consequence: if switch.active() {
-            "Requests with this key will be accepted again."
-        } else {
-            "Requests with this key will be refused on every instance within a second. You can reactivate it later."
-        },
-        base: format!("/admin/keys/{id}"),
-        cancel: format!("/admin/keys/{id}"),
-    };
-    if let Some(page) = confirmation.ask(&member, &form) {
-        return page;
-    }
-    let patch = KeyPatch {
-        name: None,
-        change: KeyChange {
-            is_active: Some(switch.active()),
-            ..KeyChange::default()
-        },
-    };
-    service::update(
-        &state.pool,
-        &state.keys,
-        member.actor(),
-        state.key_defaults,
-        id,
-        patch,
-        now,
-    )
-    .await?;
-    member.flash("success", confirmation.done());
     Ok(redirect(&format!("/admin/keys/{id}")))
 }

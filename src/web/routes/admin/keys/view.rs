@@ -7,6 +7,7 @@ use crate::clock::Now;
 use crate::db::KeyId;
 use crate::db::models::ApiKey;
 use crate::keys::KeyStatus;
+use crate::limits::WindowCount;
 use crate::routes::admin::ago;
 
 pub(super) fn limit_text(limit: Option<i32>) -> String {
@@ -69,6 +70,27 @@ pub struct UsageBar {
     pub percent: u64,
     pub level: &'static str,
     pub resets_in: String,
+}
+
+impl UsageBar {
+    pub fn of(count: &WindowCount) -> UsageBar {
+        let used = count.used();
+        let percent = count.limit.map_or(0, |l| (used * 100 / u64::from(l)).min(100));
+        UsageBar {
+            window: count.window.name(),
+            used: thousands(used),
+            limit: count
+                .limit
+                .map_or_else(|| "no limit".to_owned(), |l| thousands(u64::from(l))),
+            percent,
+            level: match percent {
+                0..=74 => "ok",
+                75..=99 => "warn",
+                _ => "full",
+            },
+            resets_in: duration_text(count.reset_ms().div_ceil(1000)),
+        }
+    }
 }
 
 /// One hour of the 24-hour chart, in SVG coordinates.

@@ -112,7 +112,9 @@ fn schemas() -> Value {
         "KeyRoll": {"type": "object", "additionalProperties": false, "properties": {
             "grace_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 604800, "default": 0,
                 "description": "how long the old secret keeps working (at most 7 days)"}}},
-        "KeyImport": {"type": "array", "items": {"type": "object", "additionalProperties": false, "properties": {
+        "KeyImport": {"type": "array", "items": {
+            "description": "one key, as KeyImportLine describes; a line that is not one is reported in errors by its number, and the others are imported"}},
+        "KeyImportLine": {"type": "object", "additionalProperties": false, "properties": {
             "key": {"type": "string", "description": "the plaintext (hashed, never stored)"},
             "key_sha256": {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"},
             "owner": {"type": "string"}, "name": {"type": "string"}, "prefix": {"type": "string"},
@@ -120,7 +122,7 @@ fn schemas() -> Value {
             "expires_at": expiry.clone(), "is_active": {"type": "boolean"},
             "created_at": {"type": ["string", "null"], "format": "date-time"},
             "last_used_at": {"type": ["string", "null"], "format": "date-time"},
-            "meta": meta, "scopes": scopes, "ip_allowlist": ip_allowlist}}},
+            "meta": meta, "scopes": scopes, "ip_allowlist": ip_allowlist}},
         "ImportReport": {"type": "object", "required": ["imported", "unchanged", "errors"], "properties": {
             "imported": {"type": "integer"}, "unchanged": {"type": "integer"},
             "errors": {"type": "array", "items": {"type": "object", "required": ["line", "message"], "properties": {
