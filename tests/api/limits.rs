@@ -297,3 +297,68 @@ async fn coalesced_requests_are_decided_exactly_per_caller() {
         "reads always pass"
     );
 }
+
+/// A flood on an exhausted key costs no Redis calls: Redis's refusal is remembered until a
+/// request could fit (exact: other instances only add). A raised limit asks Redis at once.
+#[actix_web::test]
+async fn a_flood_on_an_exhausted_key_is_refused_without_asking_redis() {
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else {
+        return;
+    };
+    let admin = app.admin().await;
+    let created = app
+        .create_key(
+            &admin,
+            serde_json::json!({"name": "flooded", "rate_limit_per_minute": 3}),
+        )
+        .await;
+    let key = crate::helpers::Auth::Header("Api-Key", created["key"].as_str().expect("key").to_owned());
+    let redis_calls = || {
+        let url = crate::helpers::test_redis_url();
+        let mut conn = ::redis::Client::open(url.as_str())
+            .expect("client")
+            .get_connection()
+            .expect("redis");
+        let info: String = ::redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut conn)
+            .expect("info");
+        info.lines()
+            .filter(|l| {
+                l.starts_with("cmdstat_evalsha:")
+                    || l.starts_with("cmdstat_eval:")
+                    || l.starts_with("cmdstat_fcall:")
+            })
+            .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/whoami", &key).await.status, 200);
+    }
+    let before = redis_calls();
+    for _ in 0..40 {
+        assert_eq!(app.get("/api/whoami", &key).await.status, 429);
+    }
+    let calls = redis_calls() - before;
+    // Two worker threads learn the refusal once each; other tests share this Redis, so allow
+    // a little of their traffic.
+    assert!(calls < 20, "40 refusals cost {calls} Redis calls");
+    let metrics = app.get("/metrics", &crate::helpers::Auth::None).await.text;
+    let local: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("keygate_store_local_refusals_total "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("the counter");
+    assert!(local >= 38, "{local} refused locally");
+    // Exact: the limit raised, the next request passes at once.
+    let path = format!("/api/api-keys/{}", created["id"]);
+    let raised = app
+        .patch(
+            &path,
+            &admin.auth(),
+            serde_json::json!({"rate_limit_per_minute": 100}),
+        )
+        .await;
+    assert_eq!(raised.status, 200);
+    assert_eq!(app.get("/api/whoami", &key).await.status, 200);
+}

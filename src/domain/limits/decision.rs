@@ -104,6 +104,12 @@ impl std::ops::Deref for Counts {
     }
 }
 
+impl std::ops::DerefMut for Counts {
+    fn deref_mut(&mut self) -> &mut [WindowCount] {
+        &mut self.items[..self.len]
+    }
+}
+
 impl PartialEq for Counts {
     fn eq(&self, other: &Counts) -> bool {
         **self == **other

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
+use super::refusals::Refusals;
 use super::{Bucket, Decision, Policy};
 use crate::clock::Now;
 use crate::limits::latency::Latency;
@@ -67,6 +68,8 @@ pub struct Limiter {
     memory: Arc<MemoryStore>,
     redis: Option<RedisBackend>,
     stats: StoreStats,
+    /// Callers Redis refused, refused again here until a request could fit (see `refusals`).
+    refusals: Refusals,
 }
 
 /// How the counter store is doing, for `/metrics`.
@@ -74,6 +77,8 @@ pub struct Limiter {
 pub struct StoreStats {
     pub latency: Latency,
     pub failures: AtomicU64,
+    /// Requests refused from the local refusal cache, without a Redis call.
+    pub local_refusals: AtomicU64,
 }
 
 impl Limiter {
@@ -83,6 +88,7 @@ impl Limiter {
             memory,
             redis: None,
             stats: StoreStats::default(),
+            refusals: Refusals::default(),
         }
     }
 
@@ -116,6 +122,7 @@ impl Limiter {
             memory,
             redis: Some(backend),
             stats: StoreStats::default(),
+            refusals: Refusals::default(),
         }
     }
 
@@ -152,8 +159,20 @@ impl Limiter {
         if redis.healthy.load(Ordering::Acquire)
             && let Some(store) = redis.store.get()
         {
+            // A caller refused until later is refused without asking (a read still asks).
+            if cost > 0
+                && let Some(refused) = self.refusals.check(bucket, policy, Instant::now())
+            {
+                self.stats.local_refusals.fetch_add(1, Ordering::Relaxed);
+                return Ok(refused);
+            }
             match tokio::time::timeout(redis.timeout, store.hit(bucket, policy, cost, None)).await {
-                Ok(Ok(decision)) => return Ok(decision),
+                Ok(Ok(decision)) => {
+                    if cost > 0 {
+                        self.refusals.learn(bucket, policy, &decision, Instant::now());
+                    }
+                    return Ok(decision);
+                }
                 Ok(Err(e)) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
                     redis.failed(&e.to_string());

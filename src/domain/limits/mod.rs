@@ -20,6 +20,7 @@ mod decision;
 mod limit;
 mod policy;
 mod rate;
+mod refusals;
 
 pub use decision::{Counts, Decision, WindowCount, admits, weighted_previous};
 pub(crate) use decision::{assemble, decide};

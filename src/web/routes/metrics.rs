@@ -71,6 +71,13 @@ fn store(out: &mut String, state: &AppState) {
     );
     single(
         out,
+        "keygate_store_local_refusals_total",
+        "counter",
+        "Requests of callers Redis had refused, refused again here without a Redis call.",
+        limiter.local_refusals.load(Ordering::Relaxed),
+    );
+    single(
+        out,
         "keygate_store_redis_up",
         "gauge",
         "1 while decisions are made in Redis (0: failure mode, or no Redis).",
