@@ -1,13 +1,14 @@
 //! The gate: the middleware in front of every route that is not keygate's own exempt one.
-//! Which routes those are is decided where routes are registered (`startup`: health, metrics,
-//! key verification, the static files by exact name and the dashboard are registered outside
-//! the gated scope; everything else, the gateway's catch-all included, inside it), never here
-//! from a path: the gate gates whatever it wraps, in keygate and in an embedding app alike.
+//! Which routes those are, and what a request costs, is decided where routes are registered
+//! (the route table's `Gate::Exempt` / `Gate::Counts(n)`; the gateway's catch-all and an
+//! embedding app's routes by the route rules, `UPSTREAM_ROUTES`), never here from a path: the
+//! gate gates whatever it wraps, in keygate and in an embedding app alike.
 //!
-//! Per request: who is calling (`credentials`: API key, else keygate bearer token, else the
-//! client address; a foreign `Authorization` is the upstream's and makes the caller anonymous)
-//! → one counter-store decision for all of the caller's windows → usage noted for keys → 429 or
-//! the handler → RateLimit headers on whatever answers. The caller travels to handlers as a
+//! Per request: one reading of the clock; who is calling (`credentials`: API key, else keygate
+//! bearer token, else the client address; a foreign `Authorization` is the upstream's and makes
+//! the caller anonymous) → the key's own rules (allowlist, the scopes the request needs) → one
+//! counter-store decision for all of the caller's windows → usage noted for keys → 429 or the
+//! handler → RateLimit headers on whatever answers. The caller travels to handlers as a
 //! [`Caller`] request extension.
 //!
 //! A cached key costs no database I/O; a malformed key is refused before any lookup. A token's

@@ -1,5 +1,7 @@
-//! The dashboard under `/admin`: server-rendered pages (askama), session login, CSRF tokens on
-//! every form, flash messages. Handlers stay thin: read the form, call the domain, render.
+//! The dashboard under `/admin`, for admins and (as a developer portal) every user:
+//! server-rendered pages (askama), session login, sign-up, CSRF tokens on every form, flash
+//! messages. Handlers stay thin: read the form, call the domain (whose authorization policy
+//! decides what each may do), render.
 
 pub mod auth;
 mod error;

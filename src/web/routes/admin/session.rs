@@ -1,5 +1,5 @@
-//! Dashboard sessions: login and logout (with revocation), the logged-in admin guard, CSRF
-//! tokens, flash messages, and Secure cookies over HTTPS.
+//! Dashboard sessions: login and logout (with revocation), the logged-in user and admin guards
+//! (`Member`, `Admin`), CSRF tokens, flash messages, and Secure cookies over HTTPS.
 
 use std::collections::HashMap;
 use std::future::Future;
