@@ -10,6 +10,7 @@
 //! each bounded.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,17 +30,24 @@ struct Refused {
 #[derive(Default)]
 pub struct Refusals {
     stripes: Striped<Mutex<HashMap<Bucket, Refused>>>,
+    /// Entries in all stripes: while none is held, a decision takes no lock at all (the usual
+    /// case on the hot path, where callers have room).
+    held: AtomicUsize,
 }
 
 impl Refusals {
     /// A refusal still in force for `bucket` under `policy`, as the decision Redis would make:
     /// the remembered one, its clocks moved on by the time since.
     pub fn check(&self, bucket: Bucket, policy: &Policy, now: Instant) -> Option<Decision> {
+        if self.held.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let mut entries = self.stripes.mine().lock().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(&bucket)?;
         let since = now.saturating_duration_since(entry.at);
         if now >= entry.until || entry.policy != *policy {
             entries.remove(&bucket);
+            self.held.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
         aged(&entry.decision, since)
@@ -48,9 +56,14 @@ impl Refusals {
     /// Remembers Redis's answer: a refusal until the caller's next request could fit; an
     /// admission forgets any refusal of the caller.
     pub fn learn(&self, bucket: Bucket, policy: &Policy, decision: &Decision, now: Instant) {
+        let refusal = decision.refusal().filter(|(_, wait_ms)| *wait_ms > 0);
+        if refusal.is_none() && self.held.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut entries = self.stripes.mine().lock().unwrap_or_else(PoisonError::into_inner);
-        match decision.refusal() {
-            Some((_, wait_ms)) if wait_ms > 0 => {
+        let before = entries.len();
+        match refusal {
+            Some((_, wait_ms)) => {
                 if entries.len() >= PER_STRIPE {
                     entries.clear();
                 }
@@ -64,11 +77,17 @@ impl Refusals {
                     },
                 );
             }
-            _ => {
-                if !entries.is_empty() {
-                    entries.remove(&bucket);
-                }
+            None => {
+                entries.remove(&bucket);
             }
+        }
+        // Kept in step under the stripe's lock, so it never undercounts: a stale count only
+        // costs a lock.
+        let after = entries.len();
+        if after > before {
+            self.held.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.held.fetch_sub(before - after, Ordering::Relaxed);
         }
     }
 }
@@ -127,5 +146,10 @@ mod tests {
         let fits = decide(&policy(3), 60_000 * 1000 + 10_000, &[(0, 1)], 1);
         refusals.learn(bucket, &policy(3), &fits, start);
         assert!(refusals.check(bucket, &policy(3), start).is_none());
+        assert_eq!(
+            refusals.held.load(Ordering::Relaxed),
+            0,
+            "nothing held: no lock taken"
+        );
     }
 }
