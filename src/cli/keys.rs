@@ -160,11 +160,7 @@ async fn roll(shell: &Shell<'_>, id: KeyId, grace: Duration) -> Result<(), Strin
     let (record, issued) = service::roll(shell.pool, &cache, shell.operator, id, grace, shell.now)
         .await
         .map_err(|e| describe(&e))?;
-    let overlap = record
-        .key
-        .previous_expires_at
-        .filter(|_| record.key.previous_key_hash.is_some());
-    match overlap {
+    match record.key.replaced_secret_until(shell.now.naive()) {
         Some(until) => {
             eprintln!("rolled key {id}; the old secret works until {until} UTC. The new one, shown once:")
         }

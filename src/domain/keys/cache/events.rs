@@ -14,18 +14,14 @@ use crate::db::{KeyId, UserId};
 enum Event {
     Key(KeyId),
     User(UserId),
-    /// Everything.
-    All,
     /// The keys remembered as unknown (after an import, which makes some of them known).
     Unknown,
 }
 
 impl Event {
     fn parse(payload: &str) -> Option<Event> {
-        match payload {
-            "all" => return Some(Event::All),
-            "unknown" => return Some(Event::Unknown),
-            _ => {}
+        if payload == "unknown" {
+            return Some(Event::Unknown);
         }
         match payload.strip_prefix('u') {
             Some(user) => user.parse().ok().map(Event::User),
@@ -39,7 +35,6 @@ impl std::fmt::Display for Event {
         match self {
             Event::Key(id) => write!(f, "{id}"),
             Event::User(id) => write!(f, "u{id}"),
-            Event::All => f.write_str("all"),
             Event::Unknown => f.write_str("unknown"),
         }
     }
@@ -127,7 +122,8 @@ impl KeyCache {
                                     Some(Event::Key(id)) => cache.forget(id),
                                     Some(Event::User(id)) => cache.forget_user(id),
                                     Some(Event::Unknown) => cache.forget_unknown(),
-                                    Some(Event::All) | None => cache.forget_all(),
+                                    // Not understood (a newer instance's event): forget everything.
+                                    None => cache.forget_all(),
                                 }
                             }
                             log::warn!("lost the Redis key-event subscription; reconnecting");
@@ -158,12 +154,7 @@ mod tests {
 
     #[test]
     fn events_name_keys_and_users() {
-        for event in [
-            Event::Key(KeyId(7)),
-            Event::User(UserId(7)),
-            Event::All,
-            Event::Unknown,
-        ] {
+        for event in [Event::Key(KeyId(7)), Event::User(UserId(7)), Event::Unknown] {
             assert_eq!(Event::parse(&event.to_string()), Some(event));
         }
         assert_eq!(

@@ -154,6 +154,14 @@ pub struct KeyFilter {
 }
 
 impl ApiKey {
+    /// While the secret a roll replaced still works (at `now`): until when.
+    pub fn replaced_secret_until(&self, now: NaiveDateTime) -> Option<NaiveDateTime> {
+        self.previous_key_hash
+            .as_ref()
+            .and(self.previous_expires_at)
+            .filter(|at| *at > now)
+    }
+
     pub fn insert(conn: &mut DbConnection, new: &NewApiKey<'_>) -> QueryResult<ApiKey> {
         diesel::insert_into(api_keys::table).values(new).get_result(conn)
     }

@@ -46,13 +46,8 @@ fn page(
         email: email.to_owned(),
         error,
     };
-    let mut response = render(&page, status)?;
-    // The link's token is in the page: keep it out of caches and referrers.
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    // `render` marks every dashboard page no-store: the token in it stays out of caches.
+    render(&page, status)
 }
 
 /// `GET /admin/signup[?token=…]`.
@@ -229,12 +224,8 @@ pub async fn invite(
         link,
         days: INVITATION_DAYS,
     };
-    let mut response = render(&page, StatusCode::OK)?;
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    // `render` marks every dashboard page no-store: the token in it stays out of caches.
+    render(&page, StatusCode::OK)
 }
 
 /// Whether the login page offers a sign-up link.

@@ -70,12 +70,7 @@ impl<'a> KeyView<'a> {
             meta: Meta::of_column(key.meta.as_deref()).map(|m| m.to_value()),
             scopes: key.scopes.split_whitespace().collect(),
             ip_allowlist: IpAllowlist::of_column(&key.ip_allowlist).to_strings(),
-            previous_secret_expires_at: key
-                .previous_key_hash
-                .as_ref()
-                .and(key.previous_expires_at)
-                .filter(|at| *at > now)
-                .map(utc),
+            previous_secret_expires_at: key.replaced_secret_until(now).map(utc),
         }
     }
 }

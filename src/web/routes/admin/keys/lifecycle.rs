@@ -40,6 +40,7 @@ pub async fn created(
     member: Member,
     id: web::Path<KeyId>,
     query: web::Query<CreatedQuery>,
+    now: Now,
 ) -> Result<HttpResponse, AdminError> {
     let record = service::get(&state.pool, member.actor(), *id).await?;
     let key = match &query.n {
@@ -47,12 +48,7 @@ pub async fn created(
         None => None,
     };
     let rolled = query.rolled.is_some();
-    let previous_until = record
-        .key
-        .previous_key_hash
-        .as_ref()
-        .and(record.key.previous_expires_at)
-        .map(utc);
+    let previous_until = record.key.replaced_secret_until(now.naive()).map(utc);
     let page = CreatedPage {
         layout: member.layout(if rolled { "New secret" } else { "Key created" }, "keys"),
         id: record.key.id,

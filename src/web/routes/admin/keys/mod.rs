@@ -224,13 +224,7 @@ async fn detail_page(
         key: KeyRow::of(&record.key, &record.owner_email, now),
         created: utc(record.key.created_at),
         expires: record.key.expires_at.map_or_else(|| "never".to_owned(), utc),
-        previous_until: record
-            .key
-            .previous_key_hash
-            .as_ref()
-            .and(record.key.previous_expires_at)
-            .filter(|at| *at > now.naive())
-            .map(utc),
+        previous_until: record.key.replaced_secret_until(now.naive()).map(utc),
         last_used_at: record.key.last_used_at.map_or_else(|| "never".to_owned(), utc),
         is_active: record.key.is_active,
         form,
