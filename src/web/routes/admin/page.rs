@@ -20,7 +20,7 @@ impl Member {
         Layout {
             title: title.into(),
             section,
-            admin: Some(self.user.email.clone()),
+            email: Some(self.user.email.clone()),
             is_admin: self.user.is_admin,
             csrf: session::csrf_token(&self.session),
             flashes: session::take_flashes(&self.session),
@@ -35,7 +35,7 @@ impl Layout {
         Layout {
             title: title.to_owned(),
             section,
-            admin: None,
+            email: None,
             is_admin: false,
             csrf,
             flashes: Vec::new(),
@@ -49,7 +49,7 @@ pub struct Layout {
     /// The navigation entry to highlight.
     pub section: &'static str,
     /// The logged-in user's email; `None` on the login and error pages.
-    pub admin: Option<String>,
+    pub email: Option<String>,
     /// Whether they are an admin: the navigation shows Users only to admins.
     pub is_admin: bool,
     pub csrf: String,
