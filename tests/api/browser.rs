@@ -704,6 +704,15 @@ impl Browser {
     }
 
     /// Whether the page is wider than the window (it would scroll sideways).
+    /// One page as it stands: its serious/critical axe findings, whether it is wider than the
+    /// window, and a screenshot `<name>-<width>.png`.
+    async fn audit(&self, axe: &str, name: &str, width: u32) -> (String, Vec<String>, bool) {
+        let found = self.accessibility_problems(axe).await;
+        let overflows = self.overflows().await;
+        self.screenshot(&format!("{name}-{width}")).await;
+        (name.to_owned(), found, overflows)
+    }
+
     async fn overflows(&self) -> bool {
         let wider = self
             .client
@@ -745,23 +754,13 @@ async fn every_page_is_accessible_and_fits_a_phone() {
     for width in [1280, 375] {
         browser.client.set_window_size(width, 900).await.expect("resize");
         browser.goto(&format!("{}/admin/login", app.address)).await;
-        let mut pages = vec![(
-            "login".to_owned(),
-            browser.accessibility_problems(&axe).await,
-            browser.overflows().await,
-        )];
-        browser.screenshot(&format!("login-{width}")).await;
+        let mut pages = vec![browser.audit(&axe, "login", width).await];
         browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
         // The created-key page, reached as an admin reaches it.
         browser.goto(&format!("{}/admin/keys/new", app.address)).await;
         browser.fill("#name", &format!("created at {width}")).await;
         browser.click("form.stack button[type=submit]").await;
-        pages.push((
-            "key_created".into(),
-            browser.accessibility_problems(&axe).await,
-            browser.overflows().await,
-        ));
-        browser.screenshot(&format!("key_created-{width}")).await;
+        pages.push(browser.audit(&axe, "key_created", width).await);
         for (name, path) in [
             ("keys", "/admin/keys".to_owned()),
             ("key_new", "/admin/keys/new".to_owned()),
@@ -771,12 +770,7 @@ async fn every_page_is_accessible_and_fits_a_phone() {
             ("not_found", "/admin/nothing-here".to_owned()),
         ] {
             browser.goto(&format!("{}{path}", app.address)).await;
-            pages.push((
-                name.into(),
-                browser.accessibility_problems(&axe).await,
-                browser.overflows().await,
-            ));
-            browser.screenshot(&format!("{name}-{width}")).await;
+            pages.push(browser.audit(&axe, name, width).await);
         }
         // The confirmation page of a deactivation.
         browser
@@ -785,12 +779,7 @@ async fn every_page_is_accessible_and_fits_a_phone() {
         browser
             .click("form[action$='/deactivate'] button[type=submit]")
             .await;
-        pages.push((
-            "confirm".into(),
-            browser.accessibility_problems(&axe).await,
-            browser.overflows().await,
-        ));
-        browser.screenshot(&format!("confirm-{width}")).await;
+        pages.push(browser.audit(&axe, "confirm", width).await);
         // An invitation, its one-time link page, and the sign-up page it opens.
         browser.goto(&format!("{}/admin/users", app.address)).await;
         browser
@@ -800,20 +789,10 @@ async fn every_page_is_accessible_and_fits_a_phone() {
             .click("form[action='/admin/users/invite'] button[type=submit]")
             .await;
         let link = browser.text("#invitation-link").await;
-        pages.push((
-            "invited".into(),
-            browser.accessibility_problems(&axe).await,
-            browser.overflows().await,
-        ));
-        browser.screenshot(&format!("invited-{width}")).await;
+        pages.push(browser.audit(&axe, "invited", width).await);
         browser.click("form.account button[type=submit]").await;
         browser.goto(&link).await;
-        pages.push((
-            "signup".into(),
-            browser.accessibility_problems(&axe).await,
-            browser.overflows().await,
-        ));
-        browser.screenshot(&format!("signup-{width}")).await;
+        pages.push(browser.audit(&axe, "signup", width).await);
         // The portal: the same pages as a user sees them.
         browser.log_in(&app, "ada@example.com", PASSWORD).await;
         for (name, path) in [
@@ -824,12 +803,7 @@ async fn every_page_is_accessible_and_fits_a_phone() {
             ("portal_forbidden", "/admin/users".to_owned()),
         ] {
             browser.goto(&format!("{}{path}", app.address)).await;
-            pages.push((
-                name.into(),
-                browser.accessibility_problems(&axe).await,
-                browser.overflows().await,
-            ));
-            browser.screenshot(&format!("{name}-{width}")).await;
+            pages.push(browser.audit(&axe, name, width).await);
         }
         for (name, found, overflows) in pages {
             for problem in found {
