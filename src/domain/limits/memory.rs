@@ -2,7 +2,9 @@
 //! would multiply each limit by the number of workers).
 //!
 //! Memory is bounded two ways: entries whose windows have all passed are swept, and each shard
-//! holds at most `capacity / SHARDS` callers. When a flood of distinct callers (say, spoofed
+//! holds at most `capacity / SHARDS` callers, rounded down to what a hash table of that size
+//! holds (a table doubles when it is 7/8 full: a bound just past that would leave half of the
+//! doubled table empty, ~140 bytes a caller instead of ~75). When a flood of distinct callers (say, spoofed
 //! addresses through a misconfigured proxy, or IPv6 /64s) fills a shard, its stale entries go
 //! first, then a 64th of the shard, anonymous callers (addresses) first: their counts restart,
 //! which costs accuracy for a few of them instead of unbounded memory for the process. Key and
@@ -75,7 +77,7 @@ impl MemoryStore {
     pub fn new(capacity: usize) -> MemoryStore {
         MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
+            per_shard: table_capacity(capacity.div_ceil(SHARDS)),
             hasher: RandomState::new(),
         }
     }
@@ -131,10 +133,31 @@ impl MemoryStore {
     }
 }
 
+/// The most entries a hash table holds without growing, at most `at_most` (at least 1).
+fn table_capacity(at_most: usize) -> usize {
+    let holds = |n: usize| HashMap::<u8, u8>::with_capacity(n).capacity();
+    let mut capacity = holds(1);
+    loop {
+        let next = holds(capacity + 1);
+        if next > at_most {
+            return capacity;
+        }
+        capacity = next;
+    }
+}
+
 /// Frees room in a full shard: stale callers first; if none, a 64th of the shard, anonymous
 /// callers before keys and users, so that a flood of new callers pays for the scan once per
-/// that many callers rather than on every request.
+/// that many callers rather than on every request. The table is then rebuilt at the same size:
+/// removals leave tombstones that would make the next insert double it.
 fn make_room(map: &mut HashMap<Bucket, Counters>, now_ms: u64, limit: usize) {
+    evict(map, now_ms, limit);
+    let kept = std::mem::take(map);
+    *map = HashMap::with_capacity(limit);
+    map.extend(kept);
+}
+
+fn evict(map: &mut HashMap<Bucket, Counters>, now_ms: u64, limit: usize) {
     map.retain(|_, c| !c.is_stale(unix_seconds(now_ms)));
     if map.len() >= limit {
         let evict = (limit / 64).max(1);
@@ -189,6 +212,31 @@ mod tests {
                 Some(40),
                 "key {id} kept its count"
             );
+        }
+    }
+
+    #[test]
+    fn a_full_shard_stays_at_its_table_size() {
+        let capacity = table_capacity(200);
+        assert_eq!(
+            HashMap::<Bucket, Counters>::with_capacity(capacity).capacity(),
+            capacity
+        );
+        assert!(HashMap::<Bucket, Counters>::with_capacity(capacity + 1).capacity() > 200);
+        let store = MemoryStore::new(capacity * SHARDS);
+        let policy = Policy::new(vec![(Window::Hour, Limit::new(100))]);
+        for i in 0..(4 * capacity * SHARDS) as u32 {
+            store.hit(
+                Bucket::Ip(std::net::IpAddr::from(i.to_be_bytes())),
+                &policy,
+                1,
+                1_000_000,
+            );
+        }
+        for shard in &store.shards {
+            let map = shard.lock().expect("shard");
+            assert!(map.len() <= capacity);
+            assert_eq!(map.capacity(), capacity, "evicting did not grow the table");
         }
     }
 
