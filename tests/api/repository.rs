@@ -14,6 +14,7 @@ on_both_databases!(
     keys_are_inserted_found_by_hash_listed_updated_and_deactivated,
     key_hashes_are_unique,
     usage_rows_add_up_per_key_and_hour,
+    usage_rows_are_added_in_batches,
     timestamps_round_trip_exactly,
     the_status_filter_follows_the_one_status_rule,
 );
@@ -260,6 +261,48 @@ fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
         UsageRow::totals(conn, keygate::db::KeyId(424_242)).expect("totals"),
         UsageTotals::default()
     );
+}
+
+/// A flush writes its rows in a few statements (1,000 rows each on PostgreSQL): a batch that
+/// spans statements, and meets rows already stored, adds up like rows added one by one.
+fn usage_rows_are_added_in_batches(conn: &mut DbConnection) {
+    let ada = user(conn, "ada@example.com");
+    let keys: Vec<ApiKey> = (0..3)
+        .map(|i| key(conn, &ada, &format!("k{i}"), &format!("h{i}")))
+        .collect();
+    let start = keygate::keys::service::hour_of(keygate::clock::Now::read().naive()) - Duration::hours(400);
+    let hour = |h: i64| start + Duration::hours(h);
+    UsageRow {
+        api_key_id: keys[1].id,
+        hour: hour(7),
+        allowed: 100,
+        rejected: 10,
+    }
+    .add(conn)
+    .expect("add");
+    let batch: Vec<UsageRow> = keys
+        .iter()
+        .flat_map(|k| {
+            (0..400).map(move |h| UsageRow {
+                api_key_id: k.id,
+                hour: hour(h),
+                allowed: h + 1,
+                rejected: h % 3,
+            })
+        })
+        .collect();
+    let statements = UsageRow::add_all(conn, &batch).expect("add_all");
+    assert!((2..=1_200).contains(&statements), "{statements} statements");
+    for (i, k) in keys.iter().enumerate() {
+        let rows = UsageRow::since(conn, k.id, start).expect("since");
+        assert_eq!(rows.len(), 400, "key {i}");
+        let extra = if i == 1 { (100, 10) } else { (0, 0) };
+        assert_eq!(rows[7].allowed, 8 + extra.0, "key {i}");
+        assert_eq!(rows[7].rejected, 1 + extra.1, "key {i}");
+        let totals = UsageRow::totals(conn, k.id).expect("totals");
+        assert_eq!(totals.allowed, (1..=400).sum::<i64>() + extra.0);
+        assert_eq!(totals.rejected, (0..400).map(|h| h % 3).sum::<i64>() + extra.1);
+    }
 }
 
 fn timestamps_round_trip_exactly(conn: &mut DbConnection) {

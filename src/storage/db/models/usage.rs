@@ -23,16 +23,22 @@ pub struct UsageTotals {
 }
 
 impl UsageRow {
-    /// Adds this row's counts to the stored row for the same key and hour, creating it if
-    /// needed. MultiConnection has no ON CONFLICT, so each backend gets the same statement on
-    /// its own connection type.
-    pub fn add(&self, conn: &mut DbConnection) -> QueryResult<usize> {
+    /// Adds each row's counts to the stored row for the same key and hour, creating it if
+    /// needed. On PostgreSQL one statement per `CHUNK` rows (a round trip each); rows must
+    /// differ in key or hour (PostgreSQL refuses to update one row twice in a statement).
+    /// SQLite, in process, has no round trips to save, and Diesel has no multi-row upsert
+    /// for it: a statement per row. MultiConnection has no ON CONFLICT, so each backend gets
+    /// the statement on its own connection type.
+    /// Returns the number of statements.
+    pub fn add_all(conn: &mut DbConnection, rows: &[UsageRow]) -> QueryResult<usize> {
         use api_key_usage::{allowed, rejected};
         use diesel::upsert::excluded;
+        // Four parameters a row: far inside PostgreSQL's 65,535 and SQLite's 32,766.
+        const CHUNK: usize = 1_000;
         macro_rules! upsert {
-            ($c:expr) => {
+            ($c:expr, $chunk:expr) => {
                 diesel::insert_into(api_key_usage::table)
-                    .values(self)
+                    .values($chunk)
                     .on_conflict((api_key_usage::api_key_id, api_key_usage::hour))
                     .do_update()
                     .set((
@@ -43,9 +49,24 @@ impl UsageRow {
             };
         }
         match conn {
-            DbConnection::Postgresql(c) => upsert!(c),
-            DbConnection::Sqlite(c) => upsert!(c),
+            DbConnection::Postgresql(c) => {
+                for chunk in rows.chunks(CHUNK) {
+                    upsert!(c, chunk)?;
+                }
+                Ok(rows.len().div_ceil(CHUNK))
+            }
+            DbConnection::Sqlite(c) => {
+                for row in rows {
+                    upsert!(c, row)?;
+                }
+                Ok(rows.len())
+            }
         }
+    }
+
+    /// [`add_all`](Self::add_all) of one row.
+    pub fn add(&self, conn: &mut DbConnection) -> QueryResult<usize> {
+        UsageRow::add_all(conn, std::slice::from_ref(self))
     }
 
     /// Rows of one key from `since` on, oldest first.
