@@ -32,7 +32,7 @@ impl Client {
     async fn hit(&self, bucket: Bucket, policy: &Policy) -> bool {
         let single = || {
             let mut call = ScriptCall::new(None);
-            call.caller(&format!("{PREFIX}:rl:"), bucket, policy, [1].into_iter());
+            call.caller(&format!("{PREFIX}:rc:"), bucket, policy, [1].into_iter());
             call
         };
         match self {

@@ -95,6 +95,7 @@ on_both_stores!(
     callers_are_isolated,
     reading_does_not_count,
     unlimited_windows_are_counted_but_never_refuse,
+    a_changed_policy_keeps_the_counts_of_the_windows_it_kept,
 );
 
 fn policy(windows: &[(Window, Option<Limit>)]) -> Policy {
@@ -108,6 +109,28 @@ async fn a_limit_of_n_lets_exactly_n_of_many_racing_requests_through(store: Stor
     let again = store.hit(Bucket::Key(KeyId(1)), &p, 1, T0 + 6_000).await;
     assert!(!again.allowed);
     assert_eq!(again.counts[0].curr, 50, "refused requests left no trace");
+}
+
+/// An admin adds an hour limit to a key that had minute and day limits: the minute and day
+/// counts carry over (Redis finds them by window, not by position), the hour starts empty.
+async fn a_changed_policy_keeps_the_counts_of_the_windows_it_kept(store: Store) {
+    let before = policy(&[(Window::Minute, Limit::new(10)), (Window::Day, Limit::new(100))]);
+    let after = policy(&[
+        (Window::Minute, Limit::new(10)),
+        (Window::Hour, Limit::new(50)),
+        (Window::Day, Limit::new(100)),
+    ]);
+    let k = Bucket::Key(KeyId(9));
+    for _ in 0..4 {
+        assert!(store.hit(k, &before, 1, T0 + 1_000).await.allowed);
+    }
+    let d = store.hit(k, &after, 1, T0 + 2_000).await;
+    assert!(d.allowed);
+    let curr: Vec<(Window, u64)> = d.counts.iter().map(|c| (c.window, c.curr)).collect();
+    assert_eq!(curr, [(Window::Minute, 5), (Window::Hour, 1), (Window::Day, 5)]);
+    let back = store.hit(k, &before, 1, T0 + 3_000).await;
+    let curr: Vec<(Window, u64)> = back.counts.iter().map(|c| (c.window, c.curr)).collect();
+    assert_eq!(curr, [(Window::Minute, 6), (Window::Day, 6)]);
 }
 
 async fn minute_hour_and_day_windows_are_all_enforced(store: Store) {
@@ -227,7 +250,7 @@ async fn both_stores_decide_identically_step_by_step() {
 }
 
 #[actix_web::test]
-async fn a_caller_is_one_redis_hash_that_expires() {
+async fn a_caller_is_one_packed_redis_value_that_expires() {
     let Some(env) = test_redis() else { return };
     let client = ::redis::Client::open(env.url.as_str()).expect("url");
     let target = RedisTarget::Single(env.url.clone());
@@ -240,21 +263,48 @@ async fn a_caller_is_one_redis_hash_that_expires() {
         (Window::Hour, None),
         (Window::Day, Limit::new(9)),
     ]);
-    store.hit(Bucket::Key(KeyId(42)), &p, 1, None).await.expect("hit");
+    let at = T0 + 1_000;
+    store
+        .hit(Bucket::Key(KeyId(42)), &p, 1, Some(at))
+        .await
+        .expect("hit");
+    store
+        .hit(Bucket::Key(KeyId(42)), &p, 2, Some(at + 61_000))
+        .await
+        .expect("hit");
     let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
     let keys: Vec<String> = ::redis::cmd("KEYS")
         .arg(format!("{}:*", env.prefix))
         .query_async(&mut conn)
         .await
         .expect("keys");
-    assert_eq!(keys, [format!("{}:rl:{{k:42}}", env.prefix)]);
-    let fields: std::collections::HashMap<String, i64> = ::redis::cmd("HGETALL")
+    assert_eq!(keys, [format!("{}:rc:{{k:42}}", env.prefix)]);
+    let value: Vec<u8> = ::redis::cmd("GET")
         .arg(&keys[0])
         .query_async(&mut conn)
         .await
-        .expect("hgetall");
-    assert_eq!(fields.len(), 9, "{fields:?}");
-    assert_eq!((fields["60c"], fields["3600c"], fields["86400c"]), (1, 1, 1));
+        .expect("get");
+    // Little-endian doubles (struct.pack's 'd' on x86 and ARM): the last update, then per
+    // window (W, count, previous count); the minute has rolled once, hour and day not.
+    let numbers: Vec<f64> = value
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    assert_eq!(
+        numbers,
+        [
+            (at + 61_000) as f64,
+            60.0,
+            2.0,
+            1.0,
+            3_600.0,
+            3.0,
+            0.0,
+            86_400.0,
+            3.0,
+            0.0
+        ]
+    );
     let ttl: i64 = ::redis::cmd("PTTL")
         .arg(&keys[0])
         .query_async(&mut conn)

@@ -328,7 +328,7 @@ async fn rediss_with_a_self_signed_certificate_works_when_the_url_says_insecure(
         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
         .and_then(|mut c| redis::cmd("KEYS").arg("tls:*").query(&mut c))
         .expect("keys over TLS");
-    assert!(keys.iter().any(|k| k.starts_with("tls:rl:")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("tls:rc:")), "{keys:?}");
     let cookie = dashboard_session(&app).await;
     assert_eq!(dashboard_status(&app, &cookie).await, 200);
     let keys: Vec<String> = redis::Client::open(url.as_str())

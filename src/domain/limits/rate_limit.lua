@@ -1,10 +1,12 @@
 -- Sliding-window check-and-count for a batch of callers, atomically, on Redis's clock.
 --
--- Each caller's counters are one hash, KEYS[g] = "<prefix>:rl:{<bucket>}" (the braces are a
--- hash tag: a cluster sends a single-caller call to that caller's node). Per window of W
--- seconds it holds "<W>i" (the clock-aligned window number), "<W>c" (its count) and "<W>p" (the
--- previous window's count): the same three numbers as the in-process store's Counter, rolled
--- forward the same way.
+-- Each caller's counters are one string, KEYS[g] = "<prefix>:rc:{<bucket>}" (the braces are a
+-- hash tag: a cluster sends a single-caller call to that caller's node), packed with
+-- struct.pack as doubles: the Unix ms of its last update, then per window of W seconds: W, the
+-- current clock-aligned window's count and the previous window's count. Each window's number is
+-- derived from the time of the last update (every window is rolled at every update), as in
+-- the in-process store's Counters. One GET and one SET per caller: measured against a hash of
+-- nine fields (HMGET, HSET), 28% less script time per caller (bench/run's capacity figures).
 --
 -- ARGV[1]  clock override in Unix ms (0 = Redis TIME; tests pass a fixed time)
 -- ARGV[2]  number of policies, then each policy: n, then n pairs (window seconds, limit or -1
@@ -17,8 +19,8 @@
 -- window has room for it, and only then is it counted.
 --
 -- Written for speed (it runs inside Redis's single thread): whatever depends only on the clock
--- and the policy is computed once per call, tables are reused across callers, and only fields
--- that change are written.
+-- and the policy is computed once per call, tables are reused across callers, and a caller is
+-- written only when something was counted.
 local now = tonumber(ARGV[1])
 if now == 0 then
   local t = redis.call('TIME')
@@ -29,19 +31,19 @@ local policies = {}
 for p = 1, tonumber(ARGV[2]) do
   local n = tonumber(ARGV[a])
   a = a + 1
-  local policy = {n = n, limit = {}, idx = {}, share = {}, fields = {}, ttl = 0}
+  local policy = {n = n, w = {}, w_ms = {}, limit = {}, idx = {}, share = {}, ttl = 0,
+                  format = string.rep('d', 1 + 3 * n)}
   for i = 1, n do
-    local w_ms = tonumber(ARGV[a]) * 1000
+    local w = tonumber(ARGV[a])
+    local w_ms = w * 1000
     local idx = math.floor(now / w_ms)
+    policy.w[i], policy.w_ms[i] = w, w_ms
     policy.limit[i] = tonumber(ARGV[a + 1])
     policy.idx[i] = idx
     -- The previous window's weight now; with limits::weighted_previous's arithmetic, in its
     -- order: floor(prev * ((W - elapsed) / W)).
     policy.share[i] = (w_ms - (now - idx * w_ms)) / w_ms
-    policy.fields[3 * i - 2] = ARGV[a] .. 'i'
-    policy.fields[3 * i - 1] = ARGV[a] .. 'c'
-    policy.fields[3 * i] = ARGV[a] .. 'p'
-    -- The hash lives until the longest window after the current one ends (when the current
+    -- The value lives until the longest window after the current one ends (when the current
     -- one stops mattering as "previous"); shorter windows end no later.
     policy.ttl = (idx + 2) * w_ms - now
     a = a + 2
@@ -49,24 +51,45 @@ for p = 1, tonumber(ARGV[2]) do
   policies[p] = policy
 end
 
+-- The stored (count, previous count) of window `w` in unpacked value `v`, rolled to now: the
+-- same position when the policy is unchanged, else found by its W (a changed policy keeps the
+-- counts of the windows it kept).
+local function stored_counts(v, policy, i)
+  local at, j = v[1], 3 * i - 1
+  if v[j] ~= policy.w[i] then
+    j = nil
+    for k = 2, #v - 1, 3 do
+      if v[k] == policy.w[i] then j = k end
+    end
+    if not j then return 0, 0, true end
+  end
+  local was = math.floor(at / policy.w_ms[i])
+  local c, p = v[j + 1], v[j + 2]
+  if was == policy.idx[i] then return c, p, false end
+  if was == policy.idx[i] - 1 then return 0, c, true end
+  return 0, 0, true
+end
+
 local out, o = {now}, 1
-local prev, curr, weighted, rolled, update = {}, {}, {}, {}, {}
+local prev, curr, weighted, packed = {}, {}, {}, {}
 for g = 1, #KEYS do
   local key = KEYS[g]
   local policy = policies[tonumber(ARGV[a])]
   local m = tonumber(ARGV[a + 1])
   a = a + 2
   local n = policy.n
-  local stored = redis.call('HMGET', key, unpack(policy.fields))
+  local stored = redis.call('GET', key)
+  local v = nil
+  if stored and #stored >= 32 and #stored % 24 == 8 then
+    -- struct.unpack returns the values and then the next position (dropped).
+    v = {struct.unpack(string.rep('d', #stored / 8), stored)}
+    v[#v] = nil
+  end
+  local rolled = true
   for i = 1, n do
-    local was = tonumber(stored[3 * i - 2] or '-1')
-    local c = tonumber(stored[3 * i - 1] or '0')
-    local p = tonumber(stored[3 * i] or '0')
-    rolled[i] = was ~= policy.idx[i]
-    if rolled[i] then
-      if was == policy.idx[i] - 1 then p = c else p = 0 end
-      c = 0
-    end
+    local c, p, r = 0, 0, true
+    if v then c, p, r = stored_counts(v, policy, i) end
+    rolled = r
     prev[i], curr[i] = p, c
     weighted[i] = math.floor(p * policy.share[i])
     out[o + 1], out[o + 2] = p, c
@@ -89,22 +112,18 @@ for g = 1, #KEYS do
   end
   a = a + m
   if added > 0 then
-    local k = 0
+    packed[1] = now
     for i = 1, n do
-      update[k + 1] = policy.fields[3 * i - 1]
-      update[k + 2] = curr[i] + added
-      k = k + 2
-      if rolled[i] then
-        update[k + 1] = policy.fields[3 * i - 2]
-        update[k + 2] = policy.idx[i]
-        update[k + 3] = policy.fields[3 * i]
-        update[k + 4] = prev[i]
-        k = k + 4
-      end
+      packed[3 * i - 1] = policy.w[i]
+      packed[3 * i] = curr[i] + added
+      packed[3 * i + 1] = prev[i]
     end
-    redis.call('HSET', key, unpack(update, 1, k))
-    if rolled[n] then
-      redis.call('PEXPIRE', key, policy.ttl)
+    local value = struct.pack(policy.format, unpack(packed, 1, 1 + 3 * n))
+    -- `rolled` is the longest window's: only then does the expiry move.
+    if rolled then
+      redis.call('SET', key, value, 'PX', policy.ttl)
+    else
+      redis.call('SET', key, value, 'KEEPTTL')
     end
   end
 end

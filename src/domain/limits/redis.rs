@@ -66,7 +66,7 @@ impl RedisStore {
         let dispatcher = Dispatcher {
             conn: conn.clone(),
             target,
-            prefix: format!("{prefix}:rl:").into(),
+            prefix: format!("{prefix}:rc:").into(),
             timeout,
         };
         let lanes = Lanes {
@@ -137,7 +137,7 @@ struct Dispatcher {
     conn: RedisConn,
     /// Where each lane opens a connection of its own, so its driver runs on the lane's thread.
     target: RedisTarget,
-    /// "<prefix>:rl:"
+    /// "<prefix>:rc:"
     prefix: Arc<str>,
     timeout: Duration,
 }
@@ -269,7 +269,7 @@ impl ScriptCall {
         }
     }
 
-    /// Adds one caller's requests: its counters are under `prefix` ("<prefix>:rl:").
+    /// Adds one caller's requests: its counters are under `prefix` ("<prefix>:rc:").
     pub fn caller(
         &mut self,
         prefix: &str,
