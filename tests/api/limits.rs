@@ -96,6 +96,7 @@ on_both_stores!(
     reading_does_not_count,
     unlimited_windows_are_counted_but_never_refuse,
     a_changed_policy_keeps_the_counts_of_the_windows_it_kept,
+    a_month_is_the_calendar_month_and_does_not_slide,
 );
 
 fn policy(windows: &[(Window, Option<Limit>)]) -> Policy {
@@ -227,6 +228,89 @@ async fn unlimited_windows_are_counted_but_never_refuse(store: Store) {
     let d = store.hit(k, &p, 0, T0).await;
     assert_eq!((d.counts[0].used(), d.counts[0].remaining()), (20, None));
     assert_eq!(d.counts[1].remaining(), Some(80));
+}
+
+/// Unix ms of a UTC date and time.
+fn utc(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> u64 {
+    chrono::NaiveDate::from_ymd_opt(y, m, d)
+        .and_then(|date| date.and_hms_opt(h, min, s))
+        .expect("a valid date")
+        .and_utc()
+        .timestamp_millis() as u64
+}
+
+/// A monthly quota of 10: spent on January 31st, refused until February 1st 00:00 UTC (one
+/// second later), then whole again: January's use does not weigh on February. February 2027
+/// ends on the 28th, February 2028 on the 29th.
+async fn a_month_is_the_calendar_month_and_does_not_slide(store: Store) {
+    let p = policy(&[(Window::Day, Limit::new(1_000)), (Window::Month, Limit::new(10))]);
+    let k = Bucket::Key(KeyId(31));
+    let jan31 = utc(2027, 1, 31, 23, 59, 59);
+    assert_eq!(store.race(k, &p, 40, jan31).await, 10);
+    let refused = store.hit(k, &p, 1, jan31 + 500).await;
+    let (window, wait) = refused.refusal().expect("refused");
+    assert_eq!(
+        (window.window, wait),
+        (Window::Month, 500),
+        "until February starts"
+    );
+    assert_eq!(window.reset_ms(), 500);
+    let feb1 = utc(2027, 2, 1, 0, 0, 0);
+    let fresh = store.hit(k, &p, 1, feb1).await;
+    assert!(fresh.allowed, "a new month, whole again");
+    assert_eq!(fresh.counts[1].remaining(), Some(9));
+    assert_eq!(
+        fresh.counts[1].reset_ms(),
+        28 * 86_400_000,
+        "February 2027 has 28 days"
+    );
+    for _ in 0..9 {
+        assert!(store.hit(k, &p, 1, feb1 + 1_000).await.allowed);
+    }
+    assert!(!store.hit(k, &p, 1, utc(2027, 2, 28, 12, 0, 0)).await.allowed);
+    assert!(store.hit(k, &p, 1, utc(2027, 3, 1, 0, 0, 0)).await.allowed);
+    let leap = Bucket::Key(KeyId(32));
+    assert_eq!(store.race(leap, &p, 16, utc(2028, 2, 1, 0, 0, 0)).await, 10);
+    assert!(
+        !store.hit(leap, &p, 1, utc(2028, 2, 29, 23, 0, 0)).await.allowed,
+        "still February"
+    );
+    assert!(store.hit(leap, &p, 1, utc(2028, 3, 1, 0, 0, 0)).await.allowed);
+}
+
+/// Both stores over month ends and a leap day, with every window at once: the same decision
+/// at every step, counts, resets and refusals included.
+#[actix_web::test]
+async fn both_stores_decide_identically_across_months() {
+    let Some(redis) = Store::redis().await else { return };
+    let memory = Store::Memory(MemoryStore::new(1000));
+    let p = policy(&[
+        (Window::Minute, Limit::new(7)),
+        (Window::Hour, Limit::new(12)),
+        (Window::Day, Limit::new(30)),
+        (Window::Month, Limit::new(45)),
+    ]);
+    for (i, start) in [
+        utc(2027, 1, 31, 20, 0, 0),
+        utc(2027, 2, 28, 20, 0, 0),
+        utc(2028, 2, 28, 20, 0, 0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let k = Bucket::Key(KeyId(40 + i as i64));
+        let mut now = start;
+        for step in 0..300u64 {
+            // Steps from a millisecond to about 50 minutes, crossing midnight and the month.
+            now += (step * 7_919 * 13) % 3_000_000 + 1;
+            let (a, b) = (memory.hit(k, &p, 1, now).await, redis.hit(k, &p, 1, now).await);
+            assert_eq!(a, b, "start {i}, step {step} at {now}");
+        }
+        assert!(
+            now > start + 2 * 86_400_000,
+            "the run crossed into the next month"
+        );
+    }
 }
 
 #[actix_web::test]

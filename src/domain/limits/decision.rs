@@ -22,22 +22,35 @@ pub struct WindowCount {
     pub limit: Option<Limit>,
     pub prev: u64,
     pub curr: u64,
-    /// Milliseconds into the current clock-aligned window.
+    /// Milliseconds into the current window.
     pub elapsed_ms: u64,
+    /// The current window's length (a month's varies).
+    pub length_ms: u64,
 }
 
 impl WindowCount {
+    /// The estimated use now: for a sliding window the weighted previous count and the
+    /// current one, for a month the current count alone.
     pub fn used(&self) -> u64 {
-        weighted_previous(self.prev, self.elapsed_ms, self.window.millis()) + self.curr
+        if self.window.slides() {
+            weighted_previous(self.prev, self.elapsed_ms, self.length_ms) + self.curr
+        } else {
+            self.curr
+        }
+    }
+
+    /// True when `cost` more requests fit.
+    pub fn admits(&self, cost: u64) -> bool {
+        self.limit.is_none_or(|l| self.used() + cost <= u64::from(l))
     }
 
     pub fn remaining(&self) -> Option<u64> {
         self.limit.map(|l| u64::from(l).saturating_sub(self.used()))
     }
 
-    /// Milliseconds until the current clock-aligned window closes.
+    /// Milliseconds until the current window closes.
     pub fn reset_ms(&self) -> u64 {
-        self.window.millis() - self.elapsed_ms
+        self.length_ms - self.elapsed_ms
     }
 
     /// Milliseconds until one more request would fit (0 when it fits now).
@@ -45,7 +58,11 @@ impl WindowCount {
         let Some(limit) = self.limit.map(u64::from) else {
             return 0;
         };
-        let w = self.window.millis();
+        if !self.window.slides() {
+            // The next window starts empty.
+            return if self.admits(1) { 0 } else { self.reset_ms() };
+        }
+        let w = self.length_ms;
         let fits = |prev, curr, elapsed| admits(Some(limit as u32), prev, curr, elapsed, w, 1);
         if fits(self.prev, self.curr, self.elapsed_ms) {
             return 0;
@@ -88,6 +105,7 @@ impl Default for Counts {
             prev: 0,
             curr: 0,
             elapsed_ms: 0,
+            length_ms: 1,
         };
         Counts {
             len: 0,
@@ -172,24 +190,12 @@ impl Decision {
 
 /// Decides from counts before the request; shared by both stores' arithmetic.
 pub(crate) fn decide(policy: &Policy, now_ms: u64, counters: &[(u64, u64)], cost: u64) -> Decision {
-    let allowed = policy
-        .windows()
-        .iter()
-        .zip(counters)
-        .all(|(&(window, limit), &(prev, curr))| {
-            admits(
-                limit.map(Limit::get),
-                prev,
-                curr,
-                now_ms % window.millis(),
-                window.millis(),
-                cost,
-            )
-        });
-    let after = counters
-        .iter()
-        .map(|&(prev, curr)| (prev, if allowed { curr + cost } else { curr }));
-    assemble(policy, now_ms, after, allowed)
+    let mut decision = assemble(policy, now_ms, counters.iter().copied(), false);
+    decision.allowed = decision.counts.iter().all(|c| c.admits(cost));
+    if decision.allowed {
+        decision.counts.iter_mut().for_each(|c| c.curr += cost);
+    }
+    decision
 }
 
 /// A decision from counts after the request was (or was not) counted.
@@ -203,12 +209,16 @@ pub(crate) fn assemble(
         .windows()
         .iter()
         .zip(after)
-        .map(|(&(window, limit), (prev, curr))| WindowCount {
-            window,
-            limit,
-            prev,
-            curr,
-            elapsed_ms: now_ms % window.millis(),
+        .map(|(&(window, limit), (prev, curr))| {
+            let span = window.span(now_ms);
+            WindowCount {
+                window,
+                limit,
+                prev,
+                curr,
+                elapsed_ms: now_ms - span.start_ms,
+                length_ms: span.length_ms,
+            }
         })
         .collect();
     Decision {

@@ -81,7 +81,7 @@ impl Limits {
                 Window::Minute => &mut limits.per_minute,
                 Window::Hour => &mut limits.per_hour,
                 Window::Day => &mut limits.per_day,
-                Window::Second => {
+                Window::Second | Window::Month => {
                     return Err(format!(
                         "keys have per-minute, per-hour and per-day limits; {rate} is not supported"
                     ));

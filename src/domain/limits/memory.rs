@@ -21,7 +21,7 @@ const SHARDS: usize = 64;
 
 /// One caller's counts in every window: the current clock-aligned window's and the previous
 /// one's. Each window's number is derived from `at`, the second of the last update (all windows
-/// move together), which keeps a caller at 36 bytes.
+/// move together), which keeps a caller at 44 bytes.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
     at: u32,
@@ -38,16 +38,17 @@ impl Counters {
             return;
         }
         for (i, window) in Window::ALL.iter().enumerate() {
-            let seconds = window.seconds() as u32;
-            let (was, idx) = (self.at / seconds, now_s / seconds);
-            if was != idx {
-                self.prev[i] = if was.wrapping_add(1) == idx {
-                    self.curr[i]
-                } else {
-                    0
-                };
-                self.curr[i] = 0;
+            let (was, idx) = (
+                window.number(u64::from(self.at) * 1000),
+                window.number(u64::from(now_s) * 1000),
+            );
+            if was == idx {
+                // Windows nest (a minute's boundaries are seconds', a month's are days'): when
+                // one has not moved, no longer one has.
+                break;
             }
+            self.prev[i] = if was + 1 == idx { self.curr[i] } else { 0 };
+            self.curr[i] = 0;
         }
         self.at = now_s;
     }

@@ -99,6 +99,7 @@ mod tests {
             prev,
             curr,
             elapsed_ms,
+            length_ms: 60_000,
         }
     }
 
@@ -174,7 +175,7 @@ mod tests {
         }
 
         #[test]
-        fn rates_round_trip_through_their_text(limit in 1..=i32::MAX as u32, window in 0..4usize) {
+        fn rates_round_trip_through_their_text(limit in 1..=i32::MAX as u32, window in 0..5usize) {
             let rate = Rate { limit: Limit::new(limit).expect("positive"), window: Window::ALL[window] };
             prop_assert_eq!(Rate::parse(&rate.to_string()), Ok(rate));
         }
@@ -211,6 +212,64 @@ mod tests {
         assert_ne!(Bucket::ip(a), Bucket::ip(c));
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
         assert_eq!(Bucket::ip(mapped), Bucket::Ip("10.0.0.1".parse().expect("ip")));
+    }
+
+    /// The calendar arithmetic (shared with the Redis script) against chrono, for every day
+    /// from 1970 to 2200.
+    #[test]
+    fn months_follow_the_calendar() {
+        use chrono::{Datelike, NaiveDate};
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+        for days in 0..(230 * 366) {
+            let date = epoch + chrono::Duration::days(days as i64);
+            let now_ms = days * 86_400_000 + 45_296_789;
+            let (number, span) = rate::calendar::month(now_ms);
+            let first = date.with_day(1).expect("first");
+            let next = first.checked_add_months(chrono::Months::new(1)).expect("next");
+            assert_eq!(
+                number,
+                (date.year() as u64 - 1970) * 12 + u64::from(date.month0()),
+                "{date}"
+            );
+            assert_eq!(
+                span.start_ms,
+                (first - epoch).num_days() as u64 * 86_400_000,
+                "{date}"
+            );
+            assert_eq!(
+                span.length_ms,
+                (next - first).num_days() as u64 * 86_400_000,
+                "{date}"
+            );
+            assert_eq!(Window::Month.number(now_ms), number);
+        }
+    }
+
+    #[test]
+    fn month_rates_parse_and_months_do_not_slide() {
+        assert_eq!(Rate::parse("10000/month").map(|r| r.window), Ok(Window::Month));
+        assert_eq!(Rate::parse("5/mon").map(|r| r.window), Ok(Window::Month));
+        let rates = Rate::parse_list("10000/month,60/minute").expect("rates");
+        assert_eq!(
+            rates.iter().map(Rate::to_string).collect::<Vec<_>>(),
+            ["60/minute", "10000/month"]
+        );
+        // 10 of 10 used last month and none this month: the month is whole.
+        let month = WindowCount {
+            window: Window::Month,
+            limit: Limit::new(10),
+            prev: 10,
+            curr: 0,
+            elapsed_ms: 1_000,
+            length_ms: 30 * 86_400_000,
+        };
+        assert_eq!(month.remaining(), Some(10));
+        let full = WindowCount { curr: 10, ..month };
+        assert_eq!(
+            full.retry_after_ms(),
+            30 * 86_400_000 - 1_000,
+            "until the month ends"
+        );
     }
 
     #[test]

@@ -4,22 +4,71 @@ use std::fmt;
 
 use super::Limit;
 
-/// A fixed span of time a limit is counted over.
+/// A span of time a limit is counted over: clock-aligned seconds, minutes, hours and days
+/// (UTC), which slide (see the module comment of `limits`), and calendar months (UTC), which do
+/// not: a monthly quota is a billing period, and last month's use must not weigh on this one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Window {
     Second,
     Minute,
     Hour,
     Day,
+    Month,
+}
+
+/// Where the window containing a moment starts, and how long it is, in Unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start_ms: u64,
+    pub length_ms: u64,
 }
 
 impl Window {
+    pub const ALL: [Window; 5] = [
+        Window::Second,
+        Window::Minute,
+        Window::Hour,
+        Window::Day,
+        Window::Month,
+    ];
+
+    /// The window's length in seconds: fixed, or for a month a nominal 30 days (what
+    /// `RateLimit-Policy`'s `w` shows; resets are exact).
     pub const fn seconds(self) -> u64 {
         match self {
             Window::Second => 1,
             Window::Minute => 60,
             Window::Hour => 3_600,
             Window::Day => 86_400,
+            Window::Month => 30 * 86_400,
+        }
+    }
+
+    /// Whether the previous window's count weighs in (sliding), or the window starts afresh.
+    pub const fn slides(self) -> bool {
+        !matches!(self, Window::Month)
+    }
+
+    /// The window containing `now_ms` (Unix milliseconds).
+    pub fn span(self, now_ms: u64) -> Span {
+        match self {
+            Window::Month => calendar::month(now_ms).1,
+            _ => {
+                let length_ms = self.seconds() * 1000;
+                Span {
+                    start_ms: now_ms - now_ms % length_ms,
+                    length_ms,
+                }
+            }
+        }
+    }
+
+    /// The number of the window containing `now_ms`, counted from 1970 (consecutive windows
+    /// have consecutive numbers).
+    pub fn number(self, now_ms: u64) -> u64 {
+        match self {
+            Window::Month => calendar::month(now_ms).0,
+            _ => now_ms / (self.seconds() * 1000),
         }
     }
 
@@ -30,12 +79,14 @@ impl Window {
             Window::Minute => "minute",
             Window::Hour => "hour",
             Window::Day => "day",
+            Window::Month => "month",
         }
     }
 
-    /// Seconds from `unix_now` until the current (clock-aligned) window ends.
-    pub const fn seconds_to_reset(self, unix_now: u64) -> u64 {
-        self.seconds() - unix_now % self.seconds()
+    /// Seconds from `unix_now` until the current window ends.
+    pub fn seconds_to_reset(self, unix_now: u64) -> u64 {
+        let span = self.span(unix_now * 1000);
+        (span.start_ms + span.length_ms) / 1000 - unix_now
     }
 
     fn parse(unit: &str) -> Option<Self> {
@@ -45,21 +96,56 @@ impl Window {
             "minute" | "min" | "m" => Some(Window::Minute),
             "hour" | "h" => Some(Window::Hour),
             "day" | "d" => Some(Window::Day),
+            "month" | "mon" => Some(Window::Month),
             _ => None,
         }
     }
-}
-
-impl Window {
-    pub const ALL: [Window; 4] = [Window::Second, Window::Minute, Window::Hour, Window::Day];
 
     /// Position in [`Window::ALL`], for per-window arrays.
     pub const fn index(self) -> usize {
         self as usize
     }
+}
 
-    pub const fn millis(self) -> u64 {
-        self.seconds() * 1000
+/// Calendar months in UTC, by days since 1970 (Howard Hinnant's `civil_from_days`, the same
+/// integer arithmetic as `rate_limit.lua`, so both stores agree to the millisecond).
+pub mod calendar {
+    use super::Span;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    /// (year, month 1–12, day 1–31) of `days` since 1970-01-01.
+    pub fn civil(days: u64) -> (u64, u64, u64) {
+        let z = days + 719_468;
+        let era = z / 146_097;
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + u64::from(month <= 2);
+        (year, month, day)
+    }
+
+    pub fn days_in_month(year: u64, month: u64) -> u64 {
+        match month {
+            2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
+    }
+
+    /// The number of the month containing `now_ms` (0 = January 1970) and its span.
+    pub fn month(now_ms: u64) -> (u64, Span) {
+        let days = now_ms / DAY_MS;
+        let (year, month, day) = civil(days);
+        let span = Span {
+            start_ms: (days - (day - 1)) * DAY_MS,
+            length_ms: days_in_month(year, month) * DAY_MS,
+        };
+        ((year - 1970) * 12 + (month - 1), span)
     }
 }
 
@@ -80,7 +166,7 @@ impl fmt::Display for Rate {
 pub enum RateParseError {
     #[error("no rate given; expected e.g. \"100/hour\" or \"60/minute,1000/day\"")]
     Empty,
-    #[error("\"{0}\" is not a rate; expected N/second, N/minute, N/hour or N/day")]
+    #[error("\"{0}\" is not a rate; expected N/second, N/minute, N/hour, N/day or N/month")]
     Malformed(String),
     #[error("\"{0}\": the count must be a whole number from 1 to 2147483647")]
     BadCount(String),

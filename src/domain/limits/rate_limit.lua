@@ -10,7 +10,8 @@
 --
 -- ARGV[1]  clock override in Unix ms (0 = Redis TIME; tests pass a fixed time)
 -- ARGV[2]  number of policies, then each policy: n, then n pairs (window seconds, limit or -1
---          for none), shortest window first
+--          for none), shortest window first; 0 seconds is the calendar month (UTC), which does
+--          not slide: the previous month's count has no weight
 -- then, for each caller g in KEYS order: its policy's number (from 1), m, then m costs: the
 -- caller's requests in arrival order (cost 0 only reads).
 -- Returns {now_ms, then per caller: prev_1, curr_1, ..., prev_n, curr_n (before this batch),
@@ -26,6 +27,36 @@ if now == 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- The calendar month (UTC) containing `ms`: its number (0 = January 1970), start and length
+-- in ms. Howard Hinnant's civil_from_days, as limits::rate::calendar.
+local DAY = 86400000
+local function month_of(ms)
+  local days = math.floor(ms / DAY)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400
+  if month <= 2 then year = year + 1 end
+  local length = 31
+  if month == 2 then
+    if year % 4 == 0 and (year % 100 ~= 0 or year % 400 == 0) then length = 29 else length = 28 end
+  elseif month == 4 or month == 6 or month == 9 or month == 11 then
+    length = 30
+  end
+  return (year - 1970) * 12 + month - 1, (days - day + 1) * DAY, length * DAY
+end
+
+-- The number of the window of `w` seconds (0: the month) containing `ms`.
+local function number_of(w, w_ms, ms)
+  if w == 0 then return (month_of(ms)) end
+  return math.floor(ms / w_ms)
+end
+
 local a = 3
 local policies = {}
 for p = 1, tonumber(ARGV[2]) do
@@ -36,16 +67,24 @@ for p = 1, tonumber(ARGV[2]) do
   for i = 1, n do
     local w = tonumber(ARGV[a])
     local w_ms = w * 1000
-    local idx = math.floor(now / w_ms)
     policy.w[i], policy.w_ms[i] = w, w_ms
     policy.limit[i] = tonumber(ARGV[a + 1])
-    policy.idx[i] = idx
-    -- The previous window's weight now; with limits::weighted_previous's arithmetic, in its
-    -- order: floor(prev * ((W - elapsed) / W)).
-    policy.share[i] = (w_ms - (now - idx * w_ms)) / w_ms
-    -- The value lives until the longest window after the current one ends (when the current
-    -- one stops mattering as "previous"); shorter windows end no later.
-    policy.ttl = (idx + 2) * w_ms - now
+    if w == 0 then
+      local idx, start, length = month_of(now)
+      local _, _, next_length = month_of(start + length)
+      policy.idx[i] = idx
+      policy.share[i] = 0
+      policy.ttl = start + length + next_length - now
+    else
+      local idx = math.floor(now / w_ms)
+      policy.idx[i] = idx
+      -- The previous window's weight now; with limits::weighted_previous's arithmetic, in its
+      -- order: floor(prev * ((W - elapsed) / W)).
+      policy.share[i] = (w_ms - (now - idx * w_ms)) / w_ms
+      -- The value lives until the longest window after the current one ends (when the
+      -- current one stops mattering as "previous"); shorter windows end no later.
+      policy.ttl = (idx + 2) * w_ms - now
+    end
     a = a + 2
   end
   policies[p] = policy
@@ -63,7 +102,7 @@ local function stored_counts(v, policy, i)
     end
     if not j then return 0, 0, true end
   end
-  local was = math.floor(at / policy.w_ms[i])
+  local was = number_of(policy.w[i], policy.w_ms[i], at)
   local c, p = v[j + 1], v[j + 2]
   if was == policy.idx[i] then return c, p, false end
   if was == policy.idx[i] - 1 then return 0, c, true end

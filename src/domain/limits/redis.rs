@@ -314,8 +314,9 @@ impl ScriptCall {
         for policy in &self.policies {
             cmd.arg(policy.windows().len());
             for &(window, limit) in policy.windows() {
-                cmd.arg(window.seconds())
-                    .arg(limit.map_or(-1, |l| i64::from(l.get())));
+                // A month has no fixed length: the script counts it by the calendar.
+                let seconds = if window.slides() { window.seconds() } else { 0 };
+                cmd.arg(seconds).arg(limit.map_or(-1, |l| i64::from(l.get())));
             }
         }
         for (number, costs) in &self.callers {

@@ -100,7 +100,7 @@ fn aged(decision: &Decision, since: Duration) -> Option<Decision> {
     aged.now_ms += since_ms;
     for count in aged.counts.iter_mut() {
         count.elapsed_ms += since_ms;
-        if count.elapsed_ms >= count.window.millis() {
+        if count.elapsed_ms >= count.length_ms {
             return None;
         }
     }
