@@ -376,3 +376,70 @@ fn the_status_filter_follows_the_one_status_rule(conn: &mut DbConnection) {
         assert_eq!(total as usize, expected.len());
     }
 }
+
+mod key_cache {
+    use std::time::Duration;
+
+    use keygate::db::models::{ApiKey, ApiKeyChanges};
+    use keygate::keys::cache::KeyCache;
+    use keygate::keys::secret::{IssuedKey, PresentedKey};
+
+    use crate::helpers::{Backend, TestDb};
+
+    /// An active key is re-read in the background before it expires: a request never waits on
+    /// the database for it, yet a change made behind the cache's back (no event) shows within
+    /// the refresh interval.
+    async fn cached_keys_are_refreshed_ahead_without_a_miss(backend: Backend) {
+        let Some(db) = TestDb::new(backend) else { return };
+        let mut conn = db.connect();
+        let owner = super::user(&mut conn, "ada@example.com");
+        let issued = IssuedKey::generate();
+        let plaintext = issued.expose();
+        let key = super::key(&mut conn, &owner, "before", issued.hash().as_str());
+        let pool = keygate::db::pool(&db.url, 2).expect("pool");
+        let cache = KeyCache::new(None).with_refresh_after(Duration::ZERO);
+        let presented = PresentedKey::parse(plaintext).expect("a key");
+        let name = |info: Option<std::sync::Arc<keygate::keys::cache::KeyInfo>>| info.map(|i| i.name.clone());
+
+        assert_eq!(
+            name(cache.lookup(&pool, &presented).await.expect("lookup")),
+            Some("before".into())
+        );
+        assert_eq!(
+            cache.hits_and_misses(),
+            (0, 1),
+            "the first sight reads the database"
+        );
+        let changes = ApiKeyChanges {
+            name: Some("after".into()),
+            ..ApiKeyChanges::default()
+        };
+        ApiKey::update(&mut conn, key.id, &changes).expect("rename behind the cache's back");
+        // Answered from the cache (no miss), and the re-read starts.
+        assert_eq!(
+            name(cache.lookup(&pool, &presented).await.expect("lookup")),
+            Some("before".into())
+        );
+        let mut seen = None;
+        for _ in 0..40 {
+            // Past this thread's own one-second copy.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seen = name(cache.lookup(&pool, &presented).await.expect("lookup"));
+            if seen.as_deref() == Some("after") {
+                break;
+            }
+        }
+        assert_eq!(seen.as_deref(), Some("after"), "the re-read replaced the copy");
+        assert_eq!(cache.hits_and_misses().1, 1, "no request missed");
+    }
+
+    #[actix_web::test]
+    async fn sqlite_cached_keys_are_refreshed_ahead_without_a_miss() {
+        cached_keys_are_refreshed_ahead_without_a_miss(Backend::Sqlite).await;
+    }
+
+    #[actix_web::test]
+    async fn postgres_cached_keys_are_refreshed_ahead_without_a_miss() {
+        cached_keys_are_refreshed_ahead_without_a_miss(Backend::Postgres).await;
+    }
+}

@@ -21,7 +21,7 @@ mod events;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
@@ -56,6 +56,15 @@ pub struct KeyInfo {
 }
 
 static IDS: AtomicU64 = AtomicU64::new(0);
+
+impl Cached {
+    fn now(info: Arc<KeyInfo>) -> Cached {
+        Cached {
+            info,
+            read_at: Instant::now(),
+        }
+    }
+}
 
 const HIT: usize = 0;
 const MISS: usize = 1;
@@ -119,9 +128,21 @@ pub struct UserStanding {
     pub epoch: i64,
 }
 
+/// A known key and when it was read from the database.
+#[derive(Clone)]
+struct Cached {
+    info: Arc<KeyInfo>,
+    read_at: Instant,
+}
+
 pub struct KeyCache {
-    /// Keyed by the raw SHA-256 of the key.
-    known: Cache<[u8; 32], Arc<KeyInfo>>,
+    /// Keyed by the raw SHA-256 of the key. An entry lives 60 s; a lookup after
+    /// `refresh_after` re-reads it in the background (see `refresh_ahead`).
+    known: Cache<[u8; 32], Cached>,
+    /// Keys being re-read right now (one re-read per key at a time), and how many.
+    refreshing: Cache<[u8; 32], ()>,
+    refreshes: Arc<AtomicUsize>,
+    refresh_after: Duration,
     /// Users by id (`None`: no such user).
     users: Cache<UserId, Option<UserStanding>>,
     unknown: Cache<[u8; 32], ()>,
@@ -131,8 +152,9 @@ pub struct KeyCache {
     lookups: Striped<[AtomicU64; 2]>,
     /// Tells this cache's entries apart in [`LOCAL`].
     id: u64,
-    /// Moves whenever a key is forgotten: every thread's copies are then dropped.
-    generation: AtomicU64,
+    /// Moves whenever a key is forgotten: every thread's copies are then dropped. Shared with
+    /// background re-reads, which must not cache what a change made stale meanwhile.
+    generation: Arc<AtomicU64>,
     /// Moves whenever a user is forgotten (guards `user` as `generation` guards `lookup`; a
     /// counter of its own, so a user change does not drop every thread's key copies).
     user_generation: AtomicU64,
@@ -157,6 +179,20 @@ thread_local! {
 
 impl KeyCache {
     pub const CAPACITY: u64 = 100_000;
+    /// When a cached key is re-read ahead of its 60 s expiry: under steady traffic an active
+    /// key is never missed, so no request waits on the database for it.
+    pub const REFRESH_AFTER: Duration = Duration::from_secs(45);
+    /// Re-reads at most this many keys at once: when many keys fall due together (traffic
+    /// after a pause), they are read a few at a time on the side instead of taking a blocking
+    /// thread and a pooled connection each. A key not re-read yet keeps its copy until it
+    /// expires.
+    const MAX_REFRESHES: usize = 2;
+
+    /// The same cache, re-reading keys `after` they were read (tests use zero).
+    pub fn with_refresh_after(mut self, after: Duration) -> KeyCache {
+        self.refresh_after = after;
+        self
+    }
 
     /// A cache for one instance; `redis` (where Redis is, and the key prefix) announces changes
     /// to other instances.
@@ -167,6 +203,12 @@ impl KeyCache {
                 .time_to_live(Duration::from_secs(60))
                 .support_invalidation_closures()
                 .build(),
+            refreshing: Cache::builder()
+                .max_capacity(Self::CAPACITY)
+                .time_to_live(Duration::from_secs(10))
+                .build(),
+            refresh_after: Self::REFRESH_AFTER,
+            refreshes: Arc::new(AtomicUsize::new(0)),
             unknown: Cache::builder()
                 .max_capacity(Self::CAPACITY)
                 .time_to_live(Duration::from_secs(5))
@@ -185,7 +227,7 @@ impl KeyCache {
             }),
             lookups: Striped::default(),
             id: IDS.fetch_add(1, Ordering::Relaxed),
-            generation: AtomicU64::new(0),
+            generation: Arc::new(AtomicU64::new(0)),
             user_generation: AtomicU64::new(0),
         }
     }
@@ -236,10 +278,13 @@ impl KeyCache {
             self.lookups.mine()[HIT].fetch_add(1, Ordering::Relaxed);
             return Ok(Some(info));
         }
-        if let Some(info) = self.known.get(&hash) {
+        if let Some(cached) = self.known.get(&hash) {
             self.lookups.mine()[HIT].fetch_add(1, Ordering::Relaxed);
-            self.keep_local(hash, &info, generation);
-            return Ok(Some(info));
+            if cached.read_at.elapsed() >= self.refresh_after {
+                self.refresh_ahead(pool, hash, generation);
+            }
+            self.keep_local(hash, &cached.info, generation);
+            return Ok(Some(cached.info));
         }
         if self.unknown.contains_key(&hash) {
             self.lookups.mine()[HIT].fetch_add(1, Ordering::Relaxed);
@@ -258,7 +303,7 @@ impl KeyCache {
             Some((key, owner_email)) => {
                 let info = Arc::new(KeyInfo::of(&key, owner_email, &lookup_hash));
                 if current {
-                    self.known.insert(hash, info.clone());
+                    self.known.insert(hash, Cached::now(info.clone()));
                 }
                 Some(info)
             }
@@ -269,6 +314,42 @@ impl KeyCache {
                 None
             }
         })
+    }
+
+    /// Re-reads the key behind `hash` in the background while requests go on using the cached
+    /// copy: one re-read per key at a time; a key gone from the database leaves the cache; a
+    /// failed read keeps the copy until its expiry.
+    fn refresh_ahead(&self, pool: &DbPool, hash: [u8; 32], generation: u64) {
+        if self.refreshes.fetch_add(1, Ordering::AcqRel) >= Self::MAX_REFRESHES {
+            self.refreshes.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        if !self.refreshing.entry(hash).or_insert(()).is_fresh() {
+            self.refreshes.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let (pool, known, refreshing) = (pool.clone(), self.known.clone(), self.refreshing.clone());
+        let (current, refreshes) = (self.generation.clone(), self.refreshes.clone());
+        tokio::spawn(async move {
+            let lookup = KeyHash::from_digest(&hash).as_str().to_owned();
+            let by_hash = lookup.clone();
+            let found = db::run(&pool, move |conn| {
+                ApiKey::find_by_hash(conn, &by_hash).map_err(DbError::Query)
+            })
+            .await;
+            if current.load(Ordering::Acquire) == generation {
+                match found {
+                    Ok(Some((key, owner_email))) => {
+                        let info = Arc::new(KeyInfo::of(&key, owner_email, &lookup));
+                        known.insert(hash, Cached::now(info));
+                    }
+                    Ok(None) => known.invalidate(&hash),
+                    Err(e) => log::warn!("could not re-read a cached key (kept until it expires): {e}"),
+                }
+            }
+            refreshing.invalidate(&hash);
+            refreshes.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// The standing of user `id`, from the cache or else the database.
@@ -300,7 +381,9 @@ impl KeyCache {
 
     pub fn forget(&self, key_id: KeyId) {
         // Only fails when invalidation closures are not enabled, which `new` does.
-        let _ = self.known.invalidate_entries_if(move |_, info| info.id == key_id);
+        let _ = self
+            .known
+            .invalidate_entries_if(move |_, cached| cached.info.id == key_id);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
