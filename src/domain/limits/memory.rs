@@ -96,6 +96,10 @@ impl MemoryStore {
             make_room(&mut map, now_ms, self.per_shard);
         }
         let counters = map.entry(bucket).or_default();
+        // Requests reach the store slightly out of order (their time is read at the gate,
+        // before a cache miss or a wait for this lock): a late one is decided at the latest
+        // time seen, never rolling the windows back (which would wipe their counts).
+        let now_ms = now_ms.max(u64::from(counters.at) * 1000);
         counters.roll(unix_seconds(now_ms));
         let mut counts = [(0, 0); WINDOWS];
         for (slot, &(window, _)) in counts.iter_mut().zip(policy.windows()) {
@@ -136,7 +140,7 @@ impl MemoryStore {
 
 /// The most entries a hash table holds without growing, at most `at_most` (at least 1).
 fn table_capacity(at_most: usize) -> usize {
-    let holds = |n: usize| HashMap::<u8, u8>::with_capacity(n).capacity();
+    let holds = |n: usize| HashMap::<Bucket, Counters>::with_capacity(n).capacity();
     let mut capacity = holds(1);
     loop {
         let next = holds(capacity + 1);
@@ -214,6 +218,24 @@ mod tests {
                 "key {id} kept its count"
             );
         }
+    }
+
+    /// A request stamped just before a minute ends that reaches the store after one stamped
+    /// just after it is decided in the later minute: the counts of the minute before are kept.
+    #[test]
+    fn a_late_request_never_rolls_the_windows_back() {
+        let store = MemoryStore::new(1000);
+        let policy = Policy::new(vec![(Window::Minute, Limit::new(10))]);
+        let k = Bucket::Key(KeyId(7));
+        let minute = 60_000 * 1_000_000;
+        for _ in 0..10 {
+            assert!(store.hit(k, &policy, 1, minute + 59_000).allowed);
+        }
+        store.hit(k, &policy, 0, minute + 60_001);
+        let late = store.hit(k, &policy, 1, minute + 59_999);
+        assert!(!late.allowed, "the previous minute's 10 still weigh in");
+        let next = store.hit(k, &policy, 0, minute + 60_002);
+        assert_eq!((next.counts[0].prev, next.counts[0].curr), (10, 0));
     }
 
     #[test]
