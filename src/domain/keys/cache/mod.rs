@@ -57,6 +57,39 @@ pub struct KeyInfo {
 
 static IDS: AtomicU64 = AtomicU64::new(0);
 
+/// Caches what a read found unless a key was forgotten since the read began (`generation`,
+/// read before it): checked before inserting and again after, since a `forget` can fall
+/// between the check and the insert.
+fn insert_unless_forgotten(
+    known: &Cache<[u8; 32], Cached>,
+    current: &AtomicU64,
+    generation: u64,
+    hash: [u8; 32],
+    info: Arc<KeyInfo>,
+) {
+    if current.load(Ordering::Acquire) != generation {
+        return;
+    }
+    known.insert(hash, Cached::now(info));
+    if current.load(Ordering::Acquire) != generation {
+        known.invalidate(&hash);
+    }
+}
+
+/// One running background re-read: frees its place when dropped.
+struct RefreshSlot {
+    hash: [u8; 32],
+    refreshing: Cache<[u8; 32], ()>,
+    refreshes: Arc<AtomicUsize>,
+}
+
+impl Drop for RefreshSlot {
+    fn drop(&mut self) {
+        self.refreshing.invalidate(&self.hash);
+        self.refreshes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Cached {
     fn now(info: Arc<KeyInfo>) -> Cached {
         Cached {
@@ -303,7 +336,7 @@ impl KeyCache {
             Some((key, owner_email)) => {
                 let info = Arc::new(KeyInfo::of(&key, owner_email, &lookup_hash));
                 if current {
-                    self.known.insert(hash, Cached::now(info.clone()));
+                    insert_unless_forgotten(&self.known, &self.generation, generation, hash, info.clone());
                 }
                 Some(info)
             }
@@ -328,27 +361,30 @@ impl KeyCache {
             self.refreshes.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let (pool, known, refreshing) = (pool.clone(), self.known.clone(), self.refreshing.clone());
-        let (current, refreshes) = (self.generation.clone(), self.refreshes.clone());
+        let (pool, known) = (pool.clone(), self.known.clone());
+        let current = self.generation.clone();
+        // Releases the slot and the key's mark however the task ends (also if it is dropped).
+        let slot = RefreshSlot {
+            hash,
+            refreshing: self.refreshing.clone(),
+            refreshes: self.refreshes.clone(),
+        };
         tokio::spawn(async move {
+            let _slot = slot;
             let lookup = KeyHash::from_digest(&hash).as_str().to_owned();
             let by_hash = lookup.clone();
             let found = db::run(&pool, move |conn| {
                 ApiKey::find_by_hash(conn, &by_hash).map_err(DbError::Query)
             })
             .await;
-            if current.load(Ordering::Acquire) == generation {
-                match found {
-                    Ok(Some((key, owner_email))) => {
-                        let info = Arc::new(KeyInfo::of(&key, owner_email, &lookup));
-                        known.insert(hash, Cached::now(info));
-                    }
-                    Ok(None) => known.invalidate(&hash),
-                    Err(e) => log::warn!("could not re-read a cached key (kept until it expires): {e}"),
+            match found {
+                Ok(Some((key, owner_email))) => {
+                    let info = Arc::new(KeyInfo::of(&key, owner_email, &lookup));
+                    insert_unless_forgotten(&known, &current, generation, hash, info);
                 }
+                Ok(None) => known.invalidate(&hash),
+                Err(e) => log::warn!("could not re-read a cached key (kept until it expires): {e}"),
             }
-            refreshing.invalidate(&hash);
-            refreshes.fetch_sub(1, Ordering::AcqRel);
         });
     }
 
@@ -380,11 +416,14 @@ impl KeyCache {
     }
 
     pub fn forget(&self, key_id: KeyId) {
+        // The generation moves first: a read under way either sees it moved and does not
+        // cache, or cached before the invalidation below (which removes it), or cached after it
+        // and removes its own entry (`insert_unless_forgotten`).
+        self.generation.fetch_add(1, Ordering::AcqRel);
         // Only fails when invalidation closures are not enabled, which `new` does.
         let _ = self
             .known
             .invalidate_entries_if(move |_, cached| cached.info.id == key_id);
-        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn forget_unknown(&self) {
