@@ -223,6 +223,11 @@ fn write(conn: &mut DbConnection, rows: &HashMap<KeyId, Pending>) -> Result<u64,
             rejected,
         }));
     }
+    // In key order, so two instances flushing at once mostly lock rows in the same order. Not
+    // always (the updates go per second of last use), and PostgreSQL then aborts one of the
+    // two transactions: its batch is put back and written at the next flush.
+    by_second.values_mut().for_each(|ids| ids.sort_unstable());
+    hours.sort_unstable_by_key(|row| (row.api_key_id, row.hour));
     conn.transaction::<u64, DbError, _>(|conn| {
         let mut statements = 0;
         for (second, ids) in &by_second {
