@@ -29,6 +29,9 @@ pub enum KeysCommand {
         per_hour: Option<i64>,
         #[arg(long)]
         per_day: Option<i64>,
+        /// Per calendar month (UTC).
+        #[arg(long)]
+        per_month: Option<i64>,
         #[arg(long)]
         expires_in_days: Option<u32>,
         #[command(flatten)]
@@ -125,10 +128,11 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
             per_minute,
             per_hour,
             per_day,
+            per_month,
             expires_in_days,
             contract,
         } => {
-            let limits = [per_minute, per_hour, per_day];
+            let limits = [per_minute, per_hour, per_day, per_month];
             let contract = contract.parse()?;
             create(&shell, (owner, name, contract), limits, expires_in_days).await
         }
@@ -212,7 +216,7 @@ fn describe(e: &service::KeyError) -> String {
 async fn create(
     shell: &Shell<'_>,
     (owner, name, contract): (String, String, Contract),
-    [per_minute, per_hour, per_day]: [Option<i64>; 3],
+    [per_minute, per_hour, per_day, per_month]: [Option<i64>; 4],
     expires_in_days: Option<u32>,
 ) -> Result<(), String> {
     let name = KeyName::parse(&name).map_err(|e| format!("--name {e}"))?;
@@ -226,6 +230,7 @@ async fn create(
         per_minute: limit("--per-minute", per_minute, defaults.per_minute)?,
         per_hour: limit("--per-hour", per_hour, defaults.per_hour)?,
         per_day: limit("--per-day", per_day, defaults.per_day)?,
+        per_month: limit("--per-month", per_month, defaults.per_month)?,
     };
     let expires_at = expires_in_days.map(|d| now.naive() + Duration::days(i64::from(d)));
     let new = NewKey {

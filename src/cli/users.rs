@@ -148,6 +148,7 @@ async fn set_ceiling(
         per_minute: ceiling_arg("per-minute", per_minute)?,
         per_hour: ceiling_arg("per-hour", per_hour)?,
         per_day: ceiling_arg("per-day", per_day)?,
+        per_month: None,
     };
     let patch = users::UserPatch {
         ceiling: Some(ceiling),

@@ -44,6 +44,7 @@ pub struct KeyChange {
     pub per_minute: Option<Option<Limit>>,
     pub per_hour: Option<Option<Limit>>,
     pub per_day: Option<Option<Limit>>,
+    pub per_month: Option<Option<Limit>>,
     pub expires_at: Option<Option<NaiveDateTime>>,
     pub is_active: Option<bool>,
     pub meta: Option<Option<Meta>>,
@@ -144,6 +145,12 @@ pub fn may_change(actor: Actor, ceiling: &Limits, key: &ApiKey, patch: &KeyChang
         ),
         (Window::Hour, patch.per_hour, ceiling.per_hour, current.per_hour),
         (Window::Day, patch.per_day, ceiling.per_day, current.per_day),
+        (
+            Window::Month,
+            patch.per_month,
+            ceiling.per_month,
+            current.per_month,
+        ),
     ];
     for (window, change, max, now) in changes {
         match (change, now) {
@@ -220,6 +227,7 @@ mod tests {
         per_minute: Limit::new(60),
         per_hour: Limit::new(1000),
         per_day: None,
+        per_month: None,
     };
 
     #[test]
@@ -228,6 +236,7 @@ mod tests {
             per_minute: Limit::new(60),
             per_hour: Limit::new(10),
             per_day: None,
+            per_month: Limit::new(100_000),
         };
         assert_eq!(may_create(USER, &CEILING, &ok, &Contract::default()), Ok(()));
         let unlimited = Limits::default();

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::Method;
+use chrono::Datelike;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
@@ -18,6 +19,7 @@ on_both_backends!(
     rate_limit_reports_the_windows_without_counting,
     usage_is_recorded_with_a_few_writes_not_one_per_request,
     cors_requests_can_read_the_rate_limit_headers,
+    a_key_s_monthly_limit_is_kept_through_the_api_and_the_gate,
 );
 
 fn unix_now() -> f64 {
@@ -567,4 +569,55 @@ async fn session_cookies_are_secure_only_when_the_trusted_proxy_says_https() {
         );
         assert_eq!(cookie.contains("; Secure"), secure, "{proto}: {cookie}");
     }
+}
+
+/// `rate_limit_per_month` on create, get and PATCH; the gate refuses the fourth request of a
+/// 3/month key with the month as the window, and `Retry-After` counts to the 1st (UTC).
+async fn a_key_s_monthly_limit_is_kept_through_the_api_and_the_gate(app: TestApp) {
+    let (id, key) = key_with(&app, json!({"rate_limit_per_month": 3})).await;
+    let admin = app.admin().await;
+    let shown = app.get(&format!("/api/api-keys/{id}/"), &admin.auth()).await;
+    assert_eq!(shown.body["rate_limit_per_month"], 3, "{}", shown.text);
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/whoami", &key).await.status, 200);
+    }
+    let refused = app.get("/api/whoami", &key).await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert!(
+        refused
+            .header("ratelimit-policy")
+            .is_some_and(|p| p.contains("\"month\";q=3;w=2592000")),
+        "{:?}",
+        refused.header("ratelimit-policy")
+    );
+    let now = chrono::Utc::now();
+    let next_month =
+        chrono::NaiveDate::from_ymd_opt(now.year() + i32::from(now.month() == 12), now.month() % 12 + 1, 1)
+            .expect("the 1st")
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc();
+    let until = (next_month - now).num_seconds();
+    let retry: i64 = refused
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(
+        (until - 2..=until + 2).contains(&retry),
+        "Retry-After {retry}, the month ends in {until} s"
+    );
+    let cleared = app
+        .patch(
+            &format!("/api/api-keys/{id}/"),
+            &admin.auth(),
+            json!({"rate_limit_per_month": null}),
+        )
+        .await;
+    assert_eq!(cleared.status, 200, "{}", cleared.text);
+    assert!(cleared.body["rate_limit_per_month"].is_null());
+    assert_eq!(
+        app.get("/api/whoami", &key).await.status,
+        200,
+        "no monthly limit any more"
+    );
 }

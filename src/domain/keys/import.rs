@@ -171,6 +171,7 @@ fn insert(
             rate_limit_per_minute: key.limits.per_minute.map(Limit::column),
             rate_limit_per_hour: key.limits.per_hour.map(Limit::column),
             rate_limit_per_day: key.limits.per_day.map(Limit::column),
+            rate_limit_per_month: key.limits.per_month.map(Limit::column),
             expires_at: key.expires_at,
             is_active: key.is_active,
             created_at: key.created_at.unwrap_or(now),

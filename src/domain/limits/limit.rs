@@ -70,10 +70,12 @@ pub struct Limits {
     pub per_minute: Option<Limit>,
     pub per_hour: Option<Limit>,
     pub per_day: Option<Limit>,
+    /// Per calendar month (UTC); keys only (a user's ceiling has none of its own).
+    pub per_month: Option<Limit>,
 }
 
 impl Limits {
-    /// Keys are limited per minute, hour and day; other windows are refused.
+    /// Keys are limited per minute, hour, day and month; seconds are refused.
     pub fn from_rates(rates: &[Rate]) -> Result<Limits, String> {
         let mut limits = Limits::default();
         for rate in rates {
@@ -81,9 +83,10 @@ impl Limits {
                 Window::Minute => &mut limits.per_minute,
                 Window::Hour => &mut limits.per_hour,
                 Window::Day => &mut limits.per_day,
-                Window::Second | Window::Month => {
+                Window::Month => &mut limits.per_month,
+                Window::Second => {
                     return Err(format!(
-                        "keys have per-minute, per-hour and per-day limits; {rate} is not supported"
+                        "keys have per-minute, per-hour, per-day and per-month limits; {rate} is not supported"
                     ));
                 }
             };
@@ -98,6 +101,7 @@ impl Limits {
             per_minute: Limit::of_column(key.rate_limit_per_minute),
             per_hour: Limit::of_column(key.rate_limit_per_hour),
             per_day: Limit::of_column(key.rate_limit_per_day),
+            per_month: Limit::of_column(key.rate_limit_per_month),
         }
     }
 
@@ -107,15 +111,17 @@ impl Limits {
             per_minute: Limit::of_column(user.max_rate_limit_per_minute),
             per_hour: Limit::of_column(user.max_rate_limit_per_hour),
             per_day: Limit::of_column(user.max_rate_limit_per_day),
+            per_month: None,
         }
     }
 
     /// The windows in order, with their limits.
-    pub fn windows(&self) -> [(Window, Option<Limit>); 3] {
+    pub fn windows(&self) -> [(Window, Option<Limit>); 4] {
         [
             (Window::Minute, self.per_minute),
             (Window::Hour, self.per_hour),
             (Window::Day, self.per_day),
+            (Window::Month, self.per_month),
         ]
     }
 }
@@ -137,14 +143,15 @@ mod tests {
     }
 
     #[test]
-    fn key_limits_come_from_minute_hour_and_day_rates_only() {
-        let rates = Rate::parse_list("5/minute,7/day").expect("rates");
+    fn key_limits_come_from_minute_hour_day_and_month_rates_only() {
+        let rates = Rate::parse_list("5/minute,7/day,9/month").expect("rates");
         assert_eq!(
             Limits::from_rates(&rates),
             Ok(Limits {
                 per_minute: Limit::new(5),
                 per_hour: None,
                 per_day: Limit::new(7),
+                per_month: Limit::new(9),
             })
         );
         let per_second = Rate::parse_list("5/second").expect("rates");

@@ -39,6 +39,7 @@ diesel::table! {
         ip_allowlist -> Text,
         previous_key_hash -> Nullable<Text>,
         previous_expires_at -> Nullable<Timestamp>,
+        rate_limit_per_month -> Nullable<Integer>,
     }
 }
 

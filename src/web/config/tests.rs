@@ -32,7 +32,8 @@ fn no_configuration_gives_the_embedded_defaults() {
         Limits {
             per_minute: Limit::new(60),
             per_hour: Limit::new(1000),
-            per_day: Limit::new(10000)
+            per_day: Limit::new(10000),
+            per_month: None
         }
     );
     assert_eq!(s.anon_limit_message, DEFAULT_ANON_LIMIT_MESSAGE);
@@ -98,7 +99,8 @@ fn set_values_are_used() {
         Limits {
             per_minute: Limit::new(10),
             per_hour: None,
-            per_day: None
+            per_day: None,
+            per_month: None
         }
     );
     assert_eq!(s.failure_mode, FailureMode::Closed);

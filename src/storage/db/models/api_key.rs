@@ -33,6 +33,8 @@ pub struct ApiKey {
     /// The secret a roll replaced, working until `previous_expires_at`.
     pub previous_key_hash: Option<String>,
     pub previous_expires_at: Option<NaiveDateTime>,
+    /// Per calendar month (UTC).
+    pub rate_limit_per_month: Option<i32>,
 }
 
 #[derive(Insertable)]
@@ -45,6 +47,7 @@ pub struct NewApiKey<'a> {
     pub rate_limit_per_minute: Option<i32>,
     pub rate_limit_per_hour: Option<i32>,
     pub rate_limit_per_day: Option<i32>,
+    pub rate_limit_per_month: Option<i32>,
     pub expires_at: Option<NaiveDateTime>,
     pub is_active: bool,
     pub created_at: NaiveDateTime,
@@ -63,6 +66,7 @@ pub struct ApiKeyChanges {
     pub rate_limit_per_minute: Option<Option<i32>>,
     pub rate_limit_per_hour: Option<Option<i32>>,
     pub rate_limit_per_day: Option<Option<i32>>,
+    pub rate_limit_per_month: Option<Option<i32>>,
     pub expires_at: Option<Option<NaiveDateTime>>,
     pub is_active: Option<bool>,
     pub deactivated_by_admin: Option<bool>,

@@ -194,6 +194,7 @@ pub async fn ceiling(
         per_minute: limit("max_rate_limit_per_minute", "minute"),
         per_hour: limit("max_rate_limit_per_hour", "hour"),
         per_day: limit("max_rate_limit_per_day", "day"),
+        per_month: None,
     };
     if !problems.is_empty() {
         admin.flash("error", format!("Nothing changed: {}.", problems.join("; ")));

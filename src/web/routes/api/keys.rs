@@ -35,6 +35,7 @@ pub struct KeyView<'a> {
     rate_limit_per_minute: Option<i32>,
     rate_limit_per_hour: Option<i32>,
     rate_limit_per_day: Option<i32>,
+    rate_limit_per_month: Option<i32>,
     expires_at: Option<DateTime<Utc>>,
     is_active: bool,
     status: &'static str,
@@ -61,6 +62,7 @@ impl<'a> KeyView<'a> {
             rate_limit_per_minute: key.rate_limit_per_minute,
             rate_limit_per_hour: key.rate_limit_per_hour,
             rate_limit_per_day: key.rate_limit_per_day,
+            rate_limit_per_month: key.rate_limit_per_month,
             expires_at: key.expires_at.map(utc),
             is_active: key.is_active,
             status: KeyStatus::of(key, now).as_str(),
@@ -88,6 +90,9 @@ pub fn limits_or(f: &mut Fields, defaults: Limits) -> Limits {
         per_day: f
             .integer("rate_limit_per_day", Limit::parse)
             .unwrap_or(defaults.per_day),
+        per_month: f
+            .integer("rate_limit_per_month", Limit::parse)
+            .unwrap_or(defaults.per_month),
     }
 }
 
@@ -124,10 +129,11 @@ fn parse_new_key(body: JsonObject, defaults: Limits) -> Result<NewKey, ApiError>
 fn parse_patch(body: JsonObject) -> Result<KeyPatch, ApiError> {
     let mut f = Fields::new(body);
     let name = f.text("name", KeyName::parse);
-    let (per_minute, per_hour, per_day) = (
+    let (per_minute, per_hour, per_day, per_month) = (
         f.integer("rate_limit_per_minute", Limit::parse),
         f.integer("rate_limit_per_hour", Limit::parse),
         f.integer("rate_limit_per_day", Limit::parse),
+        f.integer("rate_limit_per_month", Limit::parse),
     );
     let (expires_at, is_active) = (f.timestamp("expires_at"), f.boolean("is_active"));
     let (meta, scopes, ip_allowlist) = parse_contract(&mut f);
@@ -137,6 +143,7 @@ fn parse_patch(body: JsonObject) -> Result<KeyPatch, ApiError> {
             per_minute,
             per_hour,
             per_day,
+            per_month,
             expires_at,
             is_active,
             meta,

@@ -61,6 +61,7 @@ fn ceiling_fields(f: &mut Fields, current: Limits) -> Option<Limits> {
         per_minute: minute.unwrap_or(current.per_minute),
         per_hour: hour.unwrap_or(current.per_hour),
         per_day: day.unwrap_or(current.per_day),
+        per_month: None,
     })
 }
 

@@ -20,6 +20,7 @@ pub struct KeyForm {
     pub per_minute: String,
     pub per_hour: String,
     pub per_day: String,
+    pub per_month: String,
     pub expires_at: String,
     /// Scopes, separated by spaces or commas.
     pub scopes: String,
@@ -56,6 +57,7 @@ impl KeyForm {
             per_minute: text(key.rate_limit_per_minute),
             per_hour: text(key.rate_limit_per_hour),
             per_day: text(key.rate_limit_per_day),
+            per_month: text(key.rate_limit_per_month),
             expires_at: key
                 .expires_at
                 .map(|at| at.format("%Y-%m-%dT%H:%M").to_string())
@@ -75,6 +77,7 @@ impl KeyForm {
             per_minute: text(limits.per_minute),
             per_hour: text(limits.per_hour),
             per_day: text(limits.per_day),
+            per_month: text(limits.per_month),
             ..KeyForm::default()
         }
     }
@@ -86,6 +89,7 @@ impl KeyForm {
             per_minute: field(form, "rate_limit_per_minute").to_owned(),
             per_hour: field(form, "rate_limit_per_hour").to_owned(),
             per_day: field(form, "rate_limit_per_day").to_owned(),
+            per_month: field(form, "rate_limit_per_month").to_owned(),
             expires_at: field(form, "expires_at").to_owned(),
             scopes: field(form, "scopes").to_owned(),
             ip_allowlist: field(form, "ip_allowlist").to_owned(),
@@ -118,6 +122,7 @@ impl KeyForm {
             per_minute: limit("rate_limit_per_minute", &self.per_minute),
             per_hour: limit("rate_limit_per_hour", &self.per_hour),
             per_day: limit("rate_limit_per_day", &self.per_day),
+            per_month: limit("rate_limit_per_month", &self.per_month),
         };
         let expires_at = match self.expires_at.as_str() {
             "" => None,

@@ -102,6 +102,8 @@ pub fn ceiling_text(ceiling: &Limits) -> String {
     ceiling
         .windows()
         .iter()
+        // A ceiling has no month of its own; one from KEY_RATE_LIMIT is shown.
+        .filter(|(window, limit)| *window != crate::limits::Window::Month || limit.is_some())
         .map(|(window, limit)| match limit {
             Some(n) => format!("{}/{}", thousands(u64::from(*n)), window.name()),
             None => format!("no limit per {}", window.name()),
@@ -270,6 +272,7 @@ pub async fn update(
             per_minute: Some(limits.per_minute),
             per_hour: Some(limits.per_hour),
             per_day: Some(limits.per_day),
+            per_month: Some(limits.per_month),
             expires_at: Some(parsed.expires_at),
             is_active: None,
             meta: Some(contract.meta),

@@ -9,7 +9,7 @@ fn schemas() -> Value {
     let key = json!({
         "type": "object",
         "required": ["id", "name", "prefix", "owner", "owner_id", "rate_limit_per_minute", "rate_limit_per_hour",
-                     "rate_limit_per_day", "expires_at", "is_active", "status", "created_at", "updated_at", "last_used_at",
+                     "rate_limit_per_day", "rate_limit_per_month", "expires_at", "is_active", "status", "created_at", "updated_at", "last_used_at",
                      "meta", "scopes", "ip_allowlist", "previous_secret_expires_at"],
         "properties": {
             "id": {"type": "integer"},
@@ -20,6 +20,7 @@ fn schemas() -> Value {
             "rate_limit_per_minute": {"type": ["integer", "null"], "minimum": 1},
             "rate_limit_per_hour": {"type": ["integer", "null"], "minimum": 1},
             "rate_limit_per_day": {"type": ["integer", "null"], "minimum": 1},
+            "rate_limit_per_month": {"type": ["integer", "null"], "minimum": 1, "description": "per calendar month, UTC"},
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
             "is_active": {"type": "boolean"},
             "status": {"enum": ["active", "inactive", "expired"]},
@@ -103,10 +104,12 @@ fn schemas() -> Value {
             "name": name.clone(),
             "owner": {"allOf": [email.clone()], "description": "the owner's email (admins: anyone; users: only their own); 404 when no user has it"},
             "rate_limit_per_minute": limit.clone(), "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
+            "rate_limit_per_month": limit.clone(),
             "expires_at": expiry.clone(), "meta": meta.clone(), "scopes": scopes.clone(), "ip_allowlist": ip_allowlist.clone()}},
         "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
             "name": name, "rate_limit_per_minute": limit.clone(),
             "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
+            "rate_limit_per_month": limit.clone(),
             "expires_at": expiry.clone(), "is_active": {"type": "boolean"},
             "meta": meta.clone(), "scopes": scopes.clone(), "ip_allowlist": ip_allowlist.clone()}},
         "KeyRoll": {"type": "object", "additionalProperties": false, "properties": {
@@ -119,6 +122,7 @@ fn schemas() -> Value {
             "key_sha256": {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"},
             "owner": {"type": "string"}, "name": {"type": "string"}, "prefix": {"type": "string"},
             "rate_limit_per_minute": limit.clone(), "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
+            "rate_limit_per_month": limit.clone(),
             "expires_at": expiry.clone(), "is_active": {"type": "boolean"},
             "created_at": {"type": ["string", "null"], "format": "date-time"},
             "last_used_at": {"type": ["string", "null"], "format": "date-time"},
