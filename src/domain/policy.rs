@@ -145,10 +145,12 @@ pub fn may_change(actor: Actor, ceiling: &Limits, key: &ApiKey, patch: &KeyChang
         ),
         (Window::Hour, patch.per_hour, ceiling.per_hour, current.per_hour),
         (Window::Day, patch.per_day, ceiling.per_day, current.per_day),
+        // A ceiling has no month of its own: a monthly limit an admin set is then its own
+        // ceiling (a quota the owner may lower, never raise or remove).
         (
             Window::Month,
             patch.per_month,
-            ceiling.per_month,
+            ceiling.per_month.or(current.per_month),
             current.per_month,
         ),
     ];

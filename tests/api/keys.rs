@@ -14,6 +14,7 @@ on_both_backends!(
     an_api_key_cannot_manage_keys,
     only_admins_create_keys_for_other_users,
     stats_show_current_windows_and_the_last_24_hours,
+    owners_may_lower_a_monthly_limit_but_not_raise_or_remove_it,
 );
 
 /// The key string never appears in a response after the one that created it.
@@ -319,4 +320,48 @@ async fn stats_show_current_windows_and_the_last_24_hours(app: TestApp) {
     assert_eq!(history[20]["allowed"], 11);
     let summed: i64 = history.iter().map(|h| h["allowed"].as_i64().unwrap_or(0)).sum();
     assert_eq!(summed, 16, "the 30-hour-old row is outside the history");
+}
+
+/// A monthly limit an admin set is a quota: the key's owner may lower it, never raise or remove
+/// it — also when an admin lifted the owner's ceiling, which has no month of its own.
+async fn owners_may_lower_a_monthly_limit_but_not_raise_or_remove_it(app: TestApp) {
+    let admin = app.admin().await;
+    for (email, owner) in [
+        ("capped@example.com", app.user("capped@example.com").await),
+        ("free@example.com", app.unlimited_user("free@example.com").await),
+    ] {
+        let created = app
+            .create_key(
+                &admin,
+                json!({"name": "metered", "owner": email, "rate_limit_per_month": 100}),
+            )
+            .await;
+        let path = format!("/api/api-keys/{}/", created["id"]);
+        for hostile in [
+            json!({"rate_limit_per_month": null}),
+            json!({"rate_limit_per_month": 101}),
+        ] {
+            app.patch(&path, &owner.auth(), hostile.clone())
+                .await
+                .assert_error(403, "forbidden");
+        }
+        let lowered = app
+            .patch(&path, &owner.auth(), json!({"rate_limit_per_month": 40}))
+            .await;
+        assert_eq!(lowered.status, 200, "{}: {}", email, lowered.text);
+        assert_eq!(lowered.body["rate_limit_per_month"], 40);
+        app.patch(&path, &owner.auth(), json!({"rate_limit_per_month": 100}))
+            .await
+            .assert_error(403, "forbidden");
+        let raised = app
+            .patch(&path, &admin.auth(), json!({"rate_limit_per_month": 1000}))
+            .await;
+        assert_eq!(raised.status, 200, "an admin may: {}", raised.text);
+    }
+    // On a key of their own without one, an owner may add a monthly limit: it only restricts.
+    let owner = app.user("own@example.com").await;
+    let mine = app
+        .create_key(&owner, json!({"name": "mine", "rate_limit_per_month": 5000}))
+        .await;
+    assert_eq!(mine["rate_limit_per_month"], 5000);
 }
