@@ -115,6 +115,15 @@ impl Limits {
         }
     }
 
+    /// The windows in use: minute, hour and day always (a key counts an unlimited one
+    /// too, for its stats), the month only when limited: a fifth window on every key
+    /// would cost every request a larger Redis value and the calendar arithmetic.
+    pub fn in_use(&self) -> Vec<(Window, Option<Limit>)> {
+        let mut windows = self.windows().to_vec();
+        windows.retain(|&(window, limit)| window != Window::Month || limit.is_some());
+        windows
+    }
+
     /// The windows in order, with their limits.
     pub fn windows(&self) -> [(Window, Option<Limit>); 4] {
         [

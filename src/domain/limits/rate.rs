@@ -83,12 +83,6 @@ impl Window {
         }
     }
 
-    /// Seconds from `unix_now` until the current window ends.
-    pub fn seconds_to_reset(self, unix_now: u64) -> u64 {
-        let span = self.span(unix_now * 1000);
-        (span.start_ms + span.length_ms) / 1000 - unix_now
-    }
-
     fn parse(unit: &str) -> Option<Self> {
         // The short forms are the ones Django REST Framework accepts ("100/min", "5/s").
         match unit {
@@ -107,45 +101,27 @@ impl Window {
     }
 }
 
-/// Calendar months in UTC, by days since 1970 (Howard Hinnant's `civil_from_days`, the same
-/// integer arithmetic as `rate_limit.lua`, so both stores agree to the millisecond).
+/// Calendar months in UTC. The Redis script finds them with its own integer arithmetic; the
+/// two agree, as a replay across month ends on both stores shows (`tests/api/limits.rs`).
 pub mod calendar {
+    use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime};
+
     use super::Span;
-
-    const DAY_MS: u64 = 86_400_000;
-
-    /// (year, month 1–12, day 1–31) of `days` since 1970-01-01.
-    pub fn civil(days: u64) -> (u64, u64, u64) {
-        let z = days + 719_468;
-        let era = z / 146_097;
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + u64::from(month <= 2);
-        (year, month, day)
-    }
-
-    pub fn days_in_month(year: u64, month: u64) -> u64 {
-        match month {
-            2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        }
-    }
 
     /// The number of the month containing `now_ms` (0 = January 1970) and its span.
     pub fn month(now_ms: u64) -> (u64, Span) {
-        let days = now_ms / DAY_MS;
-        let (year, month, day) = civil(days);
+        let ms = |date: NaiveDate| date.and_time(NaiveTime::MIN).and_utc().timestamp_millis() as u64;
+        let day = DateTime::from_timestamp_millis(now_ms as i64)
+            .unwrap_or_default()
+            .date_naive();
+        let first = day.with_day(1).unwrap_or(day);
+        let next = first.checked_add_months(Months::new(1)).unwrap_or(first);
+        let number = u64::from(day.year().abs_diff(1970)) * 12 + u64::from(day.month0());
         let span = Span {
-            start_ms: (days - (day - 1)) * DAY_MS,
-            length_ms: days_in_month(year, month) * DAY_MS,
+            start_ms: ms(first),
+            length_ms: ms(next) - ms(first),
         };
-        ((year - 1970) * 12 + (month - 1), span)
+        (number, span)
     }
 }
 

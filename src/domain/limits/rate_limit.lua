@@ -6,7 +6,8 @@
 -- current clock-aligned window's count and the previous window's count. Each window's number is
 -- derived from the time of the last update (every window is rolled at every update), as in
 -- the in-process store's Counters. One GET and one SET per caller: measured against a hash of
--- nine fields (HMGET, HSET), 28% less script time per caller (bench/run's capacity figures).
+-- nine fields (HMGET, HSET), 28% less script time per call (redis-benchmark, 14 warm callers a
+-- call; docs/bench-2026-11-29-packed-script.txt).
 --
 -- ARGV[1]  clock override in Unix ms (0 = Redis TIME; tests pass a fixed time)
 -- ARGV[2]  number of policies, then each policy: n, then n pairs (window seconds, limit or -1
@@ -28,7 +29,8 @@ if now == 0 then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 -- The calendar month (UTC) containing `ms`: its number (0 = January 1970), start and length
--- in ms. Howard Hinnant's civil_from_days, as limits::rate::calendar.
+-- in ms (Howard Hinnant's civil_from_days; agrees with limits::rate::calendar, which uses chrono:
+-- a replay across month ends on both stores checks it).
 local DAY = 86400000
 local function month_of(ms)
   local days = math.floor(ms / DAY)

@@ -100,10 +100,8 @@ async fn owners(state: &AppState, member: &Member) -> Result<Vec<String>, AdminE
 /// `60/minute, 1,000/hour, no limit per day`.
 pub fn ceiling_text(ceiling: &Limits) -> String {
     ceiling
-        .windows()
+        .in_use()
         .iter()
-        // A ceiling has no month of its own; one from KEY_RATE_LIMIT is shown.
-        .filter(|(window, limit)| *window != crate::limits::Window::Month || limit.is_some())
         .map(|(window, limit)| match limit {
             Some(n) => format!("{}/{}", thousands(u64::from(*n)), window.name()),
             None => format!("no limit per {}", window.name()),
