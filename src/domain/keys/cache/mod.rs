@@ -76,17 +76,31 @@ fn insert_unless_forgotten(
     }
 }
 
-/// One running background re-read: frees its place when dropped.
-struct RefreshSlot {
-    hash: [u8; 32],
-    refreshing: Cache<[u8; 32], ()>,
-    refreshes: Arc<AtomicUsize>,
+/// The key behind `hash`, read from the database.
+async fn read(pool: &DbPool, hash: [u8; 32]) -> Result<Option<Arc<KeyInfo>>, DbError> {
+    let lookup = KeyHash::from_digest(&hash).as_str().to_owned();
+    let by_hash = lookup.clone();
+    let found = db::run(pool, move |conn| {
+        ApiKey::find_by_hash(conn, &by_hash).map_err(DbError::Query)
+    })
+    .await?;
+    Ok(found.map(|(key, owner_email)| Arc::new(KeyInfo::of(&key, owner_email, &lookup))))
+}
+
+/// One running background re-read: frees its place when dropped (also when its task is).
+struct RefreshSlot(Arc<AtomicUsize>);
+
+impl RefreshSlot {
+    /// One of `limit` places, if one is free.
+    fn take(running: &Arc<AtomicUsize>, limit: usize) -> Option<RefreshSlot> {
+        let slot = RefreshSlot(running.clone());
+        (running.fetch_add(1, Ordering::AcqRel) < limit).then_some(slot)
+    }
 }
 
 impl Drop for RefreshSlot {
     fn drop(&mut self) {
-        self.refreshing.invalidate(&self.hash);
-        self.refreshes.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -172,8 +186,7 @@ pub struct KeyCache {
     /// Keyed by the raw SHA-256 of the key. An entry lives 60 s; a lookup after
     /// `refresh_after` re-reads it in the background (see `refresh_ahead`).
     known: Cache<[u8; 32], Cached>,
-    /// Keys being re-read right now (one re-read per key at a time), and how many.
-    refreshing: Cache<[u8; 32], ()>,
+    /// Background re-reads under way.
     refreshes: Arc<AtomicUsize>,
     refresh_after: Duration,
     /// Users by id (`None`: no such user).
@@ -235,10 +248,6 @@ impl KeyCache {
                 .max_capacity(Self::CAPACITY)
                 .time_to_live(Duration::from_secs(60))
                 .support_invalidation_closures()
-                .build(),
-            refreshing: Cache::builder()
-                .max_capacity(Self::CAPACITY)
-                .time_to_live(Duration::from_secs(10))
                 .build(),
             refresh_after: Self::REFRESH_AFTER,
             refreshes: Arc::new(AtomicUsize::new(0)),
@@ -324,64 +333,31 @@ impl KeyCache {
             return Ok(None);
         }
         self.lookups.mine()[MISS].fetch_add(1, Ordering::Relaxed);
-        let lookup = KeyHash::from_digest(&hash).as_str().to_owned();
-        let lookup_hash = lookup.clone();
-        let found = db::run(pool, move |conn| {
-            ApiKey::find_by_hash(conn, &lookup).map_err(DbError::Query)
-        })
-        .await?;
+        let found = read(pool, hash).await?;
         // Cached only if no key was forgotten meanwhile: what was read may predate the change.
-        let current = self.generation.load(Ordering::Acquire) == generation;
-        Ok(match found {
-            Some((key, owner_email)) => {
-                let info = Arc::new(KeyInfo::of(&key, owner_email, &lookup_hash));
-                if current {
-                    insert_unless_forgotten(&self.known, &self.generation, generation, hash, info.clone());
-                }
-                Some(info)
+        match &found {
+            Some(info) => {
+                insert_unless_forgotten(&self.known, &self.generation, generation, hash, info.clone())
             }
-            None => {
-                if current {
-                    self.unknown.insert(hash, ());
-                }
-                None
-            }
-        })
+            None if self.generation.load(Ordering::Acquire) == generation => self.unknown.insert(hash, ()),
+            None => {}
+        }
+        Ok(found)
     }
 
     /// Re-reads the key behind `hash` in the background while requests go on using the cached
-    /// copy: one re-read per key at a time; a key gone from the database leaves the cache; a
-    /// failed read keeps the copy until its expiry.
+    /// copy, at most `MAX_REFRESHES` at once (a key read twice meanwhile costs one read more,
+    /// no harm); a key gone from the database leaves the cache; a failed read keeps the copy
+    /// until its expiry.
     fn refresh_ahead(&self, pool: &DbPool, hash: [u8; 32], generation: u64) {
-        if self.refreshes.fetch_add(1, Ordering::AcqRel) >= Self::MAX_REFRESHES {
-            self.refreshes.fetch_sub(1, Ordering::AcqRel);
+        let Some(slot) = RefreshSlot::take(&self.refreshes, Self::MAX_REFRESHES) else {
             return;
-        }
-        if !self.refreshing.entry(hash).or_insert(()).is_fresh() {
-            self.refreshes.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
-        let (pool, known) = (pool.clone(), self.known.clone());
-        let current = self.generation.clone();
-        // Releases the slot and the key's mark however the task ends (also if it is dropped).
-        let slot = RefreshSlot {
-            hash,
-            refreshing: self.refreshing.clone(),
-            refreshes: self.refreshes.clone(),
         };
+        let (pool, known, current) = (pool.clone(), self.known.clone(), self.generation.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let lookup = KeyHash::from_digest(&hash).as_str().to_owned();
-            let by_hash = lookup.clone();
-            let found = db::run(&pool, move |conn| {
-                ApiKey::find_by_hash(conn, &by_hash).map_err(DbError::Query)
-            })
-            .await;
-            match found {
-                Ok(Some((key, owner_email))) => {
-                    let info = Arc::new(KeyInfo::of(&key, owner_email, &lookup));
-                    insert_unless_forgotten(&known, &current, generation, hash, info);
-                }
+            match read(&pool, hash).await {
+                Ok(Some(info)) => insert_unless_forgotten(&known, &current, generation, hash, info),
                 Ok(None) => known.invalidate(&hash),
                 Err(e) => log::warn!("could not re-read a cached key (kept until it expires): {e}"),
             }
@@ -436,5 +412,24 @@ impl KeyCache {
         self.users.invalidate_all();
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.user_generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Places are given back however a re-read ends, also when refused for being full.
+    #[test]
+    fn refresh_slots_are_bounded_and_always_given_back() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let first = RefreshSlot::take(&running, 2).expect("a free place");
+        let second = RefreshSlot::take(&running, 2).expect("a free place");
+        assert!(RefreshSlot::take(&running, 2).is_none(), "full");
+        assert_eq!(running.load(Ordering::Acquire), 2, "a refusal holds nothing");
+        drop(first);
+        let third = RefreshSlot::take(&running, 2).expect("given back");
+        drop((second, third));
+        assert_eq!(running.load(Ordering::Acquire), 0);
     }
 }
