@@ -299,13 +299,11 @@ async fn both_stores_decide_identically_across_months() {
     .enumerate()
     {
         let k = Bucket::Key(KeyId(40 + i as i64));
-        let mut now = start;
-        for step in 0..300u64 {
-            // Steps from a millisecond to about 50 minutes, crossing midnight and the month.
-            now += (step * 7_919 * 13) % 3_000_000 + 1;
-            let (a, b) = (memory.hit(k, &p, 1, now).await, redis.hit(k, &p, 1, now).await);
-            assert_eq!(a, b, "start {i}, step {step} at {now}");
-        }
+        // Steps from a millisecond to about 50 minutes, crossing midnight and the month.
+        let now = replay(&memory, &redis, k, &p, start, 300, |step| {
+            (step * 7_919 * 13) % 3_000_000 + 1
+        })
+        .await;
         assert!(
             now > start + 2 * 86_400_000,
             "the run crossed into the next month"
@@ -322,15 +320,36 @@ async fn both_stores_decide_identically_step_by_step() {
         (Window::Minute, Limit::new(7)),
         (Window::Hour, Limit::new(20)),
     ]);
-    let mut now = T0 + 123;
-    for step in 0..200u64 {
-        now += (step * 7_919) % 9_000;
-        let (a, b) = (
-            memory.hit(Bucket::Key(KeyId(9)), &p, 1, now).await,
-            redis.hit(Bucket::Key(KeyId(9)), &p, 1, now).await,
-        );
-        assert_eq!(a, b, "step {step} at {now}");
+    replay(
+        &memory,
+        &redis,
+        Bucket::Key(KeyId(9)),
+        &p,
+        T0 + 123,
+        200,
+        |step| (step * 7_919) % 9_000,
+    )
+    .await;
+}
+
+/// Sends the same `steps` requests to both stores, `step(n)` ms apart, and requires the same
+/// decision each time; returns the time of the last.
+async fn replay(
+    memory: &Store,
+    redis: &Store,
+    k: Bucket,
+    p: &Policy,
+    start: u64,
+    steps: u64,
+    step: impl Fn(u64) -> u64,
+) -> u64 {
+    let mut now = start;
+    for n in 0..steps {
+        now += step(n);
+        let (a, b) = (memory.hit(k, p, 1, now).await, redis.hit(k, p, 1, now).await);
+        assert_eq!(a, b, "{k:?}, step {n} at {now}");
     }
+    now
 }
 
 #[actix_web::test]

@@ -80,19 +80,12 @@ impl<'a> KeyView<'a> {
 /// A new key's limits as a body gives them: an absent limit takes the default
 /// (`KEY_RATE_LIMIT`); `null` means no limit.
 pub fn limits_or(f: &mut Fields, defaults: Limits) -> Limits {
+    let mut limit = |field, default| f.integer(field, Limit::parse).unwrap_or(default);
     Limits {
-        per_minute: f
-            .integer("rate_limit_per_minute", Limit::parse)
-            .unwrap_or(defaults.per_minute),
-        per_hour: f
-            .integer("rate_limit_per_hour", Limit::parse)
-            .unwrap_or(defaults.per_hour),
-        per_day: f
-            .integer("rate_limit_per_day", Limit::parse)
-            .unwrap_or(defaults.per_day),
-        per_month: f
-            .integer("rate_limit_per_month", Limit::parse)
-            .unwrap_or(defaults.per_month),
+        per_minute: limit("rate_limit_per_minute", defaults.per_minute),
+        per_hour: limit("rate_limit_per_hour", defaults.per_hour),
+        per_day: limit("rate_limit_per_day", defaults.per_day),
+        per_month: limit("rate_limit_per_month", defaults.per_month),
     }
 }
 
