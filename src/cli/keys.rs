@@ -8,6 +8,7 @@ use keygate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use keygate::db::{DbPool, KeyId, UserId};
 use keygate::keys::service::{self, Actor, NewKey};
 use keygate::keys::{KeyName, KeyStatus};
+use keygate::ledger::CreditChange;
 use keygate::limits::{Limit, Limits};
 use keygate::routes::api::import;
 use keygate::startup;
@@ -210,6 +211,7 @@ fn describe(e: &service::KeyError) -> String {
         service::KeyError::Forbidden(refusal) => refusal.to_string(),
         service::KeyError::UnknownOwner | service::KeyError::OwnerInactive => e.to_string(),
         service::KeyError::Db(e) => e.to_string(),
+        service::KeyError::Ledger(e) => e.to_string(),
     }
 }
 
@@ -239,6 +241,7 @@ async fn create(
         limits,
         expires_at,
         contract,
+        credits: CreditChange::default(),
     };
     let (record, issued) = service::create(pool, operator, settings.key_rate_limit, new, now)
         .await

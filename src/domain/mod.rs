@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod contract;
 pub mod keys;
+pub mod ledger;
 pub mod limits;
 pub mod policy;
 pub mod rules;

@@ -18,6 +18,7 @@ use chrono::NaiveDateTime;
 use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use crate::db::UserId;
 use crate::db::models::{ApiKey, User};
+use crate::ledger::CreditChange;
 use crate::limits::{Limit, Limits, Window};
 
 /// Who is acting.
@@ -50,6 +51,14 @@ pub struct KeyChange {
     pub meta: Option<Option<Meta>>,
     pub scopes: Option<Scopes>,
     pub ip_allowlist: Option<IpAllowlist>,
+}
+
+/// Credits are the price list: only admins set, top up or refill them, on keys and on plans.
+pub fn may_change_credits(actor: Actor, change: &CreditChange) -> Result<(), Refusal> {
+    if change.is_empty() {
+        return Ok(());
+    }
+    require_admin(actor, "set or add credits")
 }
 
 /// A rule refused the action; the sentence says which.

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::db::DbError;
 use crate::keys::service::KeyError;
+use crate::ledger::LedgerError;
 use crate::users::UserError;
 use crate::users::token::TokenError;
 use crate::validation::FieldErrors;
@@ -41,6 +42,14 @@ pub enum ApiError {
         limit: u32,
         window: &'static str,
         retry_after: u64,
+    },
+    /// A balance cannot pay for the request: 429 while a refill will come (`retry_after`
+    /// seconds), 403 when none will.
+    #[error("{message}")]
+    QuotaExhausted {
+        message: String,
+        remaining: u64,
+        retry_after: Option<u64>,
     },
     #[error("Rate limits cannot be checked right now; try again shortly.")]
     RateLimiterUnavailable,
@@ -101,6 +110,14 @@ impl ApiError {
             ApiError::InsufficientScope(missing) => {
                 body.insert("missing_scopes".into(), json!(missing));
             }
+            ApiError::QuotaExhausted {
+                remaining,
+                retry_after,
+                ..
+            } => {
+                body.insert("remaining".into(), json!(remaining));
+                body.insert("retry_after".into(), json!(retry_after));
+            }
             _ => {}
         }
         Value::Object(body)
@@ -129,7 +146,12 @@ impl ApiError {
                     headers.push((header::ALLOW, value));
                 }
             }
-            ApiError::RateLimitExceeded { retry_after, .. } | ApiError::TooManyAttempts { retry_after } => {
+            ApiError::RateLimitExceeded { retry_after, .. }
+            | ApiError::TooManyAttempts { retry_after }
+            | ApiError::QuotaExhausted {
+                retry_after: Some(retry_after),
+                ..
+            } => {
                 headers.push((header::RETRY_AFTER, HeaderValue::from(*retry_after)));
             }
             _ => {}
@@ -154,6 +176,7 @@ impl ApiError {
             ApiError::ApiKeyExpired => "api_key_expired",
             ApiError::ApiKeyInactive => "api_key_inactive",
             ApiError::RateLimitExceeded { .. } => "rate_limit_exceeded",
+            ApiError::QuotaExhausted { .. } => "quota_exhausted",
             ApiError::RateLimiterUnavailable => "rate_limiter_unavailable",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::InsufficientScope(_) => "insufficient_scope",
@@ -190,6 +213,20 @@ impl From<KeyError> for ApiError {
             KeyError::UnknownOwner => ApiError::UnknownUser,
             KeyError::OwnerInactive => ApiError::Conflict("The owner's account is deactivated.".into()),
             KeyError::Db(e) => e.into(),
+            KeyError::Ledger(e) => e.into(),
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> ApiError {
+        match e {
+            LedgerError::Limiter(_) => ApiError::RateLimiterUnavailable,
+            LedgerError::Db(e) => e.into(),
+            LedgerError::Unseeded => ApiError::internal(e),
+            LedgerError::NoBalance => ApiError::Conflict(
+                "There is no credit balance to add to (credits are unlimited); set one with {\"set\": N} first.".into(),
+            ),
         }
     }
 }
@@ -243,6 +280,10 @@ impl ResponseError for ApiError {
             ApiError::RateLimitExceeded { .. } | ApiError::TooManyAttempts { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
+            ApiError::QuotaExhausted { retry_after, .. } => match retry_after {
+                Some(_) => StatusCode::TOO_MANY_REQUESTS,
+                None => StatusCode::FORBIDDEN,
+            },
             ApiError::RateLimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Forbidden(_) | ApiError::InsufficientScope(_) | ApiError::IpNotAllowed => {
                 StatusCode::FORBIDDEN

@@ -33,7 +33,7 @@ use crate::keys::KeyStatus;
 use crate::keys::cache::{KeyInfo, UserStanding};
 use crate::keys::secret::PresentedKey;
 use crate::limits::headers::RateLimitHeaders;
-use crate::limits::{Bucket, LimiterError, Policy};
+use crate::limits::{Bucket, LimiterError, Part, Policy, Refusal};
 use crate::metrics::{Outcome, Tier};
 use crate::rules::Need;
 use crate::state::AppState;
@@ -150,18 +150,26 @@ async fn admit(state: &AppState, req: &ServiceRequest, charge: Charge) -> Result
             &state.anon_policy,
         ),
     };
-    let decision = match state.limiter.hit(bucket, policy, cost, now).await {
-        Ok(decision) => decision,
-        Err(LimiterError::Unavailable) => return Err(refuse(tier, ApiError::RateLimiterUnavailable)),
+    let decided = match &identity {
+        Identity::Key(info) if let Some(ask) = &info.ask => {
+            state.ledger.charge(ask, cost, now).await.map_err(ApiError::from)
+        }
+        _ => (state.limiter.hit(bucket, policy, cost, now).await)
+            .map_err(|LimiterError::Unavailable| ApiError::RateLimiterUnavailable),
     };
+    let decision = decided.map_err(|error| refuse(tier, error))?;
     if let Identity::Key(info) = &identity
         && cost > 0
     {
         state.usage.record(info.id, decision.allowed, now);
     }
     let headers = RateLimitHeaders::of(&decision, policy);
-    if let Some((window, _)) = decision.refusal() {
-        let error = rate_limit_exceeded(state, &identity, window, headers.as_ref());
+    if !decision.allowed {
+        let error = match decision.refused_by() {
+            Some(refusal) => refused(state, &identity, refusal, headers.as_ref()),
+            // A store refused with no window at all: nothing to name, still refused.
+            None => ApiError::RateLimiterUnavailable,
+        };
         return Err((tier, Refused { error, headers }));
     }
     let caller = Caller {
@@ -243,21 +251,56 @@ fn may_pass(identity: &Identity, client_ip: Option<IpAddr>, needed: &[Scope]) ->
     }
 }
 
-/// The 429 of a refused window; its wait is the one the RateLimit headers carry.
-fn rate_limit_exceeded(
+/// The answer to a refused request: 429 for a full window (its wait is the one the RateLimit
+/// headers carry), 429 or 403 for a balance that cannot pay.
+fn refused(
     state: &AppState,
     identity: &Identity,
-    window: &crate::limits::WindowCount,
+    refusal: Refusal,
     headers: Option<&RateLimitHeaders>,
 ) -> ApiError {
     let retry_after = headers.and_then(|h| h.retry_after).unwrap_or(1);
+    let plural = if retry_after == 1 { "" } else { "s" };
+    let (window, whose) = match refusal {
+        Refusal::Window { count, part, .. } => (count, part),
+        Refusal::Credits {
+            balance,
+            wait_ms,
+            part,
+        } => {
+            let whose = if part == Part::Plan {
+                "Your plan's"
+            } else {
+                "This API key's"
+            };
+            let message = match wait_ms {
+                Some(_) => format!(
+                    "{whose} credits are used up ({} left). They are refilled in {retry_after} second{plural}.",
+                    balance.remaining
+                ),
+                None => format!(
+                    "{whose} credits are used up ({} left), and no refill is set.",
+                    balance.remaining
+                ),
+            };
+            return ApiError::QuotaExhausted {
+                message,
+                remaining: balance.remaining,
+                retry_after: wait_ms.map(|_| retry_after),
+            };
+        }
+    };
     let limit = window.limit.map_or(0, crate::limits::Limit::get);
+    let across = if whose == Part::Plan {
+        " across all of your keys (your plan)"
+    } else {
+        ""
+    };
     let message = match identity {
         Identity::Anonymous => state.anon_message.clone(),
         _ => format!(
-            "Rate limit exceeded: {limit} requests per {}. Try again in {retry_after} second{}.",
+            "Rate limit exceeded: {limit} requests per {}{across}. Try again in {retry_after} second{plural}.",
             window.window.name(),
-            if retry_after == 1 { "" } else { "s" }
         ),
     };
     ApiError::RateLimitExceeded {

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::gate::{LogTag, gate};
 use crate::keys::cache::KeyCache;
 use crate::keys::handoff::Handoff;
+use crate::ledger::Ledger;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::memory::MemoryStore;
 use crate::limits::{Limiter, Policy};
@@ -118,6 +119,8 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
     );
     let usage = Arc::new(UsageRecorder::new(pool.clone()));
     usage.spawn_flusher(settings.usage_flush_interval);
+    let ledger = Arc::new(Ledger::new(pool.clone(), limiter.clone()));
+    ledger.spawn_checkpoints(settings.usage_flush_interval);
 
     web::Data::new(AppState {
         pool: pool.clone(),
@@ -128,6 +131,7 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
         handoff,
         limiter,
         usage,
+        ledger,
         client_ip: ClientIpRule {
             trusted_hops: settings.trusted_proxy_hops,
             header: settings.client_ip_header.as_ref().map(|h| h.to_ascii_lowercase()),
@@ -210,6 +214,10 @@ impl Application {
         match self.state.usage.flush().await {
             Ok(keys) => log::info!("stopped; wrote the usage of {keys} key(s)"),
             Err(e) => log::error!("stopped, but could not write buffered usage: {e}"),
+        }
+        match self.state.ledger.checkpoint().await {
+            Ok(n) => log::info!("checkpointed {n} credit balance(s)"),
+            Err(e) => log::error!("stopped, but could not checkpoint credits: {e}"),
         }
         Ok(())
     }

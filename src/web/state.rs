@@ -10,6 +10,7 @@ use crate::db::DbPool;
 use crate::error::ApiError;
 use crate::keys::cache::KeyCache;
 use crate::keys::handoff::Handoff;
+use crate::ledger::Ledger;
 use crate::limits::Limits;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::{Limiter, Policy};
@@ -30,6 +31,8 @@ pub struct AppState {
     pub handoff: Handoff,
     pub limiter: Arc<Limiter>,
     pub usage: Arc<UsageRecorder>,
+    /// Credits: the live balances' checkpoints, seeds and admins' changes.
+    pub ledger: Arc<Ledger>,
     pub client_ip: ClientIpRule,
     /// `ANON_RATE_LIMIT`, per client address.
     pub anon_policy: Policy,

@@ -13,6 +13,7 @@ const DOMAIN: &[&str] = &[
     "clock",
     "contract",
     "keys",
+    "ledger",
     "users",
     "limits",
     "usage",

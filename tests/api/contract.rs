@@ -361,7 +361,7 @@ async fn verify_checks_scopes_cost_and_address_for_admins_and_service_keys(app: 
     assert_eq!(valid["meta"], json!({"tier": "gold"}));
     assert_eq!(valid["scopes"], json!(["orders:read", "reports:*"]));
     assert_eq!(
-        valid["remaining"], 7,
+        valid["ratelimit"]["remaining"], 7,
         "the VALID answer above cost 3; cost 0 counts nothing"
     );
     let missing = app

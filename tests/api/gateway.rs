@@ -373,17 +373,21 @@ async fn the_verify_api_answers_every_code_and_counts_only_when_asked() {
         peek.body["limits"],
         json!({"minute": 2, "hour": 1000, "day": null})
     );
-    assert_eq!(peek.body["remaining"], 2, "not counted");
+    assert_eq!(peek.body["ratelimit"]["remaining"], 2, "not counted");
+    assert_eq!(peek.body["remaining"], Value::Null, "no credits: unlimited");
     assert_eq!(
         verify(json!({"key": key, "consume": false}), admin.auth())
             .await
-            .body["remaining"],
+            .body["ratelimit"]["remaining"],
         2
     );
 
     let first = verify(json!({"key": key}), admin.auth()).await;
     assert_eq!(
-        (first.body["code"].as_str(), first.body["remaining"].as_i64()),
+        (
+            first.body["code"].as_str(),
+            first.body["ratelimit"]["remaining"].as_i64()
+        ),
         (Some("VALID"), Some(1)),
         "consume defaults to true"
     );

@@ -5,13 +5,14 @@ use futures_util::future::join_all;
 use keygate::db::{KeyId, UserId};
 use keygate::limits::memory::MemoryStore;
 use keygate::limits::redis::RedisStore;
-use keygate::limits::{Bucket, Decision, Limit, Policy, Window};
+use keygate::limits::{Ask, Bucket, Charged, Decision, Limit, Policy, Seeds, Window};
 use keygate::shared_redis::{RedisConn, RedisTarget};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::test_redis;
 
-enum Store {
+pub(crate) enum Store {
     Memory(MemoryStore),
     Redis(RedisStore),
 }
@@ -21,21 +22,32 @@ const T0: u64 = 1_900_000_000_000 - 1_900_000_000_000 % 86_400_000;
 const MINUTE: u64 = 60_000;
 
 impl Store {
-    async fn redis() -> Option<Store> {
+    pub(crate) async fn redis() -> Option<Store> {
         let env = test_redis()?;
-        let target = RedisTarget::Single(env.url.clone());
+        Some(Store::redis_at(&env.url, &env.prefix).await)
+    }
+
+    /// A Redis store under `prefix`: two made with one prefix are two instances sharing counts.
+    pub(crate) async fn redis_at(url: &str, prefix: &str) -> Store {
+        let target = RedisTarget::Single(url.to_owned());
         let conn = RedisConn::connect(&target, Duration::from_secs(2))
             .await
             .expect("connect to Redis");
-        Some(Store::Redis(RedisStore::new(
-            conn,
-            target,
-            &env.prefix,
-            Duration::from_secs(2),
-        )))
+        Store::Redis(RedisStore::new(conn, target, prefix, Duration::from_secs(2)))
     }
 
-    async fn hit(&self, bucket: Bucket, policy: &Policy, cost: u32, now_ms: u64) -> Decision {
+    /// Decides an ask at `now_ms`.
+    pub(crate) async fn charge(&self, ask: &Arc<Ask>, seeds: Seeds, cost: u32, now_ms: u64) -> Charged {
+        match self {
+            Store::Memory(store) => store.charge(ask, &seeds, cost, now_ms),
+            Store::Redis(store) => store
+                .charge(ask, seeds, cost, Some(now_ms))
+                .await
+                .expect("Redis answers"),
+        }
+    }
+
+    pub(crate) async fn hit(&self, bucket: Bucket, policy: &Policy, cost: u32, now_ms: u64) -> Decision {
         match self {
             Store::Memory(store) => store.hit(bucket, policy, cost, now_ms),
             Store::Redis(store) => store
@@ -68,6 +80,7 @@ impl Store {
     }
 }
 
+/// Generates one test per store (in process, Redis) for each named `async fn(Store)`.
 macro_rules! on_both_stores {
     ($($test:ident),+ $(,)?) => {
         mod memory {
@@ -86,6 +99,8 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+pub(crate) use on_both_stores;
 
 on_both_stores!(
     a_limit_of_n_lets_exactly_n_of_many_racing_requests_through,
@@ -231,7 +246,7 @@ async fn unlimited_windows_are_counted_but_never_refuse(store: Store) {
 }
 
 /// Unix ms of a UTC date and time.
-fn utc(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> u64 {
+pub(crate) fn utc(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> u64 {
     chrono::NaiveDate::from_ymd_opt(y, m, d)
         .and_then(|date| date.and_hms_opt(h, min, s))
         .expect("a valid date")

@@ -20,6 +20,7 @@ mod migrations;
 mod openapi;
 mod outage;
 mod portal;
+mod quota_store;
 mod repository;
 mod scale;
 mod semantics;

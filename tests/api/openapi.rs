@@ -187,6 +187,29 @@ async fn every_operation_answers_as_the_document_says_and_nothing_else_answers()
         "/api/api-keys/{id}/stats",
         app.get(&format!("/api/api-keys/{id}/stats/"), &user.auth()).await,
     );
+    for body in [
+        json!({"set": 100}),
+        json!({"add": 5}),
+        json!({"add": 1, "set": 2}),
+        json!({}),
+    ] {
+        check(
+            "post",
+            "/api/api-keys/{id}/credits",
+            app.post(&format!("/api/api-keys/{id}/credits/"), &admin.auth(), body)
+                .await,
+        );
+    }
+    check(
+        "post",
+        "/api/api-keys/{id}/credits",
+        app.post(
+            &format!("/api/api-keys/{id}/credits/"),
+            &user.auth(),
+            json!({"add": 5}),
+        )
+        .await,
+    );
     check(
         "post",
         "/api/api-keys/import",

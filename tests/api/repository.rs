@@ -4,7 +4,8 @@ use chrono::Duration;
 use diesel::result::{DatabaseErrorKind, Error};
 use keygate::db::DbConnection;
 use keygate::db::models::{
-    ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewUser, UsageRow, UsageTotals, User, UserChanges,
+    ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewCredits, NewUser, UsageRow, UsageTotals, User,
+    UserChanges,
 };
 
 use crate::helpers::on_both_databases;
@@ -56,6 +57,7 @@ fn key(conn: &mut DbConnection, owner: &User, name: &str, hash: &str) -> ApiKey 
             meta: None,
             scopes: "",
             ip_allowlist: "",
+            credits: NewCredits::default(),
         },
     )
     .expect("insert key")
@@ -140,7 +142,7 @@ fn keys_are_inserted_found_by_hash_listed_updated_and_deactivated(conn: &mut DbC
     assert_eq!(
         ApiKey::find_by_hash(conn, "hash-2")
             .expect("find")
-            .map(|(k, owner)| (k.id, owner)),
+            .map(|(k, owner)| (k.id, owner.email)),
         Some((second.id, "ada@example.com".to_owned()))
     );
     assert!(ApiKey::find_by_hash(conn, "nope").expect("find").is_none());
@@ -223,6 +225,7 @@ fn key_hashes_are_unique(conn: &mut DbConnection) {
             meta: None,
             scopes: "",
             ip_allowlist: "",
+            credits: NewCredits::default(),
         },
     );
     assert!(

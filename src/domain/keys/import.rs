@@ -14,7 +14,7 @@ use super::cache::KeyCache;
 use super::secret::KeyHash;
 use crate::clock::Now;
 use crate::contract::{Contract, Meta};
-use crate::db::models::{ApiKey, NewApiKey, User};
+use crate::db::models::{ApiKey, NewApiKey, NewCredits, User};
 use crate::db::{self, DbConnection, DbPool, UserId};
 use crate::limits::{Limit, Limits};
 use crate::policy::{self, Actor};
@@ -180,6 +180,8 @@ fn insert(
             meta: key.contract.meta.as_ref().map(Meta::as_str),
             scopes: &scopes,
             ip_allowlist: &ip_allowlist,
+            // Imported keys start with unlimited credits; an admin sets them afterwards.
+            credits: NewCredits::default(),
         },
     )?;
     Ok(())

@@ -9,12 +9,16 @@ use diesel::Connection;
 
 use crate::clock::Now;
 use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
-use crate::db::models::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, UsageRow, UsageTotals, User};
+use crate::db::models::{
+    ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewCredits, UsageRow, UsageTotals, User,
+};
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
 use crate::keys::KeyName;
 use crate::keys::cache::KeyCache;
 use crate::keys::secret::IssuedKey;
-use crate::limits::{Limit, Limits};
+use crate::ledger::{self, CreditChange, Ledger, LedgerError};
+use crate::limits::credits::Refill;
+use crate::limits::{Bucket, Limit, Limits};
 use crate::policy::{self, Refusal};
 pub use crate::policy::{Actor, KeyChange};
 use crate::users;
@@ -34,6 +38,8 @@ pub enum KeyError {
     OwnerInactive,
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
 impl From<diesel::result::Error> for KeyError {
@@ -57,6 +63,8 @@ pub struct NewKey {
     pub limits: Limits,
     pub expires_at: Option<NaiveDateTime>,
     pub contract: Contract,
+    /// A balance and refill (admins only; nothing to add to yet).
+    pub credits: CreditChange,
 }
 
 /// A partial change of a key: a new name, and what the policy judges.
@@ -90,7 +98,14 @@ pub async fn create(
         let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
         let ceiling = users::ceiling(&owner, &defaults);
         policy::may_create(actor, &ceiling, &new.limits, &new.contract)?;
+        policy::may_change_credits(actor, &new.credits)?;
         let issued = IssuedKey::generate();
+        let unix_ms = now.unix_ms();
+        let refill = new.credits.refill.flatten();
+        let (refill_amount, refill_interval, refill_day) = match refill.map(Refill::columns) {
+            Some((amount, interval, day)) => (Some(amount), Some(interval), day),
+            None => (None, None, None),
+        };
         let now = now.naive();
         let (scopes, ip_allowlist) = (new.contract.scopes.column(), new.contract.ip_allowlist.column());
         let key = ApiKey::insert(
@@ -112,6 +127,13 @@ pub async fn create(
                 meta: new.contract.meta.as_ref().map(Meta::as_str),
                 scopes: &scopes,
                 ip_allowlist: &ip_allowlist,
+                credits: NewCredits {
+                    remaining: new.credits.remaining.flatten().map(|n| n as i64),
+                    refill_amount,
+                    refill_interval,
+                    refill_day,
+                    credit_period: refill.map_or(0, |r| r.period(unix_ms) as i64),
+                },
             },
         )?;
         Ok((
@@ -206,6 +228,28 @@ pub async fn update(
     .await?;
     cache.changed(id).await;
     Ok(record)
+}
+
+/// An admin's change of a key's credits (balance, refill, top-up): applied in the counter
+/// store and the database by the ledger, then announced like any change of the key.
+pub async fn change_credits(
+    pool: &DbPool,
+    cache: &KeyCache,
+    ledger: &Ledger,
+    actor: Actor,
+    id: KeyId,
+    change: CreditChange,
+    now: Now,
+) -> Result<KeyRecord, KeyError> {
+    policy::may_change_credits(actor, &change)?;
+    let record = get(pool, actor, id).await?;
+    let key = &record.key;
+    let terms = ledger::key_terms(key);
+    ledger
+        .apply(key.user_id, Bucket::Key(id), terms, change, now)
+        .await?;
+    cache.changed(id).await;
+    get(pool, actor, id).await
 }
 
 /// The longest a replaced secret may keep working after a roll.

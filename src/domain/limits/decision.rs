@@ -155,6 +155,9 @@ pub struct Decision {
     /// The store's clock (Redis server time with Redis), Unix milliseconds.
     pub now_ms: u64,
     pub counts: Counts,
+    /// For an [`Ask`](super::Ask): the plan's windows and the credits (boxed: most requests
+    /// have none, and a decision is copied into every request).
+    pub quota: Option<Box<super::ask::Quota>>,
 }
 
 impl Decision {
@@ -164,6 +167,7 @@ impl Decision {
             allowed: true,
             now_ms,
             counts: Counts::default(),
+            quota: None,
         }
     }
 
@@ -225,5 +229,6 @@ pub(crate) fn assemble(
         allowed,
         now_ms,
         counts,
+        quota: None,
     }
 }

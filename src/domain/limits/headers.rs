@@ -4,7 +4,12 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::{Decision, Limit, Policy, Window};
+use base64::Engine;
+
+use super::ask::{Part, Quota, Refusal};
+use super::credits::Balance;
+use super::{Decision, Limit, Policy, Window, WindowCount};
+use crate::db::UserId;
 
 /// Header values for one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +18,7 @@ pub struct RateLimitHeaders {
     pub policy: Arc<str>,
     /// `RateLimit`: `"minute";r=12;t=37`, for the window with the least room.
     pub current: String,
-    pub limit: u32,
+    pub limit: u64,
     pub remaining: u64,
     /// `X-RateLimit-Reset`: Unix seconds.
     pub reset_at: u64,
@@ -30,6 +35,9 @@ impl RateLimitHeaders {
     /// `policy` is the one `decision` was made under (its `RateLimit-Policy` value is rendered
     /// once, with the policy).
     pub fn of(decision: &Decision, policy: &Policy) -> Option<RateLimitHeaders> {
+        if let Some(quota) = &decision.quota {
+            return of_quota(decision, policy, quota);
+        }
         let refusal = decision.refusal();
         let (window, seconds) = match refusal {
             Some((window, wait)) => (window, ceil_secs(wait).max(1)),
@@ -38,7 +46,7 @@ impl RateLimitHeaders {
                 (window, ceil_secs(window.reset_ms()).max(1))
             }
         };
-        let limit = window.limit?.get();
+        let limit = u64::from(window.limit?.get());
         let remaining = window.remaining().unwrap_or(0);
         Some(RateLimitHeaders {
             current: format!("\"{}\";r={remaining};t={seconds}", window.window.name()),
@@ -49,6 +57,127 @@ impl RateLimitHeaders {
             retry_after: refusal.map(|_| seconds),
         })
     }
+}
+
+/// One policy of an ask's decision: a key or plan window, or a balance.
+struct Item {
+    name: String,
+    /// The plan's partition key (its owner), so clients tell the plan's policies from the key's.
+    pk: Option<UserId>,
+    limit: u64,
+    remaining: u64,
+    /// Seconds until it resets (none for a balance that is never refilled).
+    reset: Option<u64>,
+    window: Option<u64>,
+}
+
+impl Item {
+    fn window(count: &WindowCount, part: Part, owner: UserId) -> Option<Item> {
+        let (name, pk) = match part {
+            Part::Key => (count.window.name().to_owned(), None),
+            Part::Plan => (format!("plan-{}", count.window.name()), Some(owner)),
+        };
+        Some(Item {
+            name,
+            pk,
+            limit: u64::from(count.limit?.get()),
+            remaining: count.remaining().unwrap_or(0),
+            reset: Some(ceil_secs(count.reset_ms()).max(1)),
+            window: Some(count.window.seconds()),
+        })
+    }
+
+    fn credits(balance: &Balance, part: Part, owner: UserId, now_ms: u64) -> Item {
+        let (name, pk) = match part {
+            Part::Key => ("credits".to_owned(), None),
+            Part::Plan => ("plan-credits".to_owned(), Some(owner)),
+        };
+        Item {
+            name,
+            pk,
+            limit: balance.refill.map_or(balance.remaining, |r| u64::from(r.amount)),
+            remaining: balance.remaining,
+            reset: balance
+                .next_refill_ms
+                .map(|at| ceil_secs(at.saturating_sub(now_ms)).max(1)),
+            window: balance.refill.map(|r| r.seconds()),
+        }
+    }
+
+    fn pk(&self) -> String {
+        self.pk.map_or_else(String::new, |owner| {
+            let key = base64::engine::general_purpose::STANDARD.encode(format!("u:{owner}"));
+            format!(";pk=:{key}:")
+        })
+    }
+}
+
+/// Headers for an ask's decision (draft -11's multiple policies): every policy in
+/// `RateLimit-Policy` (the key's windows, the plan's with its partition key, the balances as
+/// quota policies), and in `RateLimit` the one with the least room — or the one that refused.
+fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateLimitHeaders> {
+    let owner = quota.owner;
+    let mut items: Vec<Item> = decision
+        .counts
+        .iter()
+        .filter_map(|c| Item::window(c, Part::Key, owner))
+        .collect();
+    items.extend(
+        quota
+            .plan
+            .iter()
+            .flat_map(|p| p.iter())
+            .filter_map(|c| Item::window(c, Part::Plan, owner)),
+    );
+    for (balance, part) in [(&quota.credits, Part::Key), (&quota.plan_credits, Part::Plan)] {
+        if let Some(balance) = balance {
+            items.push(Item::credits(balance, part, owner, decision.now_ms));
+        }
+    }
+    let refusal = decision.refused_by();
+    let refused_name = refusal.map(|r| match r {
+        Refusal::Window {
+            count,
+            part: Part::Key,
+            ..
+        } => count.window.name().to_owned(),
+        Refusal::Window {
+            count,
+            part: Part::Plan,
+            ..
+        } => format!("plan-{}", count.window.name()),
+        Refusal::Credits { part: Part::Key, .. } => "credits".to_owned(),
+        Refusal::Credits { part: Part::Plan, .. } => "plan-credits".to_owned(),
+    });
+    let tightest = match &refused_name {
+        Some(name) => items.iter().find(|i| i.name == *name),
+        None => items.iter().min_by_key(|i| i.remaining),
+    }?;
+    let retry_after = refusal.map(|r| r.wait_ms().map_or(u64::MAX / 2, |ms| ceil_secs(ms).max(1)));
+    let seconds = retry_after.or(tightest.reset);
+    let mut header = policy.header().to_string();
+    for item in items
+        .iter()
+        .filter(|i| i.pk.is_some() || i.window.is_none() || i.name.contains("credits"))
+    {
+        let sep = if header.is_empty() { "" } else { ", " };
+        let w = item.window.map_or_else(String::new, |w| format!(";w={w}"));
+        let _ = write!(header, "{sep}\"{}\";q={}{w}{}", item.name, item.limit, item.pk());
+    }
+    let t = seconds.map_or_else(String::new, |t| format!(";t={t}"));
+    Some(RateLimitHeaders {
+        policy: header.into(),
+        current: format!(
+            "\"{}\";r={}{t}{}",
+            tightest.name,
+            tightest.remaining,
+            tightest.pk()
+        ),
+        limit: tightest.limit,
+        remaining: tightest.remaining,
+        reset_at: decision.now_ms / 1000 + seconds.unwrap_or(0),
+        retry_after: retry_after.filter(|_| refusal.is_some_and(|r| r.wait_ms().is_some())),
+    })
 }
 
 /// The `RateLimit-Policy` value of a policy's windows: the limited ones, shortest first.
@@ -123,7 +252,7 @@ mod tests {
                 for value in [&*h.policy, h.current.as_str()] {
                     prop_assert!(value.bytes().all(|b| (0x20..0x7f).contains(&b)), "{}", value);
                 }
-                prop_assert!(h.remaining <= u64::from(h.limit));
+                prop_assert!(h.remaining <= h.limit);
                 prop_assert!(h.reset_at >= now / 1000);
                 prop_assert_eq!(h.retry_after.is_some(), !d.allowed);
                 prop_assert!(h.retry_after.is_none_or(|s| s >= 1));

@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::credits::{CreditOp, CreditState, Credits};
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
 use super::refusals::Refusals;
-use super::{Bucket, Decision, Policy};
+use super::{Ask, Bucket, Charged, Decision, Policy, Seeds};
 use crate::clock::Now;
+use crate::db::UserId;
 use crate::limits::latency::Latency;
 use crate::shared_redis::{RedisConn, RedisTarget};
 
@@ -186,6 +188,95 @@ impl Limiter {
         match redis.mode {
             FailureMode::Local => Ok(self.memory.hit(bucket, policy, cost, unix_ms)),
             FailureMode::Open => Ok(Decision::unlimited(unix_ms)),
+            FailureMode::Closed => Err(LimiterError::Unavailable),
+        }
+    }
+
+    /// Decides an ask (credits, a plan): like [`Limiter::hit`], with no local refusal cache.
+    pub async fn charge(
+        &self,
+        ask: &Arc<Ask>,
+        seeds: Seeds,
+        cost: u32,
+        now: Now,
+    ) -> Result<Charged, LimiterError> {
+        let started = Instant::now();
+        let unix_ms = now.unix_ms();
+        let local = || self.memory.charge(ask, &seeds, cost, unix_ms);
+        let charged = match self.healthy_redis() {
+            None if self.redis.is_none() => Ok(local()),
+            Some((redis, store)) => match self.within(redis, store.charge(ask, seeds, cost, None)).await {
+                Some(charged) => Ok(charged),
+                None => self.fallback(local, unix_ms),
+            },
+            None => self.fallback(local, unix_ms),
+        };
+        self.stats.latency.observe(started.elapsed());
+        charged
+    }
+
+    /// A holder's balance in the store in charge: read, changed or forgotten (see
+    /// [`CreditOp`]). With Redis failing, the in-process store's (failure mode `local`) or
+    /// unavailable.
+    pub async fn credits(
+        &self,
+        owner: UserId,
+        bucket: Bucket,
+        op: CreditOp,
+        terms: Credits,
+        now_ms: u64,
+    ) -> Result<Option<CreditState>, LimiterError> {
+        let local = || self.memory.credits(bucket, op, terms, now_ms);
+        match self.healthy_redis() {
+            None if self.redis.is_none() => Ok(local()),
+            Some((redis, store)) => match self
+                .within(redis, store.credits(owner, bucket, op, terms, now_ms))
+                .await
+            {
+                Some(state) => Ok(state),
+                None if redis.mode == FailureMode::Local => Ok(local()),
+                None => Err(LimiterError::Unavailable),
+            },
+            None if self.redis.as_ref().is_some_and(|r| r.mode == FailureMode::Local) => Ok(local()),
+            None => Err(LimiterError::Unavailable),
+        }
+    }
+
+    fn healthy_redis(&self) -> Option<(&RedisBackend, &RedisStore)> {
+        let redis = self.redis.as_ref()?;
+        if !redis.healthy.load(Ordering::Acquire) {
+            return None;
+        }
+        Some((redis, redis.store.get()?))
+    }
+
+    /// `call`'s answer within the timeout; on an error or a late answer, `None` and the switch
+    /// to the failure mode.
+    async fn within<T>(
+        &self,
+        redis: &RedisBackend,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(redis.timeout, call).await {
+            Ok(Ok(answer)) => Some(answer),
+            Ok(Err(e)) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                redis.failed(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                redis.failed(&format!("no answer within {} ms", redis.timeout.as_millis()));
+                None
+            }
+        }
+    }
+
+    /// What the failure mode answers an ask while Redis fails.
+    fn fallback(&self, local: impl FnOnce() -> Charged, unix_ms: u64) -> Result<Charged, LimiterError> {
+        match self.redis.as_ref().map_or(FailureMode::Local, |r| r.mode) {
+            FailureMode::Local => Ok(local()),
+            FailureMode::Open => Ok(Charged::Decided(Decision::unlimited(unix_ms))),
             FailureMode::Closed => Err(LimiterError::Unavailable),
         }
     }

@@ -13,9 +13,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{Bucket, Decision, Policy, Window, decide};
+use super::credits::{CreditOp, CreditState, Credits};
+use super::{Ask, Before, Bucket, Charged, Decision, Part, Policy, Seeds, Window, decide};
 
 const SHARDS: usize = 64;
 
@@ -65,10 +66,16 @@ fn unix_seconds(now_ms: u64) -> u32 {
     (now_ms / 1000) as u32
 }
 
+type Shard = HashMap<Bucket, Counters>;
+
 pub struct MemoryStore {
-    shards: Vec<Mutex<HashMap<Bucket, Counters>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard: usize,
     hasher: RandomState,
+    /// Credit balances, never evicted (they are money; there is one per key or user with
+    /// credits). Every ask holds this lock while it decides, so an ask's two holders (key and
+    /// plan, maybe on two shards) change together; a plain request never takes it.
+    credits: Mutex<HashMap<Bucket, CreditState>>,
 }
 
 impl MemoryStore {
@@ -80,11 +87,96 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard: table_capacity(capacity.div_ceil(SHARDS)),
             hasher: RandomState::new(),
+            credits: Mutex::new(HashMap::new()),
         }
     }
 
-    fn shard(&self, bucket: &Bucket) -> &Mutex<HashMap<Bucket, Counters>> {
-        &self.shards[self.hasher.hash_one(bucket) as usize % SHARDS]
+    fn shard(&self, bucket: &Bucket) -> &Mutex<Shard> {
+        &self.shards[self.shard_of(bucket)]
+    }
+
+    fn shard_of(&self, bucket: &Bucket) -> usize {
+        self.hasher.hash_one(bucket) as usize % SHARDS
+    }
+
+    /// Decides an ask (see `limits::ask`): its key's and plan's windows and credits together,
+    /// atomically.
+    pub fn charge(&self, ask: &Ask, seeds: &Seeds, cost: u32, now_ms: u64) -> Charged {
+        let mut credits = self.credits.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut before = Before::default();
+        for (part, meter) in ask.meters() {
+            let Some(terms) = meter.credits else { continue };
+            let Some(state) = credits.get(&meter.bucket).copied().or(seeds.of(part)) else {
+                return Charged::Unseeded;
+            };
+            let state = terms.refilled(state, terms.period(now_ms));
+            credits.insert(meter.bucket, state);
+            *slot(&mut before, part) = Some(state.remaining);
+        }
+        let mut shards = Locked::new(self, ask.meters().map(|(_, m)| m.bucket));
+        let now_ms = ask
+            .meters()
+            .map(|(_, m)| shards.read(m.bucket).at)
+            .fold(now_ms, |now, at| now.max(u64::from(at) * 1000));
+        let mut rolled = Vec::with_capacity(2);
+        for (part, meter) in ask.meters() {
+            let mut counters = shards.read(meter.bucket);
+            counters.roll(unix_seconds(now_ms));
+            let counts = meter
+                .policy
+                .windows()
+                .iter()
+                .map(|&(w, _)| {
+                    (
+                        u64::from(counters.prev[w.index()]),
+                        u64::from(counters.curr[w.index()]),
+                    )
+                })
+                .collect();
+            match part {
+                Part::Key => before.key = counts,
+                Part::Plan => before.plan = counts,
+            }
+            rolled.push((meter, counters));
+        }
+        let cost = u64::from(cost);
+        let allowed = before.admits(ask, now_ms, cost);
+        if allowed && cost > 0 {
+            before.count(cost);
+            for (meter, mut counters) in rolled {
+                for &(window, _) in meter.policy.windows() {
+                    let c = &mut counters.curr[window.index()];
+                    *c = c.saturating_add(cost as u32);
+                }
+                shards.write(meter.bucket, counters, now_ms);
+            }
+            for (part, meter) in ask.meters() {
+                if let (Some(_), Some(state)) = (meter.credits, credits.get_mut(&meter.bucket)) {
+                    state.remaining = slot(&mut before, part).unwrap_or(state.remaining);
+                    state.seq += 1;
+                }
+            }
+        }
+        Charged::Decided(before.decision(ask, now_ms, cost, allowed))
+    }
+
+    /// A holder's balance: read, changed by an admin (after any refill due at `now_ms`; from
+    /// the seed when the store holds none), or forgotten (the holder has no credits now).
+    pub fn credits(&self, bucket: Bucket, op: CreditOp, terms: Credits, now_ms: u64) -> Option<CreditState> {
+        let mut credits = self.credits.lock().unwrap_or_else(PoisonError::into_inner);
+        match op {
+            CreditOp::Read => credits.get(&bucket).copied(),
+            CreditOp::Forget => {
+                credits.remove(&bucket);
+                None
+            }
+            CreditOp::Change(change, seed) => {
+                let state = credits.get(&bucket).copied().unwrap_or(seed);
+                let state = change.apply(terms, state, terms.period(now_ms));
+                credits.insert(bucket, state);
+                Some(state)
+            }
+        }
     }
 
     /// Counts `cost` requests of `bucket` at `now_ms` if every window of `policy` has room.
@@ -135,6 +227,52 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn slot(before: &mut Before, part: Part) -> &mut Option<u64> {
+    match part {
+        Part::Key => &mut before.credits,
+        Part::Plan => &mut before.plan_credits,
+    }
+}
+
+/// The shards of an ask's holders, locked (each once: two holders may share one).
+struct Locked<'s> {
+    store: &'s MemoryStore,
+    guards: Vec<(usize, MutexGuard<'s, Shard>)>,
+}
+
+impl<'s> Locked<'s> {
+    fn new(store: &'s MemoryStore, buckets: impl Iterator<Item = Bucket>) -> Locked<'s> {
+        let mut guards: Vec<(usize, MutexGuard<'s, Shard>)> = Vec::with_capacity(2);
+        for bucket in buckets {
+            let i = store.shard_of(&bucket);
+            if guards.iter().all(|(j, _)| *j != i) {
+                let guard = store.shards[i].lock().unwrap_or_else(PoisonError::into_inner);
+                guards.push((i, guard));
+            }
+        }
+        Locked { store, guards }
+    }
+
+    fn map(&mut self, bucket: Bucket) -> &mut Shard {
+        let i = self.store.shard_of(&bucket);
+        let at = self.guards.iter().position(|(j, _)| *j == i).unwrap_or(0);
+        &mut self.guards[at].1
+    }
+
+    fn read(&mut self, bucket: Bucket) -> Counters {
+        self.map(bucket).get(&bucket).copied().unwrap_or_default()
+    }
+
+    fn write(&mut self, bucket: Bucket, counters: Counters, now_ms: u64) {
+        let per_shard = self.store.per_shard;
+        let map = self.map(bucket);
+        if map.len() >= per_shard && !map.contains_key(&bucket) {
+            make_room(map, now_ms, per_shard);
+        }
+        map.insert(bucket, counters);
     }
 }
 

@@ -9,7 +9,9 @@
 //! evenly; its error is bounded by the previous window's count times the unevenness, and it
 //! never lets more than `limit` requests through inside one clock-aligned window.
 
+mod ask;
 pub mod client_ip;
+pub mod credits;
 pub mod headers;
 pub mod latency;
 mod limiter;
@@ -22,6 +24,7 @@ mod policy;
 mod rate;
 mod refusals;
 
+pub use ask::{Ask, Before, Charged, Meter, Part, Quota, Refusal, Seeds};
 pub use decision::{Counts, Decision, WindowCount, admits, weighted_previous};
 pub(crate) use decision::{assemble, decide};
 pub use limit::{Limit, Limits};

@@ -23,6 +23,8 @@ pub enum Bucket {
     LoginPair(u64),
     /// Sign-ups from one address (an IPv6 /64, as for `Ip`).
     SignupIp(IpAddr),
+    /// A user's plan: the sum of all their keys' requests.
+    Plan(UserId),
 }
 
 impl Bucket {
@@ -65,6 +67,7 @@ impl fmt::Display for Bucket {
             Bucket::LoginEmail(hash) => write!(f, "login-email:{hash:016x}"),
             Bucket::LoginPair(hash) => write!(f, "login-pair:{hash:016x}"),
             Bucket::SignupIp(ip) => write!(f, "signup-ip:{ip}"),
+            Bucket::Plan(id) => write!(f, "plan:{id}"),
         }
     }
 }

@@ -13,10 +13,18 @@
 -- ARGV[2]  number of policies, then each policy: n, then n pairs (window seconds, limit or -1
 --          for none), shortest window first; 0 seconds is the calendar month (UTC), which does
 --          not slide: the previous month's count has no weight
--- then, for each caller g in KEYS order: its policy's number (from 1), m, then m costs: the
--- caller's requests in arrival order (cost 0 only reads).
+-- then S, the number of plain callers (the first S KEYS), and for each caller g: its policy's
+-- number (from 1), m, then m costs: the caller's requests in arrival order (cost 0 only reads).
+-- then the asks (requests with credits or a user's plan, `limits::ask`): E entries, one per
+-- value they touch (KEYS[S + e]), each: kind 1 (windows, packed as above): its policy's
+-- number; or kind 2 (credits, packed doubles: remaining, refill period, sequence): the current
+-- refill period, the refill amount (-1: none), and a seed (remaining or -1 for none, period,
+-- sequence) used only when the value is missing; then R requests, each: cost, k, then its k
+-- entry numbers.
 -- Returns {now_ms, then per caller: prev_1, curr_1, ..., prev_n, curr_n (before this batch),
---          then m flags (1 = counted, 0 = refused)}.
+--          then m flags (1 = counted, 0 = refused); then per entry: windows: prev_1, curr_1,
+--          ...; credits: the balance before this batch, after any seed and refill (-1: none
+--          held and no seed); then R flags (1 = counted, 0 = refused, 2 = a balance missing)}.
 -- Each request is decided as if it ran alone after the ones before it: it passes when every
 -- window has room for it, and only then is it counted.
 --
@@ -111,21 +119,47 @@ local function stored_counts(v, policy, i)
   return 0, 0, true
 end
 
+-- The packed value `stored` unpacked, or nil when missing or malformed.
+local function unpacked(stored)
+  if stored and #stored >= 32 and #stored % 24 == 8 then
+    -- struct.unpack returns the values and then the next position (dropped).
+    local v = {struct.unpack(string.rep('d', #stored / 8), stored)}
+    v[#v] = nil
+    return v
+  end
+  return nil
+end
+
+local packed = {}
+-- Writes a caller's counts with `added` more counted; `rolled` (the longest window's) moves
+-- the expiry.
+local function write(key, policy, prev, curr, added, rolled)
+  local n = policy.n
+  packed[1] = now
+  for i = 1, n do
+    packed[3 * i - 1] = policy.w[i]
+    packed[3 * i] = curr[i] + added
+    packed[3 * i + 1] = prev[i]
+  end
+  local value = struct.pack(policy.format, unpack(packed, 1, 1 + 3 * n))
+  if rolled then
+    redis.call('SET', key, value, 'PX', policy.ttl)
+  else
+    redis.call('SET', key, value, 'KEEPTTL')
+  end
+end
+
 local out, o = {now}, 1
-local prev, curr, weighted, packed = {}, {}, {}, {}
-for g = 1, #KEYS do
+local prev, curr, weighted = {}, {}, {}
+local S = tonumber(ARGV[a])
+a = a + 1
+for g = 1, S do
   local key = KEYS[g]
   local policy = policies[tonumber(ARGV[a])]
   local m = tonumber(ARGV[a + 1])
   a = a + 2
   local n = policy.n
-  local stored = redis.call('GET', key)
-  local v = nil
-  if stored and #stored >= 32 and #stored % 24 == 8 then
-    -- struct.unpack returns the values and then the next position (dropped).
-    v = {struct.unpack(string.rep('d', #stored / 8), stored)}
-    v[#v] = nil
-  end
+  local v = unpacked(redis.call('GET', key))
   local rolled = true
   for i = 1, n do
     local c, p, r = 0, 0, true
@@ -152,20 +186,95 @@ for g = 1, #KEYS do
     out[o] = fits and 1 or 0
   end
   a = a + m
-  if added > 0 then
-    packed[1] = now
-    for i = 1, n do
-      packed[3 * i - 1] = policy.w[i]
-      packed[3 * i] = curr[i] + added
-      packed[3 * i + 1] = prev[i]
+  if added > 0 then write(key, policy, prev, curr, added, rolled) end
+end
+
+-- The asks: every entry loaded once, each request decided in arrival order over all of its
+-- entries, every changed entry written once.
+local E = tonumber(ARGV[a])
+a = a + 1
+local entries = {}
+for e = 1, E do
+  local key, kind = KEYS[S + e], tonumber(ARGV[a])
+  local entry = {kind = kind}
+  if kind == 1 then
+    local policy = policies[tonumber(ARGV[a + 1])]
+    a = a + 2
+    local v = unpacked(redis.call('GET', key))
+    entry.policy, entry.prev, entry.curr, entry.weighted = policy, {}, {}, {}
+    entry.added, entry.rolled = 0, true
+    for i = 1, policy.n do
+      local c, p, r = 0, 0, true
+      if v then c, p, r = stored_counts(v, policy, i) end
+      entry.rolled = r
+      entry.prev[i], entry.curr[i] = p, c
+      entry.weighted[i] = math.floor(p * policy.share[i])
+      out[o + 1], out[o + 2] = p, c
+      o = o + 2
     end
-    local value = struct.pack(policy.format, unpack(packed, 1, 1 + 3 * n))
-    -- `rolled` is the longest window's: only then does the expiry move.
-    if rolled then
-      redis.call('SET', key, value, 'PX', policy.ttl)
-    else
-      redis.call('SET', key, value, 'KEEPTTL')
+  else
+    local period, amount, seed = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local stored = redis.call('GET', key)
+    if stored and #stored == 24 then
+      entry.remaining, entry.period, entry.seq = struct.unpack('ddd', stored)
+    elseif seed >= 0 then
+      entry.remaining, entry.period, entry.seq = seed, tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+      entry.dirty = true
     end
+    -- A refill sets the balance to its amount, once per period (a later period only).
+    if entry.remaining and amount >= 0 and period > entry.period then
+      entry.remaining, entry.period, entry.seq = amount, period, entry.seq + 1
+      entry.dirty = true
+    end
+    a = a + 6
+    o = o + 1
+    out[o] = entry.remaining or -1
+  end
+  entries[e] = entry
+end
+local R = tonumber(ARGV[a])
+a = a + 1
+for r = 1, R do
+  local cost, k = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local first, last = a + 2, a + 1 + k
+  a = last + 1
+  local flag = 1
+  for j = first, last do
+    if entries[tonumber(ARGV[j])].remaining == nil and entries[tonumber(ARGV[j])].kind == 2 then flag = 2 end
+  end
+  if flag == 1 then
+    for j = first, last do
+      local entry = entries[tonumber(ARGV[j])]
+      if entry.kind == 2 then
+        if entry.remaining < cost then flag = 0 end
+      else
+        local policy = entry.policy
+        for i = 1, policy.n do
+          local limit = policy.limit[i]
+          if limit >= 0 and entry.weighted[i] + entry.curr[i] + entry.added + cost > limit then flag = 0 end
+        end
+      end
+    end
+  end
+  if flag == 1 and cost > 0 then
+    for j = first, last do
+      local entry = entries[tonumber(ARGV[j])]
+      if entry.kind == 2 then
+        entry.remaining, entry.seq, entry.dirty = entry.remaining - cost, entry.seq + 1, true
+      else
+        entry.added = entry.added + cost
+      end
+    end
+  end
+  o = o + 1
+  out[o] = flag
+end
+for e = 1, E do
+  local entry = entries[e]
+  if entry.kind == 1 and entry.added > 0 then
+    write(KEYS[S + e], entry.policy, entry.prev, entry.curr, entry.added, entry.rolled)
+  elseif entry.kind == 2 and entry.dirty then
+    redis.call('SET', KEYS[S + e], struct.pack('ddd', entry.remaining, entry.period, entry.seq))
   end
 end
 return out

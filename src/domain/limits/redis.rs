@@ -20,9 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::shared_redis::{RedisConn, RedisTarget};
 
-use super::{Bucket, Decision, Policy, assemble};
+use super::credits::{Adjustment, CreditOp, CreditState, Credits};
+use super::{Ask, Before, Bucket, Charged, Decision, Policy, Seeds, assemble};
+use crate::db::UserId;
 
 static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("rate_limit.lua")));
+static CREDITS: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("credits.lua")));
 
 /// Requests sent in one script call at most.
 const MAX_BATCH: usize = 256;
@@ -33,13 +36,17 @@ struct Request {
     policy: Policy,
     cost: u32,
     clock: Option<u64>,
-    reply: oneshot::Sender<RedisResult<Decision>>,
+    /// An ask (credits or a plan) instead of a plain caller's request (`bucket`, `policy`).
+    ask: Option<(Arc<Ask>, Seeds)>,
+    reply: oneshot::Sender<RedisResult<Charged>>,
 }
 
 #[derive(Clone)]
 pub struct RedisStore {
     conn: RedisConn,
     lanes: Arc<Lanes>,
+    /// "<prefix>:cr:"
+    credits: Arc<str>,
 }
 
 /// A dispatcher per thread that uses the store ("lane"), spawned on that thread's runtime on
@@ -67,6 +74,7 @@ impl RedisStore {
             conn: conn.clone(),
             target,
             prefix: format!("{prefix}:rc:").into(),
+            credits: format!("{prefix}:cr:").into(),
             timeout,
         };
         let lanes = Lanes {
@@ -77,6 +85,7 @@ impl RedisStore {
         RedisStore {
             conn,
             lanes: Arc::new(lanes),
+            credits: format!("{prefix}:cr:").into(),
         }
     }
 
@@ -89,17 +98,90 @@ impl RedisStore {
         cost: u32,
         clock: Option<u64>,
     ) -> RedisResult<Decision> {
+        let charged = self.send(bucket, policy.clone(), cost, clock, None).await?;
+        match charged {
+            Charged::Decided(decision) => Ok(decision),
+            Charged::Unseeded => Err(malformed()),
+        }
+    }
+
+    /// Decides an ask (see `limits::ask`) in the same script call as other requests.
+    pub async fn charge(
+        &self,
+        ask: &Arc<Ask>,
+        seeds: Seeds,
+        cost: u32,
+        clock: Option<u64>,
+    ) -> RedisResult<Charged> {
+        let (bucket, policy) = (ask.key.bucket, ask.key.policy.clone());
+        self.send(bucket, policy, cost, clock, Some((ask.clone(), seeds)))
+            .await
+    }
+
+    async fn send(
+        &self,
+        bucket: Bucket,
+        policy: Policy,
+        cost: u32,
+        clock: Option<u64>,
+        ask: Option<(Arc<Ask>, Seeds)>,
+    ) -> RedisResult<Charged> {
         let (reply, decision) = oneshot::channel();
         let request = Request {
             bucket,
-            policy: policy.clone(),
+            policy,
             cost,
             clock,
+            ask,
             reply,
         };
         let gone = || RedisError::from((ErrorKind::IoError, "the Redis dispatcher has stopped"));
         self.lane().send(request).map_err(|_| gone())?;
         decision.await.map_err(|_| gone())?
+    }
+
+    /// A holder's balance (`credits.lua`): read (`change` `None` with `read`), changed by an
+    /// admin, or forgotten. `seed` is used when Redis holds none (not for reads).
+    pub async fn credits(
+        &self,
+        owner: UserId,
+        bucket: Bucket,
+        op: CreditOp,
+        terms: Credits,
+        now_ms: u64,
+    ) -> RedisResult<Option<CreditState>> {
+        let key = credit_key(&self.credits, owner, bucket);
+        let (code, n, seed) = match op {
+            CreditOp::Forget => (0, 0, None),
+            CreditOp::Change(Adjustment::Add(n), seed) => (1, n, Some(seed)),
+            CreditOp::Change(Adjustment::Set(n), seed) => (2, n, Some(seed)),
+            CreditOp::Change(Adjustment::Rebase, seed) => (4, 0, Some(seed)),
+            CreditOp::Read => (3, 0, None),
+        };
+        let seed = seed.unwrap_or(CreditState {
+            remaining: u64::MAX,
+            ..CreditState::default()
+        });
+        let amount = terms.refill.map_or(-1, |r| i64::from(r.amount));
+        let mut invocation = CREDITS.prepare_invoke();
+        invocation
+            .key(key)
+            .arg(code)
+            .arg(n)
+            .arg(terms.period(now_ms))
+            .arg(amount)
+            .arg(seed_arg(Some(seed)))
+            .arg(seed.period)
+            .arg(seed.seq);
+        let state: Vec<i64> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(match state[..] {
+            [remaining, period, seq] => Some(CreditState {
+                remaining: remaining.max(0) as u64,
+                period: period.max(0) as u64,
+                seq: seq.max(0) as u64,
+            }),
+            _ => None,
+        })
     }
 
     /// This thread's lane, opened (its dispatcher spawned on the current runtime) when the
@@ -132,6 +214,22 @@ impl RedisStore {
     }
 }
 
+/// `-1` for no seed: the script then leaves a missing balance missing.
+fn seed_arg(seed: Option<CreditState>) -> i64 {
+    seed.filter(|s| s.remaining != u64::MAX)
+        .map_or(-1, |s| s.remaining as i64)
+}
+
+/// Where an ask's values live: under the owner's hash tag, so one script call (one slot on a
+/// cluster) holds all of them.
+fn ask_key(prefix: &str, owner: UserId, bucket: Bucket) -> String {
+    format!("{prefix}{{u:{owner}}}:{bucket}")
+}
+
+fn credit_key(prefix: &str, owner: UserId, bucket: Bucket) -> String {
+    ask_key(prefix, owner, bucket)
+}
+
 #[derive(Clone)]
 struct Dispatcher {
     conn: RedisConn,
@@ -139,6 +237,8 @@ struct Dispatcher {
     target: RedisTarget,
     /// "<prefix>:rc:"
     prefix: Arc<str>,
+    /// "<prefix>:cr:"
+    credits: Arc<str>,
     timeout: Duration,
 }
 
@@ -186,65 +286,252 @@ impl Dispatcher {
         }
     }
 
-    /// Decisions for `batch`, in its order.
-    async fn decide(&self, batch: &[Request]) -> RedisResult<Vec<Decision>> {
-        let groups = group(batch);
-        // One call for everything on a single node; on a cluster, one per caller (slot).
-        // Clock overrides (tests only) split calls too: a call has one clock.
-        let mut calls: Vec<Vec<&Group>> = Vec::new();
+    /// The script calls for `batch`: one for everything on a single node; on a cluster, one
+    /// per plain caller and one per owner's asks (a call must stay within one slot). Clock
+    /// overrides (tests only) split calls too: a call has one clock.
+    fn plan<'b>(&self, batch: &'b [Request], groups: &'b [Group]) -> Vec<Call<'b>> {
         let joinable = matches!(self.conn, RedisConn::Single(_));
-        for g in &groups {
+        let mut calls: Vec<Call<'b>> = Vec::new();
+        for g in groups {
             let clock = batch[g.members[0]].clock;
-            match calls
-                .iter_mut()
-                .find(|c| joinable && batch[c[0].members[0]].clock == clock)
-            {
-                Some(call) => call.push(g),
-                None => calls.push(vec![g]),
-            }
-        }
-        let replies = join_all(calls.iter().map(|call| self.call(batch, call))).await;
-        let mut decisions: Vec<Option<Decision>> = vec![None; batch.len()];
-        for (call, reply) in calls.iter().zip(replies) {
-            let reply = reply?;
-            let (&now, mut rest) = reply.split_first().ok_or_else(malformed)?;
-            let now_ms = u64::try_from(now).map_err(|_| malformed())?;
-            for g in call {
-                let first = &batch[g.members[0]];
-                let windows = first.policy.windows().len();
-                let (counts, tail) = rest.split_at_checked(2 * windows).ok_or_else(malformed)?;
-                let (flags, tail) = tail.split_at_checked(g.members.len()).ok_or_else(malformed)?;
-                rest = tail;
-                let mut curr: Vec<(u64, u64)> = counts
-                    .chunks_exact(2)
-                    .map(|pair| (pair[0].max(0) as u64, pair[1].max(0) as u64))
-                    .collect();
-                for (&i, &flag) in g.members.iter().zip(flags) {
-                    let allowed = flag == 1;
-                    if allowed {
-                        let cost = u64::from(batch[i].cost);
-                        curr.iter_mut().for_each(|(_, c)| *c += cost);
-                    }
-                    decisions[i] = Some(assemble(&first.policy, now_ms, curr.iter().copied(), allowed));
+            match calls.iter_mut().find(|c| joinable && c.clock == clock) {
+                Some(call) => call.add_group(&self.prefix, batch, g),
+                None => {
+                    let mut call = Call::new(clock, None);
+                    call.add_group(&self.prefix, batch, g);
+                    calls.push(call);
                 }
             }
-            if !rest.is_empty() {
-                return Err(malformed());
+        }
+        let local_ms = crate::clock::Now::read().unix_ms();
+        for (i, request) in batch.iter().enumerate() {
+            let Some((ask, seeds)) = &request.ask else {
+                continue;
+            };
+            let now_ms = request.clock.unwrap_or(local_ms);
+            let owner = (!joinable).then_some(ask.owner);
+            let prefixes = (&*self.prefix, &*self.credits);
+            let added = calls
+                .iter_mut()
+                .filter(|c| c.clock == request.clock && c.owner == owner && (joinable || c.groups.is_empty()))
+                .any(|c| c.add_ask(prefixes, i, ask, *seeds, request.cost, now_ms));
+            if !added {
+                let mut call = Call::new(request.clock, owner);
+                call.add_ask(prefixes, i, ask, *seeds, request.cost, now_ms);
+                calls.push(call);
             }
+        }
+        calls
+    }
+
+    /// Decisions for `batch`, in its order.
+    async fn decide(&self, batch: &[Request]) -> RedisResult<Vec<Charged>> {
+        let groups = group(batch);
+        let calls = self.plan(batch, &groups);
+        let replies = join_all(calls.iter().map(|call| {
+            let mut conn = self.conn.clone();
+            async move { call.script.run(&mut conn).await }
+        }))
+        .await;
+        let mut decisions: Vec<Option<Charged>> = vec![None; batch.len()];
+        for (call, reply) in calls.iter().zip(replies) {
+            call.answer(batch, &reply?, &mut decisions)?;
         }
         decisions.into_iter().map(|d| d.ok_or_else(malformed)).collect()
     }
+}
 
-    /// One script call for `groups`.
-    async fn call(&self, batch: &[Request], groups: &[&Group]) -> RedisResult<Vec<i64>> {
-        let mut call = ScriptCall::new(batch[groups[0].members[0]].clock);
-        for g in groups {
-            let first = &batch[g.members[0]];
-            let costs = g.members.iter().map(|&i| batch[i].cost);
-            call.caller(&self.prefix, first.bucket, &first.policy, costs);
+/// One script call being put together: its arguments, and which requests it answers.
+struct Call<'b> {
+    clock: Option<u64>,
+    /// On a cluster, the owner whose asks it carries (their slot).
+    owner: Option<UserId>,
+    groups: Vec<&'b Group>,
+    /// Requests with asks, and where each of their meters is among the call's entries.
+    asks: Vec<(usize, AskEntries)>,
+    script: ScriptCall,
+}
+
+/// Entry numbers (0-based) of one ask's values in a call.
+#[derive(Clone, Copy)]
+struct AskEntries {
+    key: usize,
+    key_credits: Option<usize>,
+    plan: Option<usize>,
+    plan_credits: Option<usize>,
+}
+
+/// What the script answered for one entry, kept up to date through the call's requests.
+#[derive(Clone)]
+enum Held {
+    Windows(Vec<(u64, u64)>),
+    Credits(Option<u64>),
+}
+
+impl<'b> Call<'b> {
+    fn new(clock: Option<u64>, owner: Option<UserId>) -> Call<'b> {
+        Call {
+            clock,
+            owner,
+            groups: Vec::new(),
+            asks: Vec::new(),
+            script: ScriptCall::new(clock),
         }
-        call.run(&mut self.conn.clone()).await
     }
+
+    fn add_group(&mut self, prefix: &str, batch: &[Request], g: &'b Group) {
+        let first = &batch[g.members[0]];
+        let costs = g.members.iter().map(|&i| batch[i].cost);
+        self.script.caller(prefix, first.bucket, &first.policy, costs);
+        self.groups.push(g);
+    }
+
+    /// Adds request `i`'s ask, unless a value it touches is already in this call under other
+    /// terms (a key whose limits changed between two requests of one batch): false then.
+    fn add_ask(
+        &mut self,
+        (windows, credits): (&str, &str),
+        i: usize,
+        ask: &Ask,
+        seeds: Seeds,
+        cost: u32,
+        now_ms: u64,
+    ) -> bool {
+        let script = &mut self.script;
+        let mark = script.entries.len();
+        let mut entries = [None; 4];
+        for (slot, (part, meter)) in ask.meters().enumerate() {
+            // A plan of credits alone has no windows to keep.
+            if slot == 0 || !meter.policy.windows().is_empty() {
+                let windows_key = ask_key(windows, ask.owner, meter.bucket);
+                entries[2 * slot] = script.entry(windows_key, Entry::Windows(meter.policy.clone()));
+                if entries[2 * slot].is_none() {
+                    entries[2 * slot] = Some(usize::MAX);
+                }
+            }
+            if let Some(terms) = meter.credits {
+                let entry = Entry::Credits {
+                    period: terms.period(now_ms),
+                    amount: terms.refill.map_or(-1, |r| i64::from(r.amount)),
+                    seed: seeds.of(part),
+                };
+                entries[2 * slot + 1] = script.entry(credit_key(credits, ask.owner, meter.bucket), entry);
+                if entries[2 * slot + 1].is_none() {
+                    entries[2 * slot + 1] = Some(usize::MAX);
+                }
+            }
+        }
+        if entries.iter().flatten().any(|&e| e == usize::MAX) {
+            script.entries.truncate(mark);
+            return false;
+        }
+        let numbers: Vec<usize> = entries.iter().flatten().copied().collect();
+        script.asks.push((cost, numbers));
+        let [key, key_credits, plan, plan_credits] = entries;
+        let key = key.unwrap_or_default();
+        self.asks.push((
+            i,
+            AskEntries {
+                key,
+                key_credits,
+                plan,
+                plan_credits,
+            },
+        ));
+        true
+    }
+
+    /// Reads this call's reply into the decisions of the requests it carried.
+    fn answer(&self, batch: &[Request], reply: &[i64], decisions: &mut [Option<Charged>]) -> RedisResult<()> {
+        let (&now, mut rest) = reply.split_first().ok_or_else(malformed)?;
+        let now_ms = u64::try_from(now).map_err(|_| malformed())?;
+        let mut take = |n: usize| -> RedisResult<&[i64]> {
+            let (head, tail) = rest.split_at_checked(n).ok_or_else(malformed)?;
+            rest = tail;
+            Ok(head)
+        };
+        let pairs = |values: &[i64]| -> Vec<(u64, u64)> {
+            values
+                .chunks_exact(2)
+                .map(|pair| (pair[0].max(0) as u64, pair[1].max(0) as u64))
+                .collect()
+        };
+        for g in &self.groups {
+            let first = &batch[g.members[0]];
+            let mut curr = pairs(take(2 * first.policy.windows().len())?);
+            let flags = take(g.members.len())?;
+            for (&i, &flag) in g.members.iter().zip(flags) {
+                let allowed = flag == 1;
+                if allowed {
+                    let cost = u64::from(batch[i].cost);
+                    curr.iter_mut().for_each(|(_, c)| *c += cost);
+                }
+                let decision = assemble(&first.policy, now_ms, curr.iter().copied(), allowed);
+                decisions[i] = Some(Charged::Decided(decision));
+            }
+        }
+        let mut held: Vec<Held> = Vec::with_capacity(self.script.entries.len());
+        for (_, entry) in &self.script.entries {
+            held.push(match entry {
+                Entry::Windows(policy) => Held::Windows(pairs(take(2 * policy.windows().len())?)),
+                Entry::Credits { .. } => Held::Credits(u64::try_from(take(1)?[0]).ok()),
+            });
+        }
+        let flags = take(self.asks.len())?;
+        for (&(i, at), &flag) in self.asks.iter().zip(flags) {
+            let Some((ask, _)) = &batch[i].ask else {
+                return Err(malformed());
+            };
+            if flag == 2 {
+                decisions[i] = Some(Charged::Unseeded);
+                continue;
+            }
+            let windows = |e: Option<usize>| match e.map(|e| &held[e]) {
+                Some(Held::Windows(counts)) => counts.clone(),
+                _ => Vec::new(),
+            };
+            let credits = |e: Option<usize>| match e.map(|e| &held[e]) {
+                Some(Held::Credits(balance)) => *balance,
+                _ => None,
+            };
+            let mut before = Before {
+                key: windows(Some(at.key)),
+                plan: windows(at.plan),
+                credits: credits(at.key_credits),
+                plan_credits: credits(at.plan_credits),
+            };
+            let cost = u64::from(batch[i].cost);
+            let allowed = flag == 1;
+            if allowed {
+                before.count(cost);
+                held[at.key] = Held::Windows(before.key.clone());
+                if let Some(e) = at.plan {
+                    held[e] = Held::Windows(before.plan.clone());
+                }
+                for (e, balance) in [
+                    (at.key_credits, before.credits),
+                    (at.plan_credits, before.plan_credits),
+                ] {
+                    if let Some(e) = e {
+                        held[e] = Held::Credits(balance);
+                    }
+                }
+            }
+            decisions[i] = Some(Charged::Decided(before.decision(ask, now_ms, cost, allowed)));
+        }
+        if rest.is_empty() { Ok(()) } else { Err(malformed()) }
+    }
+}
+
+/// One value an ask touches, as the script is told of it.
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    Windows(Policy),
+    Credits {
+        period: u64,
+        amount: i64,
+        seed: Option<CreditState>,
+    },
 }
 
 /// The arguments of one rate-limit script call (see `rate_limit.lua` for the layout). Public
@@ -256,6 +543,10 @@ pub struct ScriptCall {
     policies: Vec<Policy>,
     /// (policy number from 1, costs in arrival order) per key.
     callers: Vec<(usize, Vec<u32>)>,
+    /// The values asks touch, each once, by key.
+    entries: Vec<(String, Entry)>,
+    /// Per ask: its cost and its entries' numbers (from 0).
+    asks: Vec<(u32, Vec<usize>)>,
 }
 
 impl ScriptCall {
@@ -266,6 +557,18 @@ impl ScriptCall {
             keys: Vec::new(),
             policies: Vec::new(),
             callers: Vec::new(),
+            entries: Vec::new(),
+            asks: Vec::new(),
+        }
+    }
+
+    fn policy_number(&mut self, policy: &Policy) -> usize {
+        match self.policies.iter().position(|p| p == policy) {
+            Some(i) => i + 1,
+            None => {
+                self.policies.push(policy.clone());
+                self.policies.len()
+            }
         }
     }
 
@@ -280,14 +583,35 @@ impl ScriptCall {
         let mut key = String::with_capacity(prefix.len() + 32);
         let _ = write!(key, "{prefix}{{{bucket}}}");
         self.keys.push(key);
-        let number = match self.policies.iter().position(|p| p == policy) {
-            Some(i) => i + 1,
-            None => {
-                self.policies.push(policy.clone());
-                self.policies.len()
-            }
-        };
+        let number = self.policy_number(policy);
         self.callers.push((number, costs.collect()));
+    }
+
+    /// The number of the entry for `key`, added if new; `None` when it is there under other
+    /// terms. A seed joins an entry that had none.
+    fn entry(&mut self, key: String, entry: Entry) -> Option<usize> {
+        if let Some(at) = self.entries.iter().position(|(k, _)| *k == key) {
+            return match (&mut self.entries[at].1, entry) {
+                (Entry::Windows(a), Entry::Windows(b)) if *a == b => Some(at),
+                (
+                    Entry::Credits { period, amount, seed },
+                    Entry::Credits {
+                        period: p,
+                        amount: m,
+                        seed: s,
+                    },
+                ) if *period == p && *amount == m => {
+                    *seed = seed.or(s);
+                    Some(at)
+                }
+                _ => None,
+            };
+        }
+        if let Entry::Windows(policy) = &entry {
+            self.policy_number(policy);
+        }
+        self.entries.push((key, entry));
+        Some(self.entries.len() - 1)
     }
 
     /// Runs the call: EVALSHA, loading the script when Redis does not know it (first use, or
@@ -306,8 +630,9 @@ impl ScriptCall {
     /// The command, built straight into one buffer.
     fn command(&self) -> redis::Cmd {
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(SCRIPT.get_hash()).arg(self.keys.len());
-        for key in &self.keys {
+        cmd.arg(SCRIPT.get_hash())
+            .arg(self.keys.len() + self.entries.len());
+        for key in self.keys.iter().chain(self.entries.iter().map(|(k, _)| k)) {
             cmd.arg(key);
         }
         cmd.arg(self.clock).arg(self.policies.len());
@@ -319,10 +644,36 @@ impl ScriptCall {
                 cmd.arg(seconds).arg(limit.map_or(-1, |l| i64::from(l.get())));
             }
         }
+        cmd.arg(self.callers.len());
         for (number, costs) in &self.callers {
             cmd.arg(number).arg(costs.len());
             for cost in costs {
                 cmd.arg(cost);
+            }
+        }
+        cmd.arg(self.entries.len());
+        for (_, entry) in &self.entries {
+            match entry {
+                Entry::Windows(policy) => {
+                    let number = self
+                        .policies
+                        .iter()
+                        .position(|p| p == policy)
+                        .map_or(0, |i| i + 1);
+                    cmd.arg(1).arg(number);
+                }
+                Entry::Credits { period, amount, seed } => {
+                    let state = seed.unwrap_or_default();
+                    cmd.arg(2).arg(period).arg(amount).arg(seed_arg(*seed));
+                    cmd.arg(state.period).arg(state.seq);
+                }
+            }
+        }
+        cmd.arg(self.asks.len());
+        for (cost, numbers) in &self.asks {
+            cmd.arg(cost).arg(numbers.len());
+            for number in numbers {
+                cmd.arg(number + 1);
             }
         }
         cmd
@@ -338,7 +689,7 @@ async fn take(requests: &mut mpsc::UnboundedReceiver<Request>) -> Option<Vec<Req
 /// Requests by caller: same bucket, policy and clock, in arrival order.
 fn group(batch: &[Request]) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    for (i, request) in batch.iter().enumerate() {
+    for (i, request) in batch.iter().enumerate().filter(|(_, r)| r.ask.is_none()) {
         let same = |g: &&mut Group| {
             let first = &batch[g.members[0]];
             first.bucket == request.bucket && first.clock == request.clock && first.policy == request.policy

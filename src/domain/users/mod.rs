@@ -215,6 +215,8 @@ pub struct UserPatch {
     pub is_admin: Option<bool>,
     /// A new ceiling, all three windows at once (`None` in a window: no ceiling there).
     pub ceiling: Option<Limits>,
+    /// A new plan: limits on the sum of all the user's keys, all four windows at once.
+    pub plan: Option<Limits>,
 }
 
 fn column(limit: Option<Limit>) -> Option<i32> {
@@ -237,6 +239,10 @@ pub async fn update(
         max_rate_limit_per_hour: patch.ceiling.map(|c| column(c.per_hour)),
         max_rate_limit_per_day: patch.ceiling.map(|c| column(c.per_day)),
         ceiling_set: patch.ceiling.map(|_| true),
+        rate_limit_per_minute: patch.plan.map(|p| column(p.per_minute)),
+        rate_limit_per_hour: patch.plan.map(|p| column(p.per_hour)),
+        rate_limit_per_day: patch.plan.map(|p| column(p.per_day)),
+        rate_limit_per_month: patch.plan.map(|p| column(p.per_month)),
         updated_at: Some(now.naive()),
         ..UserChanges::default()
     };
@@ -245,7 +251,8 @@ pub async fn update(
         User::update(conn, id, &changes, end_sessions)?.ok_or(UserError::NotFound)
     })
     .await?;
-    if end_sessions {
+    // Keys carry their owner's plan: they are read again after a change of it.
+    if end_sessions || patch.plan.is_some() {
         cache.user_changed(id).await;
     }
     Ok(user)

@@ -15,6 +15,16 @@ diesel::table! {
         max_rate_limit_per_hour -> Nullable<Integer>,
         max_rate_limit_per_day -> Nullable<Integer>,
         ceiling_set -> Bool,
+        rate_limit_per_minute -> Nullable<Integer>,
+        rate_limit_per_hour -> Nullable<Integer>,
+        rate_limit_per_day -> Nullable<Integer>,
+        rate_limit_per_month -> Nullable<Integer>,
+        remaining -> Nullable<BigInt>,
+        refill_amount -> Nullable<Integer>,
+        refill_interval -> Nullable<Text>,
+        refill_day -> Nullable<Integer>,
+        credit_period -> BigInt,
+        credit_seq -> BigInt,
     }
 }
 
@@ -40,6 +50,12 @@ diesel::table! {
         previous_key_hash -> Nullable<Text>,
         previous_expires_at -> Nullable<Timestamp>,
         rate_limit_per_month -> Nullable<Integer>,
+        remaining -> Nullable<BigInt>,
+        refill_amount -> Nullable<Integer>,
+        refill_interval -> Nullable<Text>,
+        refill_day -> Nullable<Integer>,
+        credit_period -> BigInt,
+        credit_seq -> BigInt,
     }
 }
 

@@ -32,7 +32,7 @@ use crate::db::models::{ApiKey, User};
 use crate::db::{self, DbError, DbPool, KeyId, UserId};
 use crate::keys::KeyStatus;
 use crate::keys::secret::{KeyHash, PresentedKey};
-use crate::limits::{Limits, Policy};
+use crate::limits::{Ask, Limits, Policy};
 use crate::shared_redis::RedisTarget;
 use crate::striped::Striped;
 
@@ -45,6 +45,8 @@ pub struct KeyInfo {
     pub prefix: String,
     pub owner_email: String,
     pub policy: Policy,
+    /// With credits, or an owner with a plan: what the ledger decides instead of `policy` alone.
+    pub ask: Option<Arc<Ask>>,
     /// Unix seconds.
     pub expires_at: Option<i64>,
     pub is_active: bool,
@@ -84,7 +86,7 @@ async fn read(pool: &DbPool, hash: [u8; 32]) -> Result<Option<Arc<KeyInfo>>, DbE
         ApiKey::find_by_hash(conn, &by_hash).map_err(DbError::Query)
     })
     .await?;
-    Ok(found.map(|(key, owner_email)| Arc::new(KeyInfo::of(&key, owner_email, &lookup))))
+    Ok(found.map(|(key, owner)| Arc::new(KeyInfo::of(&key, &owner, &lookup))))
 }
 
 /// One running background re-read: frees its place when dropped (also when its task is).
@@ -121,6 +123,7 @@ impl KeyInfo {
     fn deep_copy(&self) -> KeyInfo {
         KeyInfo {
             policy: self.policy.deep_copy(),
+            ask: self.ask.as_deref().map(|a| Arc::new(a.deep_copy())),
             scopes: self.scopes.deep_copy(),
             ip_allowlist: self.ip_allowlist.deep_copy(),
             ..self.clone()
@@ -129,15 +132,17 @@ impl KeyInfo {
 
     /// The gate's view of `key`, as found by the secret whose hash is `hash`: the current one,
     /// or the one a roll replaced (which works until its grace period ends).
-    pub fn of(key: &ApiKey, owner_email: String, hash: &str) -> KeyInfo {
+    pub fn of(key: &ApiKey, owner: &User, hash: &str) -> KeyInfo {
         let replaced = key.key_hash != hash && key.previous_key_hash.as_deref() == Some(hash);
+        let policy = KeyInfo::policy_of(key);
         KeyInfo {
             id: key.id,
             user_id: key.user_id,
             name: key.name.clone(),
             prefix: key.prefix.clone(),
-            owner_email,
-            policy: KeyInfo::policy_of(key),
+            owner_email: owner.email.clone(),
+            ask: crate::ledger::ask_of(key, owner, &policy).map(Arc::new),
+            policy,
             expires_at: key.expires_at.map(|at| at.and_utc().timestamp()),
             is_active: key.is_active,
             scopes: Scopes::of_column(&key.scopes),
@@ -381,9 +386,14 @@ impl KeyCache {
         Ok(standing)
     }
 
+    /// Forgets a user's standing and their keys (which carry the user's plan).
     pub fn forget_user(&self, user_id: UserId) {
         self.users.invalidate(&user_id);
         self.user_generation.fetch_add(1, Ordering::AcqRel);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let _ = self
+            .known
+            .invalidate_entries_if(move |_, cached| cached.info.user_id == user_id);
     }
 
     /// Lookups answered by the cache, and those that went to the database.

@@ -1,6 +1,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use crate::db::models::User;
 use crate::db::schema::{api_keys, users};
 use crate::db::{DbConnection, KeyId, UserId};
 
@@ -35,6 +36,17 @@ pub struct ApiKey {
     pub previous_expires_at: Option<NaiveDateTime>,
     /// Per calendar month (UTC).
     pub rate_limit_per_month: Option<i32>,
+    /// Credits left (the checkpoint of the counter store's balance); `None`: unlimited.
+    pub remaining: Option<i64>,
+    pub refill_amount: Option<i32>,
+    /// `day` or `month`.
+    pub refill_interval: Option<String>,
+    /// The day of the month a monthly refill comes (1–28).
+    pub refill_day: Option<i32>,
+    /// The refill period `remaining` belongs to (see `limits::credits`).
+    pub credit_period: i64,
+    /// Grows with every change of the balance: a checkpoint writes only over an older one.
+    pub credit_seq: i64,
 }
 
 #[derive(Insertable)]
@@ -56,6 +68,19 @@ pub struct NewApiKey<'a> {
     pub meta: Option<&'a str>,
     pub scopes: &'a str,
     pub ip_allowlist: &'a str,
+    #[diesel(embed)]
+    pub credits: NewCredits<'a>,
+}
+
+/// A new key's credits; the default is none (unlimited).
+#[derive(Insertable, Default)]
+#[diesel(table_name = api_keys)]
+pub struct NewCredits<'a> {
+    pub remaining: Option<i64>,
+    pub refill_amount: Option<i32>,
+    pub refill_interval: Option<&'a str>,
+    pub refill_day: Option<i32>,
+    pub credit_period: i64,
 }
 
 /// A partial update: `None` leaves a column alone, `Some(None)` sets it to NULL.
@@ -180,7 +205,9 @@ impl ApiKey {
 
     /// The key whose secret, or whose replaced secret (see `previous_key_hash`), has this
     /// hash, and its owner's email.
-    pub fn find_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<(ApiKey, String)>> {
+    /// The key whose secret (or replaced secret) hashes to `hash`, with its owner (whose plan
+    /// the gate applies too).
+    pub fn find_by_hash(conn: &mut DbConnection, hash: &str) -> QueryResult<Option<(ApiKey, User)>> {
         api_keys::table
             .inner_join(users::table)
             .filter(
@@ -188,7 +215,7 @@ impl ApiKey {
                     .eq(hash)
                     .or(api_keys::previous_key_hash.eq(hash)),
             )
-            .select((ApiKey::as_select(), users::email))
+            .select((ApiKey::as_select(), User::as_select()))
             .first(conn)
             .optional()
     }

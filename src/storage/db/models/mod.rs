@@ -2,12 +2,16 @@
 //! backends.
 
 mod api_key;
+mod credit;
 mod invitation;
 mod session;
 mod usage;
 mod user;
 
-pub use api_key::{ApiKey, ApiKeyChanges, KeyFilter, KeyOrder, KeySearch, KeyStatusFilter, NewApiKey};
+pub use api_key::{
+    ApiKey, ApiKeyChanges, KeyFilter, KeyOrder, KeySearch, KeyStatusFilter, NewApiKey, NewCredits,
+};
+pub use credit::{CreditHolder, StoredCredits};
 pub use invitation::{Invitation, NewInvitation};
 pub use session::RevokedSession;
 pub use usage::{UsageRow, UsageTotals};

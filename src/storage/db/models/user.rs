@@ -23,6 +23,22 @@ pub struct User {
     pub max_rate_limit_per_day: Option<i32>,
     /// False until an admin sets a ceiling: the default ceiling (`KEY_RATE_LIMIT`) applies.
     pub ceiling_set: bool,
+    /// The plan: limits on the sum of all the user's keys' requests.
+    pub rate_limit_per_minute: Option<i32>,
+    pub rate_limit_per_hour: Option<i32>,
+    pub rate_limit_per_day: Option<i32>,
+    pub rate_limit_per_month: Option<i32>,
+    /// Credits left (the checkpoint of the counter store's balance); `None`: unlimited.
+    pub remaining: Option<i64>,
+    pub refill_amount: Option<i32>,
+    /// `day` or `month`.
+    pub refill_interval: Option<String>,
+    /// The day of the month a monthly refill comes (1–28).
+    pub refill_day: Option<i32>,
+    /// The refill period `remaining` belongs to (see `limits::credits`).
+    pub credit_period: i64,
+    /// Grows with every change of the balance: a checkpoint writes only over an older one.
+    pub credit_seq: i64,
 }
 
 impl fmt::Debug for User {
@@ -58,6 +74,10 @@ pub struct UserChanges {
     pub max_rate_limit_per_hour: Option<Option<i32>>,
     pub max_rate_limit_per_day: Option<Option<i32>>,
     pub ceiling_set: Option<bool>,
+    pub rate_limit_per_minute: Option<Option<i32>>,
+    pub rate_limit_per_hour: Option<Option<i32>>,
+    pub rate_limit_per_day: Option<Option<i32>>,
+    pub rate_limit_per_month: Option<Option<i32>>,
     pub updated_at: Option<NaiveDateTime>,
 }
 

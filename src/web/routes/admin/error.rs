@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use crate::db::DbError;
 use crate::error::chain;
 use crate::keys::service::KeyError;
+use crate::ledger::LedgerError;
 use crate::users::UserError;
 
 /// Errors as the dashboard answers them: HTML pages in the dashboard's layout (or a redirect to
@@ -60,6 +61,11 @@ impl From<KeyError> for AdminError {
             KeyError::UnknownOwner => AdminError::BadRequest("No user has this email.".into()),
             KeyError::OwnerInactive => AdminError::BadRequest("The owner's account is deactivated.".into()),
             KeyError::Db(e) => e.into(),
+            KeyError::Ledger(LedgerError::Db(e)) => e.into(),
+            KeyError::Ledger(LedgerError::NoBalance) => AdminError::BadRequest(
+                "There is no credit balance to add to (credits are unlimited); set one first.".into(),
+            ),
+            KeyError::Ledger(e) => AdminError::internal(e),
         }
     }
 }

@@ -14,8 +14,11 @@ use crate::keys::cache::KeyInfo;
 use crate::keys::secret::IssuedKey;
 use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
 use crate::keys::{KeyName, KeyStatus};
+use crate::ledger::{self, CreditChange, Holder};
 use crate::limits::Bucket;
+use crate::limits::credits::{Adjustment, CreditState, Interval, Refill};
 use crate::limits::{Limit, Limits};
+use crate::policy;
 use crate::routes::api::body::{Fields, JsonObject};
 use crate::routes::api::principal::Principal;
 use crate::state::AppState;
@@ -47,12 +50,92 @@ pub struct KeyView<'a> {
     ip_allowlist: Vec<String>,
     /// While the secret a roll replaced still works: when it stops.
     previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// Credits left; `None`: unlimited.
+    remaining: Option<u64>,
+    refill: Option<RefillView>,
+    next_refill_at: Option<DateTime<Utc>>,
+}
+
+/// Refill terms as the API shows and takes them.
+#[derive(Serialize)]
+pub struct RefillView {
+    amount: u32,
+    interval: &'static str,
+    day_of_month: Option<u8>,
+}
+
+impl RefillView {
+    pub fn of(refill: Refill) -> RefillView {
+        let (interval, day_of_month) = match refill.interval {
+            Interval::Day => ("day", None),
+            Interval::Month { day } => ("month", Some(day)),
+        };
+        RefillView {
+            amount: refill.amount,
+            interval,
+            day_of_month,
+        }
+    }
+}
+
+/// When the next refill comes, for the API.
+pub fn next_refill_at(refill: Option<Refill>, now: Now) -> Option<DateTime<Utc>> {
+    let at = refill?.next_at_ms(now.unix_ms());
+    DateTime::from_timestamp_millis(at as i64)
+}
+
+/// Credit fields of a body (admins only; checked by the policy): `remaining` (a balance, or
+/// null for unlimited) and `refill` (`{amount, interval, day_of_month}`, or null for none).
+pub fn parse_credits(f: &mut Fields) -> CreditChange {
+    let remaining = f.integer("remaining", |n| {
+        u64::try_from(n)
+            .ok()
+            .filter(|n| *n <= Adjustment::MAX)
+            .ok_or_else(|| {
+                format!(
+                    "must be a whole number from 0 to {}, or null for unlimited",
+                    Adjustment::MAX
+                )
+            })
+    });
+    let refill = f.json("refill", parse_refill);
+    CreditChange {
+        remaining,
+        refill,
+        add: None,
+    }
+}
+
+fn parse_refill(value: &Value) -> Result<Refill, String> {
+    let object = value
+        .as_object()
+        .ok_or("must be an object {\"amount\", \"interval\", \"day_of_month\"} or null")?;
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["amount", "interval", "day_of_month"].contains(&k.as_str()))
+    {
+        return Err(format!("has an unknown field \"{unknown}\""));
+    }
+    let amount = object
+        .get("amount")
+        .and_then(Value::as_i64)
+        .ok_or("refill.amount must be a whole number")?;
+    let interval = object
+        .get("interval")
+        .and_then(Value::as_str)
+        .ok_or("refill.interval must be \"day\" or \"month\"")?;
+    let day = match object.get("day_of_month") {
+        None | Some(Value::Null) => None,
+        Some(day) => Some(day.as_i64().ok_or("refill.day_of_month must be a whole number")?),
+    };
+    Refill::parse(amount, interval, day)
 }
 
 impl<'a> KeyView<'a> {
-    pub fn of(record: &'a KeyRecord, now: Now) -> KeyView<'a> {
-        let now = now.naive();
+    pub fn of(record: &'a KeyRecord, at: Now) -> KeyView<'a> {
+        let now = at.naive();
         let key: &ApiKey = &record.key;
+        let refill = ledger::key_terms(key).and_then(|t| t.refill);
         KeyView {
             id: key.id,
             name: &key.name,
@@ -73,8 +156,38 @@ impl<'a> KeyView<'a> {
             scopes: key.scopes.split_whitespace().collect(),
             ip_allowlist: IpAllowlist::of_column(&key.ip_allowlist).to_strings(),
             previous_secret_expires_at: key.replaced_secret_until(now).map(utc),
+            remaining: key.remaining.map(|n| n.max(0) as u64),
+            refill: refill.map(RefillView::of),
+            next_refill_at: next_refill_at(refill, at),
         }
     }
+
+    /// With the live balance (the counter store's) instead of the last checkpoint.
+    pub fn live(mut self, balance: Option<CreditState>) -> KeyView<'a> {
+        if self.remaining.is_some() {
+            self.remaining = balance.map(|b| b.remaining).or(self.remaining);
+        }
+        self
+    }
+}
+
+/// A key's live balance, for the views that show one key.
+async fn balance(state: &AppState, key: &ApiKey, now: Now) -> Result<Option<CreditState>, ApiError> {
+    let Some(terms) = ledger::key_terms(key) else {
+        return Ok(None);
+    };
+    let holder = Holder {
+        owner: key.user_id,
+        bucket: Bucket::Key(key.id),
+        terms,
+    };
+    Ok(state.ledger.balance(holder, now).await?)
+}
+
+/// One key as the API shows it, with its live balance.
+async fn shown(state: &AppState, record: &KeyRecord, now: Now) -> Result<HttpResponse, ApiError> {
+    let balance = balance(state, &record.key, now).await?;
+    Ok(HttpResponse::Ok().json(KeyView::of(record, now).live(balance)))
 }
 
 /// A new key's limits as a body gives them: an absent limit takes the default
@@ -105,8 +218,10 @@ fn parse_new_key(body: JsonObject, defaults: Limits) -> Result<NewKey, ApiError>
     let limits = limits_or(&mut f, defaults);
     let expires_at = f.timestamp("expires_at").flatten();
     let (meta, scopes, ip_allowlist) = parse_contract(&mut f);
+    let credits = parse_credits(&mut f);
     f.finish()?;
     Ok(NewKey {
+        credits,
         name: name.ok_or(ApiError::InvalidJson("name is missing".into()))?,
         owner,
         limits,
@@ -119,7 +234,7 @@ fn parse_new_key(body: JsonObject, defaults: Limits) -> Result<NewKey, ApiError>
     })
 }
 
-fn parse_patch(body: JsonObject) -> Result<KeyPatch, ApiError> {
+fn parse_patch(body: JsonObject) -> Result<(KeyPatch, CreditChange), ApiError> {
     let mut f = Fields::new(body);
     let name = f.text("name", KeyName::parse);
     let (per_minute, per_hour, per_day, per_month) = (
@@ -130,6 +245,7 @@ fn parse_patch(body: JsonObject) -> Result<KeyPatch, ApiError> {
     );
     let (expires_at, is_active) = (f.timestamp("expires_at"), f.boolean("is_active"));
     let (meta, scopes, ip_allowlist) = parse_contract(&mut f);
+    let credits = parse_credits(&mut f);
     let patch = KeyPatch {
         name,
         change: KeyChange {
@@ -145,7 +261,7 @@ fn parse_patch(body: JsonObject) -> Result<KeyPatch, ApiError> {
         },
     };
     f.finish()?;
-    Ok(patch)
+    Ok((patch, credits))
 }
 
 pub async fn create(
@@ -226,7 +342,7 @@ pub async fn get(
     now: Now,
 ) -> Result<HttpResponse, ApiError> {
     let record = service::get(&state.pool, who.actor(), *id).await?;
-    Ok(HttpResponse::Ok().json(KeyView::of(&record, now)))
+    shown(&state, &record, now).await
 }
 
 pub async fn update(
@@ -236,7 +352,9 @@ pub async fn update(
     body: JsonObject,
     now: Now,
 ) -> Result<HttpResponse, ApiError> {
-    let patch = parse_patch(body)?;
+    let (patch, credits) = parse_patch(body)?;
+    // Refused before anything changes: credits are for admins only.
+    policy::may_change_credits(who.actor(), &credits).map_err(|r| ApiError::Forbidden(r.0))?;
     let record = service::update(
         &state.pool,
         &state.keys,
@@ -247,7 +365,62 @@ pub async fn update(
         now,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(KeyView::of(&record, now)))
+    if credits.is_empty() {
+        return shown(&state, &record, now).await;
+    }
+    let record = service::change_credits(
+        &state.pool,
+        &state.keys,
+        &state.ledger,
+        who.actor(),
+        *id,
+        credits,
+        now,
+    )
+    .await?;
+    shown(&state, &record, now).await
+}
+
+/// `POST /api/api-keys/{id}/credits` (admins): `{"add": N}` tops the balance up, `{"set": N}`
+/// replaces it; after any refill due, atomically with the requests spending from it.
+pub async fn credits(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<KeyId>,
+    body: JsonObject,
+    now: Now,
+) -> Result<HttpResponse, ApiError> {
+    let mut f = Fields::new(body);
+    let amount = |n: i64| {
+        u64::try_from(n)
+            .ok()
+            .filter(|n| *n <= Adjustment::MAX)
+            .ok_or_else(|| format!("must be a whole number from 0 to {}", Adjustment::MAX))
+    };
+    let add = f.integer("add", amount).flatten();
+    let set = f.integer("set", amount).flatten();
+    match (add, set) {
+        (Some(_), Some(_)) => f.error("set", "give either add or set, not both"),
+        (None, None) => f.error("add", "give add or set (a whole number)"),
+        _ => {}
+    }
+    f.finish()?;
+    let change = CreditChange {
+        remaining: set.map(Some),
+        refill: None,
+        add,
+    };
+    let record = service::change_credits(
+        &state.pool,
+        &state.keys,
+        &state.ledger,
+        who.actor(),
+        *id,
+        change,
+        now,
+    )
+    .await?;
+    shown(&state, &record, now).await
 }
 
 pub async fn deactivate(

@@ -9,12 +9,15 @@ use crate::clock::Now;
 use crate::db::UserId;
 use crate::db::models::User;
 use crate::error::ApiError;
+use crate::ledger::{self, CreditChange, Holder};
+use crate::limits::Bucket;
 use crate::limits::{Limit, Limits};
 use crate::policy;
 use crate::routes::api::body::{Fields, JsonObject};
+use crate::routes::api::keys::{RefillView, next_refill_at, parse_credits};
 use crate::routes::api::principal::Principal;
 use crate::state::AppState;
-use crate::users::{self, UserPatch};
+use crate::users::{self, Standing, UserPatch};
 
 #[derive(Serialize)]
 struct UserView<'a> {
@@ -26,12 +29,30 @@ struct UserView<'a> {
     max_rate_limit_per_hour: Option<Limit>,
     max_rate_limit_per_day: Option<Limit>,
     created_at: DateTime<Utc>,
+    /// The plan: limits on the sum of all the user's keys' requests.
+    rate_limit_per_minute: Option<Limit>,
+    rate_limit_per_hour: Option<Limit>,
+    rate_limit_per_day: Option<Limit>,
+    rate_limit_per_month: Option<Limit>,
+    /// The plan's credits left; `None`: unlimited.
+    remaining: Option<u64>,
+    refill: Option<RefillView>,
+    next_refill_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> UserView<'a> {
-    fn of(user: &'a User, defaults: &Limits) -> UserView<'a> {
+    fn of(user: &'a User, defaults: &Limits, now: Now) -> UserView<'a> {
         let ceiling = users::ceiling(user, defaults);
+        let plan = ledger::plan_limits(user);
+        let refill = ledger::user_terms(user).and_then(|t| t.refill);
         UserView {
+            rate_limit_per_minute: plan.per_minute,
+            rate_limit_per_hour: plan.per_hour,
+            rate_limit_per_day: plan.per_day,
+            rate_limit_per_month: plan.per_month,
+            remaining: user.remaining.map(|n| n.max(0) as u64),
+            refill: refill.map(RefillView::of),
+            next_refill_at: next_refill_at(refill, now),
             id: user.id,
             email: &user.email,
             is_admin: user.is_admin,
@@ -42,6 +63,22 @@ impl<'a> UserView<'a> {
             created_at: user.created_at.and_utc(),
         }
     }
+}
+
+/// A user as the API shows them, with the plan's live balance.
+async fn shown<'u>(state: &AppState, user: &'u User, now: Now) -> Result<UserView<'u>, ApiError> {
+    let mut view = UserView::of(user, &state.key_defaults, now);
+    if let Some(terms) = ledger::user_terms(user) {
+        let holder = Holder {
+            owner: user.id,
+            bucket: Bucket::Plan(user.id),
+            terms,
+        };
+        if let Some(balance) = state.ledger.balance(holder, now).await? {
+            view.remaining = Some(balance.remaining);
+        }
+    }
+    Ok(view)
 }
 
 fn admin_only(who: &Principal) -> Result<(), ApiError> {
@@ -65,12 +102,49 @@ fn ceiling_fields(f: &mut Fields, current: Limits) -> Option<Limits> {
     })
 }
 
-pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+/// The plan's limit fields of a body: `None` when none is there; otherwise `current` with
+/// those that are there replaced (null: no limit in that window).
+fn plan_fields(f: &mut Fields, current: Limits) -> Option<Limits> {
+    let minute = f.integer("rate_limit_per_minute", Limit::parse);
+    let hour = f.integer("rate_limit_per_hour", Limit::parse);
+    let day = f.integer("rate_limit_per_day", Limit::parse);
+    let month = f.integer("rate_limit_per_month", Limit::parse);
+    if minute.is_none() && hour.is_none() && day.is_none() && month.is_none() {
+        return None;
+    }
+    Some(Limits {
+        per_minute: minute.unwrap_or(current.per_minute),
+        per_hour: hour.unwrap_or(current.per_hour),
+        per_day: day.unwrap_or(current.per_day),
+        per_month: month.unwrap_or(current.per_month),
+    })
+}
+
+/// Applies a change of the plan's credits, then has every instance read the user's keys again.
+async fn change_credits(
+    state: &AppState,
+    user: User,
+    change: CreditChange,
+    now: Now,
+) -> Result<User, ApiError> {
+    if change.is_empty() {
+        return Ok(user);
+    }
+    let terms = ledger::user_terms(&user);
+    state
+        .ledger
+        .apply(user.id, Bucket::Plan(user.id), terms, change, now)
+        .await?;
+    state.keys.user_changed(user.id).await;
+    Ok(users::find(&state.pool, user.id).await?)
+}
+
+pub async fn list(state: web::Data<AppState>, who: Principal, now: Now) -> Result<HttpResponse, ApiError> {
     admin_only(&who)?;
     let list = users::list(&state.pool).await?;
     let views: Vec<UserView<'_>> = list
         .iter()
-        .map(|u| UserView::of(u, &state.key_defaults))
+        .map(|u| UserView::of(u, &state.key_defaults, now))
         .collect();
     Ok(HttpResponse::Ok().json(views))
 }
@@ -79,10 +153,11 @@ pub async fn get(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<UserId>,
+    now: Now,
 ) -> Result<HttpResponse, ApiError> {
     admin_only(&who)?;
     let user = users::find(&state.pool, *id).await?;
-    Ok(HttpResponse::Ok().json(UserView::of(&user, &state.key_defaults)))
+    Ok(HttpResponse::Ok().json(shown(&state, &user, now).await?))
 }
 
 pub async fn create(
@@ -97,21 +172,25 @@ pub async fn create(
     let password = f.required("password", |s| Ok(s.to_owned()));
     let is_admin = f.boolean("is_admin").unwrap_or(false);
     let ceiling = ceiling_fields(&mut f, state.key_defaults);
+    let plan = plan_fields(&mut f, Limits::default());
+    let credits = parse_credits(&mut f);
     f.finish()?;
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::InvalidJson("email and password are required".into()));
     };
     let mut user = users::create(&state.pool, &email, &password, is_admin, now).await?;
-    if let Some(ceiling) = ceiling {
+    if ceiling.is_some() || plan.is_some() {
         let patch = UserPatch {
-            ceiling: Some(ceiling),
+            ceiling,
+            plan,
             ..UserPatch::default()
         };
         user = users::update(&state.pool, &state.keys, user.id, patch, now).await?;
     }
+    let user = change_credits(&state, user, credits, now).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/users/{}/", user.id)))
-        .json(UserView::of(&user, &state.key_defaults)))
+        .json(shown(&state, &user, now).await?))
 }
 
 pub async fn update(
@@ -128,7 +207,9 @@ pub async fn update(
         is_active: f.boolean("is_active"),
         is_admin: f.boolean("is_admin"),
         ceiling: ceiling_fields(&mut f, users::ceiling(&current, &state.key_defaults)),
+        plan: plan_fields(&mut f, ledger::plan_limits(&current)),
     };
+    let credits = parse_credits(&mut f);
     f.finish()?;
     if current.id == who.0.id && (patch.is_active == Some(false) || patch.is_admin == Some(false)) {
         return Err(ApiError::Forbidden(
@@ -137,5 +218,6 @@ pub async fn update(
         ));
     }
     let user = users::update(&state.pool, &state.keys, *id, patch, now).await?;
-    Ok(HttpResponse::Ok().json(UserView::of(&user, &state.key_defaults)))
+    let user = change_credits(&state, user, credits, now).await?;
+    Ok(HttpResponse::Ok().json(shown(&state, &user, now).await?))
 }

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::keys::KeyStatus;
 use crate::keys::cache::KeyInfo;
 use crate::keys::secret::PresentedKey;
-use crate::limits::Bucket;
+use crate::limits::{Bucket, Refusal};
 use crate::routes::api::body::{Fields, JsonObject};
 use crate::routes::api::principal::Principal;
 use crate::rules::MAX_COST;
@@ -50,7 +50,7 @@ pub async fn verify(
         return Ok(HttpResponse::Ok().json(json!({
             "valid": false, "code": "NOT_FOUND", "key_id": null, "owner": null, "name": null,
             "meta": null, "scopes": [], "expires_at": null,
-            "limits": null, "remaining": null, "reset": null,
+            "limits": null, "remaining": null, "reset": null, "ratelimit": null,
         })));
     };
     let mut missing = Vec::new();
@@ -152,8 +152,9 @@ fn answer(info: &KeyInfo, verdict: &Verdict, missing: &[&Scope]) -> Value {
         "scopes": info.scopes,
         "expires_at": expires_at,
         "limits": limits,
-        "remaining": verdict.remaining,
+        "remaining": verdict.credits,
         "reset": verdict.reset,
+        "ratelimit": verdict.ratelimit,
     });
     if !missing.is_empty() {
         answer["missing_scopes"] = json!(missing.iter().map(|s| s.as_str()).collect::<Vec<_>>());
@@ -161,44 +162,76 @@ fn answer(info: &KeyInfo, verdict: &Verdict, missing: &[&Scope]) -> Value {
     answer
 }
 
-/// An active key's verdict: its code, and the binding window's room and wait.
+/// An active key's verdict: its code, the credits left (`null`: unlimited), and the binding
+/// window's room and wait.
 struct Verdict {
     code: &'static str,
-    remaining: Value,
+    credits: Value,
     reset: Value,
+    ratelimit: Value,
 }
 
 impl Verdict {
     fn of(code: &'static str) -> Verdict {
         Verdict {
             code,
-            remaining: Value::Null,
+            credits: Value::Null,
             reset: Value::Null,
+            ratelimit: Value::Null,
         }
     }
 }
 
-/// Counts `cost` requests against an active key (0: none) and reports its room.
+/// Counts `cost` requests against an active key (0: none) — its windows, and with credits or
+/// a plan, everything the gate would check — and reports its room: `USAGE_EXCEEDED` when a
+/// balance cannot pay, `RATE_LIMITED` when a window is full.
 async fn windows(state: &AppState, info: &KeyInfo, cost: u32, now: Now) -> Result<Verdict, ApiError> {
-    let decision = state
-        .limiter
-        .hit(Bucket::Key(info.id), &info.policy, cost, now)
-        .await
-        .map_err(|_| ApiError::RateLimiterUnavailable)?;
-    let full = decision.counts.iter().any(|c| c.remaining() == Some(0));
+    let decision = match &info.ask {
+        Some(ask) => state.ledger.charge(ask, cost, now).await?,
+        None => state
+            .limiter
+            .hit(Bucket::Key(info.id), &info.policy, cost, now)
+            .await
+            .map_err(|_| ApiError::RateLimiterUnavailable)?,
+    };
     if cost > 0 {
         state.usage.record(info.id, decision.allowed, now);
     }
-    let limited = (cost > 0 && !decision.allowed) || (cost == 0 && full);
-    let mut verdict = Verdict::of(if limited { "RATE_LIMITED" } else { "VALID" });
-    if let Some(window) = decision.binding() {
-        verdict.remaining = json!(window.remaining());
-        let wait = if limited {
+    let quota = decision.quota.as_deref();
+    let balances = quota
+        .into_iter()
+        .flat_map(|q| [q.credits, q.plan_credits])
+        .flatten();
+    let credits = balances.map(|b| b.remaining).min();
+    let windows = decision.counts.iter().chain(
+        quota
+            .and_then(|q| q.plan.as_ref())
+            .into_iter()
+            .flat_map(|p| p.iter()),
+    );
+    let full = windows.clone().any(|c| c.remaining() == Some(0));
+    let code = match decision.refused_by() {
+        Some(Refusal::Credits { .. }) => "USAGE_EXCEEDED",
+        Some(Refusal::Window { .. }) => "RATE_LIMITED",
+        None if cost == 0 && credits == Some(0) => "USAGE_EXCEEDED",
+        None if cost == 0 && full => "RATE_LIMITED",
+        None => "VALID",
+    };
+    let mut verdict = Verdict::of(code);
+    verdict.credits = json!(credits);
+    let binding = windows
+        .filter(|c| c.limit.is_some())
+        .min_by_key(|c| c.remaining());
+    if let Some(window) = binding {
+        let wait = if code == "RATE_LIMITED" {
             window.retry_after_ms()
         } else {
             window.reset_ms()
         };
         verdict.reset = json!(wait.div_ceil(1000));
+        verdict.ratelimit = json!({
+            "limit": window.limit, "remaining": window.remaining(), "reset": wait.div_ceil(1000),
+        });
     }
     Ok(verdict)
 }

@@ -23,6 +23,7 @@ use crate::db::models::{ApiKey, User};
 use crate::db::{self, DbError};
 use crate::keys::cache::KeyInfo;
 use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
+use crate::ledger::CreditChange;
 use crate::limits::{Bucket, Limits};
 use crate::routes::admin::AdminError;
 use crate::routes::admin::{Form, Layout, Member, redirect, render};
@@ -156,6 +157,7 @@ pub async fn create(
         limits: parsed.limits,
         expires_at: parsed.expires_at,
         contract: parsed.contract,
+        credits: CreditChange::default(),
     };
     let (record, issued) =
         match service::create(&state.pool, member.actor(), state.key_defaults, new, now).await {

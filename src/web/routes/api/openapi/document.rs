@@ -10,7 +10,7 @@ fn schemas() -> Value {
         "type": "object",
         "required": ["id", "name", "prefix", "owner", "owner_id", "rate_limit_per_minute", "rate_limit_per_hour",
                      "rate_limit_per_day", "rate_limit_per_month", "expires_at", "is_active", "status", "created_at", "updated_at", "last_used_at",
-                     "meta", "scopes", "ip_allowlist", "previous_secret_expires_at"],
+                     "meta", "scopes", "ip_allowlist", "previous_secret_expires_at", "remaining", "refill", "next_refill_at"],
         "properties": {
             "id": {"type": "integer"},
             "name": {"type": "string", "maxLength": 100},
@@ -31,9 +31,16 @@ fn schemas() -> Value {
             "scopes": {"type": "array", "items": {"type": "string"}},
             "ip_allowlist": {"type": "array", "items": {"type": "string"}},
             "previous_secret_expires_at": {"type": ["string", "null"], "format": "date-time",
-                "description": "while the secret a roll replaced still works: when it stops"}
+                "description": "while the secret a roll replaced still works: when it stops"},
+            "remaining": {"type": ["integer", "null"], "minimum": 0, "description": "credits left; null: unlimited"},
+            "refill": {"anyOf": [{"type": "null"}, {"$ref": "#/components/schemas/Refill"}]},
+            "next_refill_at": {"type": ["string", "null"], "format": "date-time"}
         }
     });
+    let remaining = json!({"type": ["integer", "null"], "minimum": 0, "maximum": 9007199254740992u64,
+        "description": "credits: each allowed request spends its cost; null: unlimited (admins only)"});
+    let refill = json!({"anyOf": [{"type": "null"}, {"$ref": "#/components/schemas/Refill"}],
+        "description": "sets the balance back to amount every day, or every month on day_of_month (UTC); admins only"});
     // What Meta, Scopes and IpAllowlist parse (keys::contract); a block is kept as its network.
     let meta = json!({"type": ["object", "null"], "description": "a JSON object of at most 4 KiB as JSON; null clears it"});
     let scopes = json!({"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 64,
@@ -57,14 +64,15 @@ fn schemas() -> Value {
     let window = json!({"type": "object", "required": ["limit", "remaining", "reset"], "properties": {
         "limit": {"type": ["integer", "null"]}, "used": {"type": "integer"},
         "remaining": {"type": ["integer", "null"]}, "reset": {"type": "integer", "description": "seconds"}}});
-    json!({
+    let mut schemas = json!({
         "Error": {"type": "object", "required": ["error", "message"], "properties": {
             "error": {"type": "string", "description": "snake_case code"},
             "message": {"type": "string"},
             "fields": {"type": "object", "additionalProperties": {"type": "string"}}}},
         "TooManyRequests": {"type": "object", "required": ["error", "message"], "properties": {
-            "error": {"enum": ["rate_limit_exceeded", "too_many_attempts"]}, "message": {"type": "string"},
-            "limit": {"type": "integer"}, "window": {"enum": ["second", "minute", "hour", "day"]},
+            "error": {"enum": ["rate_limit_exceeded", "too_many_attempts", "quota_exhausted"]}, "message": {"type": "string"},
+            "limit": {"type": "integer"}, "window": {"enum": ["second", "minute", "hour", "day", "month"]},
+            "remaining": {"type": "integer", "description": "quota_exhausted: the credits left"},
             "retry_after": {"type": "integer", "description": "seconds, as in Retry-After"}}},
         "Health": {"type": "object", "required": ["status", "database", "counters"], "properties": {
             "status": {"enum": ["ok", "degraded"]}, "database": {"enum": ["ok", "unavailable"]},
@@ -90,12 +98,16 @@ fn schemas() -> Value {
         "Verification": {"type": "object", "required": ["valid", "code", "key_id", "owner", "name", "meta", "scopes",
                          "expires_at", "limits", "remaining", "reset"], "properties": {
             "valid": {"type": "boolean"},
-            "code": {"enum": ["VALID", "NOT_FOUND", "EXPIRED", "INACTIVE", "RATE_LIMITED", "INSUFFICIENT_SCOPES", "IP_NOT_ALLOWED"]},
+            "code": {"enum": ["VALID", "NOT_FOUND", "EXPIRED", "INACTIVE", "RATE_LIMITED", "USAGE_EXCEEDED",
+                "INSUFFICIENT_SCOPES", "IP_NOT_ALLOWED"]},
             "key_id": {"type": ["integer", "null"]}, "owner": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]},
             "meta": {"type": ["object", "null"]}, "scopes": {"type": "array", "items": {"type": "string"}},
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
             "missing_scopes": {"type": "array", "items": {"type": "string"}},
-            "limits": {"type": ["object", "null"]}, "remaining": {"type": ["integer", "null"]}, "reset": {"type": ["integer", "null"]}}},
+            "limits": {"type": ["object", "null"]},
+            "remaining": {"type": ["integer", "null"], "description": "credits left (the tightest of the key's and its plan's); null: unlimited"},
+            "reset": {"type": ["integer", "null"]},
+            "ratelimit": {"type": ["object", "null"], "description": "the binding window: limit, remaining, reset (seconds)"}}},
         "Key": key,
         "KeyList": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}},
         "CreatedKey": {"allOf": [{"$ref": "#/components/schemas/Key"}, {"type": "object", "required": ["key"], "properties": {
@@ -105,13 +117,15 @@ fn schemas() -> Value {
             "owner": {"allOf": [email.clone()], "description": "the owner's email (admins: anyone; users: only their own); 404 when no user has it"},
             "rate_limit_per_minute": limit.clone(), "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
             "rate_limit_per_month": limit.clone(),
-            "expires_at": expiry.clone(), "meta": meta.clone(), "scopes": scopes.clone(), "ip_allowlist": ip_allowlist.clone()}},
+            "expires_at": expiry.clone(), "meta": meta.clone(), "scopes": scopes.clone(), "ip_allowlist": ip_allowlist.clone(),
+            "remaining": remaining.clone(), "refill": refill.clone()}},
         "KeyPatch": {"type": "object", "additionalProperties": false, "properties": {
             "name": name, "rate_limit_per_minute": limit.clone(),
             "rate_limit_per_hour": limit.clone(), "rate_limit_per_day": limit.clone(),
             "rate_limit_per_month": limit.clone(),
             "expires_at": expiry.clone(), "is_active": {"type": "boolean"},
-            "meta": meta.clone(), "scopes": scopes.clone(), "ip_allowlist": ip_allowlist.clone()}},
+            "meta": meta.clone(), "scopes": scopes.clone(), "ip_allowlist": ip_allowlist.clone(),
+            "remaining": remaining.clone(), "refill": refill.clone()}},
         "KeyRoll": {"type": "object", "additionalProperties": false, "properties": {
             "grace_seconds": {"type": ["integer", "null"], "minimum": 0, "maximum": 604800, "default": 0,
                 "description": "how long the old secret keeps working (at most 7 days)"}}},
@@ -153,7 +167,42 @@ fn schemas() -> Value {
             "current": {"type": "object", "additionalProperties": window},
             "totals": {"type": "object", "required": ["allowed", "rejected"]},
             "history": {"type": "array", "maxItems": 24, "items": {"type": "object", "required": ["hour", "allowed", "rejected"]}}}}
-    })
+    });
+    // Apart from the rest: one json! of everything exceeds the macro recursion limit.
+    schemas["Refill"] = json!({"type": "object", "required": ["amount", "interval"], "additionalProperties": false, "properties": {
+        "amount": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+        "interval": {"enum": ["day", "month"]},
+        "day_of_month": {"type": ["integer", "null"], "minimum": 1, "maximum": 28, "description": "monthly only; default 1"}}});
+    schemas["CreditChange"] = json!({"type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 1,
+        "properties": {
+            "add": {"type": "integer", "minimum": 0, "maximum": 9007199254740992u64},
+            "set": {"type": "integer", "minimum": 0, "maximum": 9007199254740992u64}}});
+    let plan = json!({"rate_limit_per_minute": limit, "rate_limit_per_hour": limit, "rate_limit_per_day": limit,
+        "rate_limit_per_month": limit, "remaining": remaining, "refill": refill});
+    for (name, extra) in [("NewUser", &plan), ("UserPatch", &plan)] {
+        if let (Some(props), Some(extra)) = (schemas[name]["properties"].as_object_mut(), extra.as_object()) {
+            props.extend(extra.clone());
+        }
+    }
+    if let Some(props) = schemas["User"]["properties"].as_object_mut() {
+        let shown = json!({"type": ["integer", "null"], "description": "the plan: a limit on the sum of all the user's keys"});
+        for window in ["minute", "hour", "day", "month"] {
+            props.insert(format!("rate_limit_per_{window}"), shown.clone());
+        }
+        props.insert(
+            "remaining".into(),
+            json!({"type": ["integer", "null"], "description": "the plan's credits; null: unlimited"}),
+        );
+        props.insert(
+            "refill".into(),
+            json!({"anyOf": [{"type": "null"}, {"$ref": "#/components/schemas/Refill"}]}),
+        );
+        props.insert(
+            "next_refill_at".into(),
+            json!({"type": ["string", "null"], "format": "date-time"}),
+        );
+    }
+    schemas
 }
 
 /// What an operation can answer besides its own outcomes, from its row in the table: the gate's

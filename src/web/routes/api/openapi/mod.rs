@@ -290,6 +290,26 @@ pub static OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "post",
+        path: "/api/api-keys/{id}/credits",
+        summary: "Top up (`add`) or replace (`set`) a key's credits, atomically with the requests spending them",
+        access: Access::Admin,
+        gate: Gate::Counts(1),
+        request: Some("CreditChange"),
+        responses: &[
+            (200, "The key, with its balance", Some("Key")),
+            (
+                400,
+                "Neither or both of add and set, or not a whole number",
+                Some("Error"),
+            ),
+            (401, "Not a user", Some("Error")),
+            (404, "No such key", Some("Error")),
+            (409, "add on a key without a balance (unlimited)", Some("Error")),
+        ],
+        route: || web::post().to(keys::credits),
+    },
+    Operation {
+        method: "post",
         path: "/api/auth/password",
         summary: "Change the caller's own password; every token and dashboard session of theirs ends",
         access: Access::User,

@@ -1,0 +1,16 @@
+ALTER TABLE api_keys DROP COLUMN remaining;
+ALTER TABLE api_keys DROP COLUMN refill_amount;
+ALTER TABLE api_keys DROP COLUMN refill_interval;
+ALTER TABLE api_keys DROP COLUMN refill_day;
+ALTER TABLE api_keys DROP COLUMN credit_period;
+ALTER TABLE api_keys DROP COLUMN credit_seq;
+ALTER TABLE users DROP COLUMN remaining;
+ALTER TABLE users DROP COLUMN refill_amount;
+ALTER TABLE users DROP COLUMN refill_interval;
+ALTER TABLE users DROP COLUMN refill_day;
+ALTER TABLE users DROP COLUMN credit_period;
+ALTER TABLE users DROP COLUMN credit_seq;
+ALTER TABLE users DROP COLUMN rate_limit_per_minute;
+ALTER TABLE users DROP COLUMN rate_limit_per_hour;
+ALTER TABLE users DROP COLUMN rate_limit_per_day;
+ALTER TABLE users DROP COLUMN rate_limit_per_month;

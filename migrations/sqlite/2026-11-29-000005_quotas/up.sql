@@ -1,0 +1,22 @@
+-- Credits (a balance of uses that each allowed request spends; NULL: unlimited) with an
+-- optional refill, on keys and on users (a user's plan: the sum of their keys). The live
+-- balance is in the counter store; `remaining` is its checkpoint, with the refill period it
+-- belongs to and a sequence number that only grows, so an older checkpoint never overwrites a
+-- newer one.
+ALTER TABLE api_keys ADD COLUMN remaining BIGINT;
+ALTER TABLE api_keys ADD COLUMN refill_amount INTEGER;
+ALTER TABLE api_keys ADD COLUMN refill_interval TEXT;
+ALTER TABLE api_keys ADD COLUMN refill_day INTEGER;
+ALTER TABLE api_keys ADD COLUMN credit_period BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE api_keys ADD COLUMN credit_seq BIGINT NOT NULL DEFAULT 0;
+-- A user's plan: limits on the sum of all their keys' requests, and credits.
+ALTER TABLE users ADD COLUMN rate_limit_per_minute INTEGER;
+ALTER TABLE users ADD COLUMN rate_limit_per_hour INTEGER;
+ALTER TABLE users ADD COLUMN rate_limit_per_day INTEGER;
+ALTER TABLE users ADD COLUMN rate_limit_per_month INTEGER;
+ALTER TABLE users ADD COLUMN remaining BIGINT;
+ALTER TABLE users ADD COLUMN refill_amount INTEGER;
+ALTER TABLE users ADD COLUMN refill_interval TEXT;
+ALTER TABLE users ADD COLUMN refill_day INTEGER;
+ALTER TABLE users ADD COLUMN credit_period BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN credit_seq BIGINT NOT NULL DEFAULT 0;
