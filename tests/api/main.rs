@@ -21,6 +21,7 @@ mod openapi;
 mod outage;
 mod portal;
 mod quota_store;
+mod quotas;
 mod repository;
 mod scale;
 mod semantics;

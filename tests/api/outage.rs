@@ -13,13 +13,13 @@ use keygate::limits::FailureMode;
 
 use crate::helpers::{Auth, Backend, TestApp, unavailable};
 
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     port: u16,
     child: Option<Child>,
 }
 
 impl OwnRedis {
-    fn start() -> Option<OwnRedis> {
+    pub(crate) fn start() -> Option<OwnRedis> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()
@@ -33,7 +33,7 @@ impl OwnRedis {
         Some(redis)
     }
 
-    fn launch(&mut self) -> Result<(), String> {
+    pub(crate) fn launch(&mut self) -> Result<(), String> {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -63,11 +63,11 @@ impl OwnRedis {
         Err("redis-server did not answer within 5 s".into())
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -450,11 +450,28 @@ pub async fn stats(
     let (record, usage) = service::usage(&state.pool, who.actor(), *id, now).await?;
     // Live counts of the current windows, read from the counter store without counting.
     let policy = KeyInfo::policy_of(&record.key);
-    let current = state
-        .limiter
-        .peek(Bucket::Key(record.key.id), &policy, now)
-        .await
-        .map_err(|_| ApiError::RateLimiterUnavailable)?;
+    // A key with credits or under a plan is counted with them (and under its owner's Redis
+    // hash tag): read it the same way, counting nothing.
+    let owner = crate::users::find(&state.pool, record.key.user_id).await?;
+    let current = match ledger::ask_of(&record.key, &owner, &policy) {
+        Some(ask) => state.ledger.charge(&std::sync::Arc::new(ask), 0, now).await?,
+        None => state
+            .limiter
+            .peek(Bucket::Key(record.key.id), &policy, now)
+            .await
+            .map_err(|_| ApiError::RateLimiterUnavailable)?,
+    };
+    let credits = current.quota.as_ref().map(|q| {
+        let balance = |b: Option<crate::limits::credits::Balance>| {
+            b.map(|b| {
+                let next = b
+                    .next_refill_ms
+                    .and_then(|ms| DateTime::from_timestamp_millis(ms as i64));
+                json!({"remaining": b.remaining, "next_refill_at": next})
+            })
+        };
+        json!({"key": balance(q.credits), "plan": balance(q.plan_credits)})
+    });
     let current: serde_json::Map<String, serde_json::Value> = current
         .counts
         .iter()
@@ -477,6 +494,7 @@ pub async fn stats(
         "id": record.key.id,
         "last_used_at": record.key.last_used_at.map(utc),
         "current": current,
+        "credits": credits,
         "totals": {"allowed": usage.totals.allowed, "rejected": usage.totals.rejected},
         "history": history,
     })))

@@ -165,6 +165,7 @@ fn schemas() -> Value {
         "KeyStats": {"type": "object", "required": ["id", "last_used_at", "current", "totals", "history"], "properties": {
             "id": {"type": "integer"}, "last_used_at": {"type": ["string", "null"]},
             "current": {"type": "object", "additionalProperties": window},
+            "credits": {"type": ["object", "null"], "description": "with credits or a plan: {key, plan}, each null or {remaining, next_refill_at}"},
             "totals": {"type": "object", "required": ["allowed", "rejected"]},
             "history": {"type": "array", "maxItems": 24, "items": {"type": "object", "required": ["hour", "allowed", "rejected"]}}}}
     });
