@@ -8,7 +8,12 @@ use keygate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use keygate::db::{DbPool, KeyId, UserId};
 use keygate::keys::service::{self, Actor, NewKey};
 use keygate::keys::{KeyName, KeyStatus};
-use keygate::ledger::CreditChange;
+use std::sync::Arc;
+
+use keygate::ledger::{CreditChange, Ledger};
+use keygate::limits::credits::Adjustment;
+use keygate::limits::memory::MemoryStore;
+use keygate::limits::{FailureMode, Limiter};
 use keygate::limits::{Limit, Limits};
 use keygate::routes::api::import;
 use keygate::startup;
@@ -52,6 +57,18 @@ pub enum KeysCommand {
     /// Import keys from another system: a JSON lines file (or a JSON array), or CSV with a
     /// header row (.csv). Prints what it did, line by line; safe to run again.
     Import { file: std::path::PathBuf },
+    /// Top up (--add) or replace (--set) a key's credits, or make them unlimited. Needs
+    /// REDIS_URL: the live balances are in Redis (a keygate without Redis keeps them in its
+    /// own memory, out of the shell's reach; use the API or the dashboard there).
+    Credits {
+        id: KeyId,
+        #[arg(long, conflicts_with_all = ["set", "unlimited"])]
+        add: Option<u64>,
+        #[arg(long, conflicts_with = "unlimited")]
+        set: Option<u64>,
+        #[arg(long)]
+        unlimited: bool,
+    },
 }
 
 /// A new key's contract on the command line.
@@ -140,6 +157,29 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
         KeysCommand::Roll { id, grace: text } => roll(&shell, id, grace(&text)?).await,
         KeysCommand::Import { file } => import_file(&shell, &file).await,
         KeysCommand::List => list(&pool, operator, now).await,
+        KeysCommand::Credits {
+            id,
+            add,
+            set,
+            unlimited,
+        } => {
+            let change = match (add, set, unlimited) {
+                (Some(n), None, false) => CreditChange {
+                    add: Some(n),
+                    ..CreditChange::default()
+                },
+                (None, Some(n), false) => CreditChange {
+                    remaining: Some(Some(n)),
+                    ..CreditChange::default()
+                },
+                (None, None, true) => CreditChange {
+                    remaining: Some(None),
+                    ..CreditChange::default()
+                },
+                _ => return Err("give one of --add N, --set N or --unlimited".into()),
+            };
+            credits(&shell, id, change).await
+        }
         KeysCommand::Deactivate { id } => {
             let cache = announcer(&settings);
             let record = service::deactivate(&pool, &cache, operator, settings.key_rate_limit, id, now)
@@ -149,6 +189,54 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
             Ok(())
         }
     }
+}
+
+async fn credits(shell: &Shell<'_>, id: KeyId, change: CreditChange) -> Result<(), String> {
+    let settings = shell.settings;
+    let Some(target) = &settings.redis else {
+        return Err(
+            "credits live in Redis: set REDIS_URL (without Redis, a running keygate keeps them \
+                    in its own memory; change them with the API or the dashboard)"
+                .into(),
+        );
+    };
+    if change.add.is_some_and(|n| n > Adjustment::MAX)
+        || change.remaining.flatten().is_some_and(|n| n > Adjustment::MAX)
+    {
+        return Err(format!("credits go up to {}", Adjustment::MAX));
+    }
+    // Closed: a Redis that does not answer fails the command rather than a private count.
+    let memory = Arc::new(MemoryStore::new(16));
+    let limiter = Limiter::with_redis(
+        target.clone(),
+        &settings.redis_prefix,
+        FailureMode::Closed,
+        settings.redis_timeout,
+        memory,
+    )
+    .await;
+    let ledger = Ledger::new(shell.pool.clone(), Arc::new(limiter));
+    let cache = announcer(settings);
+    let (record, _) = service::change_credits(
+        shell.pool,
+        &cache,
+        &ledger,
+        shell.operator,
+        id,
+        change.into(),
+        shell.now,
+    )
+    .await
+    .map_err(|e| describe(&e))?;
+    let remaining = record
+        .key
+        .remaining
+        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    println!(
+        "key {} ({}): {remaining} credits",
+        record.key.id, record.key.prefix
+    );
+    Ok(())
 }
 
 /// What every command works with: the database, the settings, the operator (an admin), and the

@@ -309,6 +309,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// A key's current windows (and credits, plan), counting nothing: read the way the gate
+    /// counts it (an ask, under its owner's hash tag, when it has credits or a plan).
+    pub async fn peek_key(&self, key: &ApiKey, owner: &User, now: Now) -> Result<Decision, LedgerError> {
+        let policy = Policy::new(Limits::of(key).in_use());
+        match ask_of(key, owner, &policy) {
+            Some(ask) => self.charge(&Arc::new(ask), 0, now).await,
+            None => Ok(self.limiter.peek(Bucket::Key(key.id), &policy, now).await?),
+        }
+    }
+
     /// A holder's live balance (the store's, else the checkpoint's).
     pub async fn balance(&self, holder: Holder, now: Now) -> Result<Option<CreditState>, LedgerError> {
         let live = self

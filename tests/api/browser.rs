@@ -1090,3 +1090,86 @@ async fn assert_refused(browser: &Browser, what: &str) {
     let status = browser.text(".error-status").await;
     assert_eq!(status, "403", "{what}: {}", browser.source().await);
 }
+
+/// Credits on the key page: an admin sets a balance with a monthly refill, sees what is left
+/// and when the next refill comes, tops it up and makes it unlimited again; the owner sees the
+/// balance but no form.
+#[actix_web::test]
+async fn an_admin_sets_and_tops_up_credits_in_the_browser() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let base = &app.address;
+    let admin = app.admin().await;
+    let created = app
+        .create_key(&admin, json!({"name": "billing", "rate_limit_per_minute": null}))
+        .await;
+    let (id, key) = (
+        created["id"].as_i64().expect("id"),
+        created["key"].as_str().expect("key").to_owned(),
+    );
+    browser.log_in(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser.goto(&format!("{base}/admin/keys/{id}")).await;
+    assert!(browser.text("#credits-left").await.contains("Unlimited"));
+    browser.fill("#credits-remaining", "5").await;
+    browser
+        .find("#refill-interval option[value=\"month\"]")
+        .await
+        .click()
+        .await
+        .expect("monthly");
+    browser.fill("#refill-amount", "10000").await;
+    browser.fill("#refill-day", "15").await;
+    browser
+        .click("form[action$=\"/credits\"].stack button[type=submit]")
+        .await;
+    assert_eq!(browser.text("#credits-left").await, "5");
+    assert!(
+        browser.text("#next-refill").await.contains("-15 00:00"),
+        "{}",
+        browser.text("#next-refill").await
+    );
+    for _ in 0..2 {
+        assert_eq!(api_status(&app, &key).await.0, 200);
+    }
+    browser.goto(&format!("{base}/admin/keys/{id}")).await;
+    assert_eq!(browser.text("#credits-left").await, "3", "the live balance");
+    browser.fill("#credits-amount", "10").await;
+    browser
+        .click("form[action$=\"/credits\"].inline-form button[type=submit]")
+        .await;
+    assert_eq!(browser.text("#credits-left").await, "13");
+    browser
+        .client
+        .set_window_size(1280, 2400)
+        .await
+        .expect("a taller window");
+    browser.screenshot("key_credits").await;
+    // A bad amount is refused and changes nothing.
+    browser.fill("#credits-amount", "-4").await;
+    browser.submit_by_script(
+        "document.querySelector('#credits-amount').removeAttribute('pattern'); document.querySelector('form.inline-form[action$=\"/credits\"]').submit()",
+        vec![],
+    ).await;
+    assert!(browser.source().await.contains("must be a whole number"));
+    assert_eq!(
+        app.get(&format!("/api/api-keys/{id}/"), &admin.auth()).await.body["remaining"],
+        13
+    );
+    browser.goto(&format!("{base}/admin/keys/{id}")).await;
+    browser.fill("#credits-remaining", "").await;
+    browser
+        .find("#refill-interval option[value=\"none\"]")
+        .await
+        .click()
+        .await
+        .expect("no refill");
+    browser
+        .click("form[action$=\"/credits\"].stack button[type=submit]")
+        .await;
+    assert!(browser.text("#credits-left").await.contains("Unlimited"));
+    browser.end().await;
+}

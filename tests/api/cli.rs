@@ -371,3 +371,71 @@ fn an_operator_rolls_and_imports_keys_from_the_shell() {
     );
     let _ = std::fs::remove_file(&file);
 }
+
+/// `keys credits`: set, top up and free a key's credits in Redis and the database; without
+/// `REDIS_URL` the shell cannot reach a running keygate's balances and says so.
+#[test]
+fn an_operator_sets_and_tops_up_credits_from_the_shell() {
+    let Some(redis) = crate::helpers::test_redis() else {
+        return;
+    };
+    let cli = Cli::new();
+    assert!(cli.run(&["migrate"], &[]).status.success());
+    let user = cli.run(
+        &["users", "create", "--email", "billing@example.com"],
+        &[("KEYGATE_PASSWORD", "long-enough-pw")],
+    );
+    assert!(user.status.success(), "{}", text(&user.stderr));
+    let created = cli.run(
+        &[
+            "keys",
+            "create",
+            "--owner",
+            "billing@example.com",
+            "--name",
+            "paid",
+        ],
+        &[],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let id = text(&created.stderr)
+        .split_whitespace()
+        .nth(2)
+        .expect("created key <id>")
+        .to_owned();
+    let env = [
+        ("REDIS_URL", redis.url.as_str()),
+        ("REDIS_PREFIX", redis.prefix.as_str()),
+    ];
+    let without = cli.run(&["keys", "credits", &id, "--set", "5"], &[]);
+    assert!(!without.status.success());
+    assert!(
+        text(&without.stderr).contains("REDIS_URL"),
+        "{}",
+        text(&without.stderr)
+    );
+    let set = cli.run(&["keys", "credits", &id, "--set", "5"], &env);
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    assert!(text(&set.stdout).contains(": 5 credits"), "{}", text(&set.stdout));
+    let added = cli.run(&["keys", "credits", &id, "--add", "3"], &env);
+    assert!(
+        text(&added.stdout).contains(": 8 credits"),
+        "{}",
+        text(&added.stdout)
+    );
+    let both = cli.run(&["keys", "credits", &id, "--add", "3", "--set", "1"], &env);
+    assert!(!both.status.success(), "one change at a time");
+    let freed = cli.run(&["keys", "credits", &id, "--unlimited"], &env);
+    assert!(
+        text(&freed.stdout).contains(": unlimited credits"),
+        "{}",
+        text(&freed.stdout)
+    );
+    let nothing = cli.run(&["keys", "credits", &id, "--add", "1"], &env);
+    assert!(!nothing.status.success());
+    assert!(
+        text(&nothing.stderr).contains("no credit balance"),
+        "{}",
+        text(&nothing.stderr)
+    );
+}

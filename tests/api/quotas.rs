@@ -27,6 +27,7 @@ async fn spend(app: &TestApp, key: &Auth, n: usize) -> Vec<u16> {
 }
 
 on_both_backends!(
+    a_top_up_with_an_idempotency_key_is_made_once,
     admins_set_credits_the_gate_spends_them_and_owners_cannot_touch_them,
     a_plan_limits_the_sum_of_a_users_keys,
     verify_spends_credits_and_says_usage_exceeded,
@@ -184,6 +185,49 @@ async fn admins_set_credits_the_gate_spends_them_and_owners_cannot_touch_them(ap
     )
     .await
     .assert_error(409, "conflict");
+}
+
+async fn a_top_up_with_an_idempotency_key_is_made_once(app: TestApp) {
+    let admin = app.admin().await;
+    let created = app
+        .create_key(&admin, json!({"name": "topped", "remaining": 10}))
+        .await;
+    let path = format!("/api/api-keys/{}/credits/", created["id"]);
+    let token = match admin.auth() {
+        Auth::Bearer(token) => token,
+        _ => unreachable!("an admin has a bearer token"),
+    };
+    let top_up = |idempotency: &'static str| {
+        let url = format!("{}{path}", app.address);
+        let token = token.clone();
+        async move {
+            let mut response = awc::Client::new()
+                .post(url)
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .insert_header(("Idempotency-Key", idempotency))
+                .send_json(&json!({"add": 5}))
+                .await
+                .expect("an answer");
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            let body: Value = response.json().await.expect("json");
+            (response.status().as_u16(), body, replayed)
+        }
+    };
+    let (status, first, replayed) = top_up("order-1001").await;
+    assert_eq!(
+        (status, first["remaining"].clone(), replayed),
+        (200, json!(15), false)
+    );
+    let (status, again, replayed) = top_up("order-1001").await;
+    assert_eq!(
+        (status, again["remaining"].clone(), replayed),
+        (200, json!(15), true),
+        "a retry adds nothing"
+    );
+    let (_, other, _) = top_up("order-1002").await;
+    assert_eq!(other["remaining"], 20, "another key is another top-up");
+    let (status, bad, _) = top_up("has space").await;
+    assert_eq!(status, 400, "{bad}");
 }
 
 async fn a_plan_limits_the_sum_of_a_users_keys(app: TestApp) {

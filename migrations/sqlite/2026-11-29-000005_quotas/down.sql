@@ -1,3 +1,4 @@
+DROP TABLE credit_grants;
 ALTER TABLE api_keys DROP COLUMN remaining;
 ALTER TABLE api_keys DROP COLUMN refill_amount;
 ALTER TABLE api_keys DROP COLUMN refill_interval;

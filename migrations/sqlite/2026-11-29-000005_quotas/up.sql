@@ -20,3 +20,12 @@ ALTER TABLE users ADD COLUMN refill_interval TEXT;
 ALTER TABLE users ADD COLUMN refill_day INTEGER;
 ALTER TABLE users ADD COLUMN credit_period BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN credit_seq BIGINT NOT NULL DEFAULT 0;
+-- Top-ups made with an Idempotency-Key: a retried request (same holder, same key) is answered
+-- without adding again.
+CREATE TABLE credit_grants (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    holder TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    UNIQUE (holder, idempotency_key)
+);

@@ -9,6 +9,7 @@ use diesel::Connection;
 
 use crate::clock::Now;
 use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
+use crate::db::models::CreditHolder;
 use crate::db::models::{
     ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewCredits, UsageRow, UsageTotals, User,
 };
@@ -230,26 +231,64 @@ pub async fn update(
     Ok(record)
 }
 
+/// A change of credits, and the idempotency key it came with (`Idempotency-Key`), if any.
+#[derive(Debug, Clone, Default)]
+pub struct CreditRequest {
+    pub change: CreditChange,
+    pub idempotency: Option<String>,
+}
+
+impl From<CreditChange> for CreditRequest {
+    fn from(change: CreditChange) -> CreditRequest {
+        CreditRequest {
+            change,
+            idempotency: None,
+        }
+    }
+}
+
 /// An admin's change of a key's credits (balance, refill, top-up): applied in the counter
-/// store and the database by the ledger, then announced like any change of the key.
+/// store and the database by the ledger, then announced like any change of the key. With an
+/// idempotency key, a top-up is made once however often the request is retried: a repeat
+/// answers the key as it is (`true`: replayed) without adding again.
 pub async fn change_credits(
     pool: &DbPool,
     cache: &KeyCache,
     ledger: &Ledger,
     actor: Actor,
     id: KeyId,
-    change: CreditChange,
+    request: CreditRequest,
     now: Now,
-) -> Result<KeyRecord, KeyError> {
+) -> Result<(KeyRecord, bool), KeyError> {
+    let CreditRequest { change, idempotency } = request;
     policy::may_change_credits(actor, &change)?;
     let record = get(pool, actor, id).await?;
-    let key = &record.key;
-    let terms = ledger::key_terms(key);
-    ledger
-        .apply(key.user_id, Bucket::Key(id), terms, change, now)
+    let row = CreditHolder::Key(id);
+    if let Some(token) = idempotency.clone() {
+        let at = now.naive();
+        let claimed = db::run(pool, move |conn| {
+            row.claim(conn, &token, at).map_err(DbError::Query)
+        })
         .await?;
+        if !claimed {
+            return Ok((record, true));
+        }
+    }
+    let key = &record.key;
+    let applied = ledger
+        .apply(key.user_id, Bucket::Key(id), ledger::key_terms(key), change, now)
+        .await;
+    if let Err(e) = applied {
+        if let Some(token) = idempotency {
+            db::run(pool, move |conn| {
+                row.release(conn, &token).map_err(DbError::Query)
+            })
+            .await?;
+        }
+        return Err(e.into());
+    }
     cache.changed(id).await;
-    get(pool, actor, id).await
+    Ok((get(pool, actor, id).await?, false))
 }
 
 /// The longest a replaced secret may keep working after a roll.

@@ -87,6 +87,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    credit_grants (id) {
+        id -> BigInt,
+        holder -> Text,
+        idempotency_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(api_key_usage -> api_keys (api_key_id));
 diesel::allow_tables_to_appear_in_same_query!(users, api_keys, api_key_usage, revoked_sessions, invitations);

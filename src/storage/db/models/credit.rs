@@ -3,7 +3,10 @@
 
 use diesel::prelude::*;
 
-use crate::db::schema::{api_keys, users};
+use chrono::NaiveDateTime;
+use diesel::result::{DatabaseErrorKind, Error};
+
+use crate::db::schema::{api_keys, credit_grants, users};
 use crate::db::{DbConnection, KeyId, UserId};
 
 /// Whose balance: a key's, or a user's plan's.
@@ -22,6 +25,42 @@ pub struct StoredCredits {
 }
 
 impl CreditHolder {
+    /// The holder as `credit_grants` names it.
+    fn name(self) -> String {
+        match self {
+            CreditHolder::Key(id) => format!("k:{id}"),
+            CreditHolder::User(id) => format!("u:{id}"),
+        }
+    }
+
+    /// Claims an idempotency key for a top-up of this holder: false when it was claimed before
+    /// (the top-up was made, or is being made, by an earlier request with the same key).
+    pub fn claim(self, conn: &mut DbConnection, key: &str, now: NaiveDateTime) -> QueryResult<bool> {
+        let inserted = diesel::insert_into(credit_grants::table)
+            .values((
+                credit_grants::holder.eq(self.name()),
+                credit_grants::idempotency_key.eq(key),
+                credit_grants::created_at.eq(now),
+            ))
+            .execute(conn);
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives a claim back (its top-up failed), so a retry with the same key applies it.
+    pub fn release(self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+        diesel::delete(
+            credit_grants::table
+                .filter(credit_grants::holder.eq(self.name()))
+                .filter(credit_grants::idempotency_key.eq(key)),
+        )
+        .execute(conn)?;
+        Ok(())
+    }
+
     pub fn read(self, conn: &mut DbConnection) -> QueryResult<Option<StoredCredits>> {
         let row: Option<(Option<i64>, i64, i64)> = match self {
             CreditHolder::Key(id) => api_keys::table

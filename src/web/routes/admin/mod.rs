@@ -112,6 +112,7 @@ pub fn scope(
         .service(resource!("/keys/{id}/created", get => keys::created))
         // Before /keys/{id}/{switch}, which would take "roll" for a switch.
         .service(resource!("/keys/{id}/roll", post => keys::roll))
+        .service(resource!("/keys/{id}/credits", post => keys::credits))
         .service(resource!("/keys/{id}/{switch}", post => keys::switch))
         .service(resource!("/users", get => users::list, post => users::create))
         .service(resource!("/users/{id}/ceiling", post => users::ceiling))

@@ -1,6 +1,6 @@
 //! `/api/api-keys/`: the caller's keys (an admin's: everyone's).
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -10,9 +10,8 @@ use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use crate::db::models::ApiKey;
 use crate::db::{KeyId, UserId};
 use crate::error::ApiError;
-use crate::keys::cache::KeyInfo;
 use crate::keys::secret::IssuedKey;
-use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
+use crate::keys::service::{self, CreditRequest, KeyChange, KeyPatch, KeyRecord, NewKey};
 use crate::keys::{KeyName, KeyStatus};
 use crate::ledger::{self, CreditChange, Holder};
 use crate::limits::Bucket;
@@ -368,13 +367,13 @@ pub async fn update(
     if credits.is_empty() {
         return shown(&state, &record, now).await;
     }
-    let record = service::change_credits(
+    let (record, _) = service::change_credits(
         &state.pool,
         &state.keys,
         &state.ledger,
         who.actor(),
         *id,
-        credits,
+        credits.into(),
         now,
     )
     .await?;
@@ -384,6 +383,7 @@ pub async fn update(
 /// `POST /api/api-keys/{id}/credits` (admins): `{"add": N}` tops the balance up, `{"set": N}`
 /// replaces it; after any refill due, atomically with the requests spending from it.
 pub async fn credits(
+    req: HttpRequest,
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<KeyId>,
@@ -410,17 +410,42 @@ pub async fn credits(
         refill: None,
         add,
     };
-    let record = service::change_credits(
+    let request = CreditRequest {
+        change,
+        idempotency: idempotency_key(&req)?,
+    };
+    let (record, replayed) = service::change_credits(
         &state.pool,
         &state.keys,
         &state.ledger,
         who.actor(),
         *id,
-        change,
+        request,
         now,
     )
     .await?;
-    shown(&state, &record, now).await
+    let mut answer = shown(&state, &record, now).await?;
+    if replayed {
+        answer.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(answer)
+}
+
+/// `Idempotency-Key` (Stripe's convention): 1–255 visible ASCII characters, or none.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        let mut errors = crate::validation::FieldErrors::new();
+        errors.add("Idempotency-Key", "must be 1 to 255 visible ASCII characters");
+        return Err(ApiError::ValidationError(errors));
+    }
+    Ok(Some(text.to_owned()))
 }
 
 pub async fn deactivate(
@@ -449,18 +474,8 @@ pub async fn stats(
 ) -> Result<HttpResponse, ApiError> {
     let (record, usage) = service::usage(&state.pool, who.actor(), *id, now).await?;
     // Live counts of the current windows, read from the counter store without counting.
-    let policy = KeyInfo::policy_of(&record.key);
-    // A key with credits or under a plan is counted with them (and under its owner's Redis
-    // hash tag): read it the same way, counting nothing.
     let owner = crate::users::find(&state.pool, record.key.user_id).await?;
-    let current = match ledger::ask_of(&record.key, &owner, &policy) {
-        Some(ask) => state.ledger.charge(&std::sync::Arc::new(ask), 0, now).await?,
-        None => state
-            .limiter
-            .peek(Bucket::Key(record.key.id), &policy, now)
-            .await
-            .map_err(|_| ApiError::RateLimiterUnavailable)?,
-    };
+    let current = state.ledger.peek_key(&record.key, &owner, now).await?;
     let credits = current.quota.as_ref().map(|q| {
         let balance = |b: Option<crate::limits::credits::Balance>| {
             b.map(|b| {

@@ -21,10 +21,10 @@ use crate::clock::Now;
 use crate::db::KeyId;
 use crate::db::models::{ApiKey, User};
 use crate::db::{self, DbError};
-use crate::keys::cache::KeyInfo;
 use crate::keys::service::{self, KeyChange, KeyPatch, KeyRecord, NewKey};
-use crate::ledger::CreditChange;
-use crate::limits::{Bucket, Limits};
+use crate::ledger::{self, CreditChange};
+use crate::limits::Limits;
+use crate::limits::credits::{Adjustment, Interval, Refill};
 use crate::routes::admin::AdminError;
 use crate::routes::admin::{Form, Layout, Member, redirect, render};
 use crate::state::AppState;
@@ -206,6 +206,20 @@ struct DetailPage {
     chart: Chart,
     allowed: i64,
     rejected: i64,
+    /// `None`: unlimited.
+    credits: Option<CreditsCard>,
+    /// Whether the viewer may change credits (admins).
+    may_change_credits: bool,
+    refill_form: RefillForm,
+}
+
+/// A key's balance, as the key page shows it.
+struct CreditsCard {
+    remaining: String,
+    /// The same, without separators, for the form.
+    raw: String,
+    next_refill: Option<String>,
+    refill: String,
 }
 
 async fn detail_page(
@@ -216,11 +230,32 @@ async fn detail_page(
     now: Now,
 ) -> Result<DetailPage, AdminError> {
     let (_, usage) = service::usage(&state.pool, member.actor(), record.key.id, now).await?;
-    let policy = KeyInfo::policy_of(&record.key);
-    let bars = match state.limiter.peek(Bucket::Key(record.key.id), &policy, now).await {
-        Ok(decision) => decision.counts.iter().map(UsageBar::of).collect(),
-        Err(_) => Vec::new(),
-    };
+    let owner = crate::users::find(&state.pool, record.key.user_id).await?;
+    let current = state.ledger.peek_key(&record.key, &owner, now).await.ok();
+    let bars = current
+        .as_ref()
+        .map(|d| d.counts.iter().map(UsageBar::of).collect())
+        .unwrap_or_default();
+    let refill = ledger::key_terms(&record.key).and_then(|t| t.refill);
+    let credits = ledger::key_terms(&record.key).map(|_| {
+        let live = current
+            .as_ref()
+            .and_then(|d| d.quota.as_ref())
+            .and_then(|q| q.credits);
+        let remaining = live
+            .map(|b| b.remaining)
+            .or(record.key.remaining.map(|n| n.max(0) as u64))
+            .unwrap_or(0);
+        CreditsCard {
+            remaining: thousands(remaining),
+            raw: remaining.to_string(),
+            next_refill: refill
+                .map(|r| r.next_at_ms(now.unix_ms()))
+                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+                .map(|at| utc(at.naive_utc())),
+            refill: refill.map_or_else(|| "never".to_owned(), refill_text),
+        }
+    });
     Ok(DetailPage {
         layout: member.layout(record.key.name.clone(), "keys"),
         key: KeyRow::of(&record.key, &record.owner_email, now),
@@ -234,7 +269,127 @@ async fn detail_page(
         chart: Chart::of(&usage.history),
         allowed: usage.totals.allowed,
         rejected: usage.totals.rejected,
+        credits,
+        may_change_credits: member.actor().is_admin,
+        refill_form: RefillForm::of(refill),
     })
+}
+
+fn refill_text(refill: Refill) -> String {
+    match refill.interval {
+        Interval::Day => format!("to {} every day (UTC)", thousands(u64::from(refill.amount))),
+        Interval::Month { day } => format!(
+            "to {} every month on day {day} (UTC)",
+            thousands(u64::from(refill.amount))
+        ),
+    }
+}
+
+/// The refill fields of the credits form, as shown.
+struct RefillForm {
+    interval: &'static str,
+    amount: String,
+    day: String,
+}
+
+impl RefillForm {
+    fn of(refill: Option<Refill>) -> RefillForm {
+        match refill {
+            None => RefillForm {
+                interval: "none",
+                amount: String::new(),
+                day: "1".into(),
+            },
+            Some(r) => RefillForm {
+                interval: match r.interval {
+                    Interval::Day => "day",
+                    Interval::Month { .. } => "month",
+                },
+                amount: r.amount.to_string(),
+                day: match r.interval {
+                    Interval::Month { day } => day.to_string(),
+                    Interval::Day => "1".into(),
+                },
+            },
+        }
+    }
+}
+
+/// `POST /admin/keys/{id}/credits` (admins): set the balance (empty: unlimited) and the
+/// refill, or add to the balance.
+pub async fn credits(
+    state: web::Data<AppState>,
+    member: Member,
+    id: web::Path<KeyId>,
+    form: Form,
+    now: Now,
+) -> Result<HttpResponse, AdminError> {
+    member.check_csrf(&form)?;
+    let change = credit_change(&form).map_err(AdminError::BadRequest)?;
+    service::change_credits(
+        &state.pool,
+        &state.keys,
+        &state.ledger,
+        member.actor(),
+        *id,
+        change.into(),
+        now,
+    )
+    .await?;
+    member.flash("success", "Credits saved.");
+    Ok(redirect(&format!("/admin/keys/{id}")))
+}
+
+/// The credits form: `action` `add` (with `amount`) or `set` (with `remaining`, empty for
+/// unlimited, and the refill fields).
+fn credit_change(form: &std::collections::HashMap<String, String>) -> Result<CreditChange, String> {
+    let number = |name: &str, what: &str| -> Result<u64, String> {
+        crate::routes::admin::field(form, name)
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= Adjustment::MAX)
+            .ok_or_else(|| format!("{what} must be a whole number from 0 to {}.", Adjustment::MAX))
+    };
+    match crate::routes::admin::field(form, "action") {
+        "add" => Ok(CreditChange {
+            add: Some(number("amount", "The credits to add")?),
+            ..CreditChange::default()
+        }),
+        "set" => {
+            let remaining = match crate::routes::admin::field(form, "remaining").trim() {
+                "" => None,
+                _ => Some(number("remaining", "The balance")?),
+            };
+            let refill = match crate::routes::admin::field(form, "refill_interval") {
+                "none" | "" => None,
+                interval => {
+                    let amount = crate::routes::admin::field(form, "refill_amount")
+                        .trim()
+                        .parse::<i64>();
+                    let day = crate::routes::admin::field(form, "refill_day")
+                        .trim()
+                        .parse::<i64>()
+                        .ok();
+                    let day = if interval == "month" {
+                        day.or(Some(1))
+                    } else {
+                        None
+                    };
+                    Some(Refill::parse(amount.unwrap_or(0), interval, day)?)
+                }
+            };
+            if remaining.is_none() && refill.is_some() {
+                return Err("A refill needs a balance: give the credits left too.".into());
+            }
+            Ok(CreditChange {
+                remaining: Some(remaining),
+                refill: Some(refill),
+                add: None,
+            })
+        }
+        _ => Err("Choose to add credits or to set the balance.".into()),
+    }
 }
 
 pub async fn detail(

@@ -291,7 +291,7 @@ pub static OPERATIONS: &[Operation] = &[
     Operation {
         method: "post",
         path: "/api/api-keys/{id}/credits",
-        summary: "Top up (`add`) or replace (`set`) a key's credits, atomically with the requests spending them",
+        summary: "Top up (`add`) or replace (`set`) a key's credits, atomically with the requests spending them; with an Idempotency-Key header, a retried top-up is made once",
         access: Access::Admin,
         gate: Gate::Counts(1),
         request: Some("CreditChange"),
