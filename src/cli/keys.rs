@@ -300,6 +300,7 @@ fn describe(e: &service::KeyError) -> String {
         service::KeyError::UnknownOwner | service::KeyError::OwnerInactive => e.to_string(),
         service::KeyError::Db(e) => e.to_string(),
         service::KeyError::Ledger(e) => e.to_string(),
+        service::KeyError::Idempotency(message) => (*message).to_owned(),
     }
 }
 

@@ -22,7 +22,8 @@ use crate::db::models::{ApiKey, CreditHolder, StoredCredits, User};
 use crate::db::{self, DbError, DbPool, UserId};
 use crate::limits::credits::{Adjustment, CreditOp, CreditState, Credits, Refill};
 use crate::limits::{
-    Ask, Bucket, Charged, Decision, Limit, Limiter, LimiterError, Limits, Meter, Part, Policy, Seeds,
+    Ask, Bucket, Charged, CounterState, Decision, Limit, Limiter, LimiterError, Limits, Meter, Part, Policy,
+    Seeds,
 };
 use crate::striped::Striped;
 
@@ -126,6 +127,11 @@ impl CreditChange {
     pub fn is_empty(&self) -> bool {
         *self == CreditChange::default()
     }
+
+    /// The change in a few words (`add:5`, `set:100`), to tell two requests apart.
+    pub fn describe(&self) -> String {
+        format!("{self:?}")
+    }
 }
 
 pub struct Ledger {
@@ -140,6 +146,8 @@ fn state_of(stored: StoredCredits) -> Option<CreditState> {
         remaining: u64::try_from(stored.remaining?).unwrap_or(0),
         period: u64::try_from(stored.period).unwrap_or(0),
         seq: u64::try_from(stored.seq).unwrap_or(0),
+        // The store counts a seed under the terms of the request it seeds.
+        terms: 0,
     })
 }
 
@@ -165,7 +173,7 @@ impl Ledger {
     pub async fn charge(&self, ask: &Arc<Ask>, cost: u32, now: Now) -> Result<Decision, LedgerError> {
         let mut charged = self.limiter.charge(ask, Seeds::default(), cost, now).await?;
         if charged == Charged::Unseeded {
-            let seeds = self.seeds(ask).await?;
+            let seeds = self.seeds(ask, now.unix_ms()).await?;
             charged = self.limiter.charge(ask, seeds, cost, now).await?;
         }
         let Charged::Decided(decision) = charged else {
@@ -187,8 +195,8 @@ impl Ledger {
     }
 
     /// The checkpoints of an ask's balances.
-    async fn seeds(&self, ask: &Ask) -> Result<Seeds, DbError> {
-        let rows: Vec<(Part, CreditHolder)> = ask
+    async fn seeds(&self, ask: &Ask, now_ms: u64) -> Result<Seeds, DbError> {
+        let rows: Vec<(Part, CreditHolder, u64)> = ask
             .meters()
             .filter(|(_, m)| m.credits.is_some())
             .filter_map(|(part, m)| {
@@ -197,19 +205,25 @@ impl Ledger {
                     bucket: m.bucket,
                     terms: m.credits?,
                 };
-                Some((part, holder.row()?))
+                Some((part, holder.row()?, holder.terms.period(now_ms)))
             })
             .collect();
         db::run(&self.pool, move |conn| {
             let mut seeds = Seeds::default();
-            for (part, row) in rows {
-                // A balance the database does not have (made unlimited meanwhile) starts empty
-                // until the cache catches up.
+            for (part, row, period) in rows {
+                // A balance the database no longer has (made unlimited a moment ago, by a
+                // change this instance's cache has not caught up with yet) is unlimited too:
+                // the checkpoint never writes it back (the row has no balance), and credits set
+                // later start afresh (`apply` forgets the store's value first).
                 let seed = row
                     .read(conn)
                     .map_err(DbError::Query)?
                     .and_then(state_of)
-                    .unwrap_or_default();
+                    .unwrap_or(CreditState {
+                        remaining: Adjustment::MAX,
+                        period,
+                        ..CreditState::default()
+                    });
                 match part {
                     Part::Key => seeds.key = Some(seed),
                     Part::Plan => seeds.plan = Some(seed),
@@ -237,6 +251,7 @@ impl Ledger {
             remaining: 0,
             period: holder.terms.period(now.unix_ms()),
             seq: checkpoint.map_or(0, |c| c.seq.max(0) as u64),
+            terms: holder.terms.tag(),
         });
         let op = match change {
             Some(change) => CreditOp::Change(change, seed),
@@ -246,12 +261,14 @@ impl Ledger {
             .limiter
             .credits(holder.owner, holder.bucket, op, holder.terms, now.unix_ms())
             .await?;
-        let row_state = match state {
-            Some(state) => stored(state),
-            None => StoredCredits {
+        let row_state = match (change, state) {
+            (Some(_), Some(state)) => stored(state),
+            // Forgotten: past every sequence the store or a checkpoint reached, so that no
+            // checkpoint read before counts once credits are set again.
+            (_, forgotten) => StoredCredits {
                 remaining: None,
                 period: 0,
-                seq: seed.seq as i64 + 1,
+                seq: forgotten.map_or(0, |f| f.seq).max(seed.seq) as i64 + 1,
             },
         };
         db::run(&self.pool, move |conn| {
@@ -295,6 +312,8 @@ impl Ledger {
                 if !had {
                     // Whatever the store kept from before starts over at the current period.
                     self.adjust(holder, None, now).await?;
+                } else if change.refill.is_some() {
+                    self.adjust(holder, Some(Adjustment::Rebase), now).await?;
                 }
                 self.adjust(holder, Some(Adjustment::Set(n)), now).await?;
             }
@@ -352,6 +371,13 @@ impl Ledger {
             holders.extend(stripe.lock().unwrap_or_else(PoisonError::into_inner).drain());
         }
         if holders.is_empty() {
+            return Ok(0);
+        }
+        // While Redis fails, the balances spent here (failure mode `local`) are this instance's
+        // own copies: they are not written over Redis's checkpoints (see the README's quota
+        // model); the holders wait for Redis.
+        if matches!(self.limiter.state(), CounterState::Degraded(_)) {
+            self.restore(holders);
             return Ok(0);
         }
         let now_ms = Now::read().unix_ms();

@@ -213,6 +213,7 @@ impl From<KeyError> for ApiError {
             KeyError::UnknownOwner => ApiError::UnknownUser,
             KeyError::OwnerInactive => ApiError::Conflict("The owner's account is deactivated.".into()),
             KeyError::Db(e) => e.into(),
+            KeyError::Idempotency(message) => ApiError::Conflict(message.into()),
             KeyError::Ledger(e) => e.into(),
         }
     }

@@ -3,6 +3,7 @@
 
 use futures_util::future::join_all;
 use keygate::db::{KeyId, UserId};
+use keygate::limits::credits::{CreditOp, CreditState, Credits};
 use keygate::limits::memory::MemoryStore;
 use keygate::limits::redis::RedisStore;
 use keygate::limits::{Ask, Bucket, Charged, Decision, Limit, Policy, Seeds, Window};
@@ -34,6 +35,24 @@ impl Store {
             .await
             .expect("connect to Redis");
         Store::Redis(RedisStore::new(conn, target, prefix, Duration::from_secs(2)))
+    }
+
+    /// A balance read or changed as an admin would (`CreditOp`), at `now_ms`.
+    pub(crate) async fn credits(
+        &self,
+        owner: UserId,
+        bucket: Bucket,
+        op: CreditOp,
+        terms: Credits,
+        now_ms: u64,
+    ) -> Option<CreditState> {
+        match self {
+            Store::Memory(store) => store.credits(bucket, op, terms, now_ms),
+            Store::Redis(store) => store
+                .credits(owner, bucket, op, terms, now_ms)
+                .await
+                .expect("Redis answers"),
+        }
     }
 
     /// Decides an ask at `now_ms`.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures_util::future::join_all;
 use keygate::db::{KeyId, UserId};
-use keygate::limits::credits::{CreditState, Credits, Interval, Refill};
+use keygate::limits::credits::{Adjustment, CreditOp, CreditState, Credits, Interval, Refill};
 use keygate::limits::memory::MemoryStore;
 use keygate::limits::{Ask, Bucket, Charged, Decision, Limit, Meter, Policy, Seeds, Window};
 
@@ -56,8 +56,7 @@ const NO_REFILL: Credits = Credits { refill: None };
 fn balance(n: u64) -> CreditState {
     CreditState {
         remaining: n,
-        period: 0,
-        seq: 0,
+        ..CreditState::default()
     }
 }
 
@@ -144,6 +143,7 @@ on_both_stores!(
     refused_requests_leave_every_counter_as_it_was,
     a_refill_comes_once_per_period_on_its_day,
     a_store_without_a_balance_asks_for_a_seed_and_uses_it_once,
+    new_refill_terms_refill_on_their_own_periods_and_old_ones_never,
 );
 
 /// 500 racing requests of costs 1–3 over three keys with credits of their own (100 each) under
@@ -268,7 +268,7 @@ async fn a_refill_comes_once_per_period_on_its_day(store: Store) {
         key: Some(CreditState {
             remaining: 3,
             period: refill.period(the_14th),
-            seq: 0,
+            ..CreditState::default()
         }),
         plan: None,
     };
@@ -350,12 +350,12 @@ async fn both_stores_decide_asks_identically_across_month_ends_and_refills() {
             key: Some(CreditState {
                 remaining: 40,
                 period: monthly.period(start),
-                seq: 0,
+                ..CreditState::default()
             }),
             plan: Some(CreditState {
                 remaining: 25,
                 period: daily.period(start),
-                seq: 0,
+                ..CreditState::default()
             }),
         };
         let mut now = start;
@@ -371,4 +371,53 @@ async fn both_stores_decide_asks_identically_across_month_ends_and_refills() {
         }
         assert!(now > start + 86_400_000, "crossed into the next month");
     }
+}
+
+/// A daily refill changed to a monthly one (the admin's rebase): a request still carrying the
+/// daily terms (read before the change) spends but never refills, however many days pass; the
+/// monthly terms refill at the next month's start.
+async fn new_refill_terms_refill_on_their_own_periods_and_old_ones_never(store: Store) {
+    let daily = Credits {
+        refill: Some(Refill {
+            amount: 50,
+            interval: Interval::Day,
+        }),
+    };
+    let monthly = Credits {
+        refill: Some(Refill {
+            amount: 1_000,
+            interval: Interval::Month { day: 1 },
+        }),
+    };
+    let (owner, key) = (UserId(fresh_id()), fresh_id());
+    let t0 = utc(2027, 5, 10, 12, 0, 0);
+    let seeds = Seeds {
+        key: Some(CreditState {
+            remaining: 3,
+            period: daily.period(t0),
+            seq: 0,
+            terms: 0,
+        }),
+        plan: None,
+    };
+    let old = ask(owner, key, Some(daily), None);
+    assert!(decided(store.charge(&old, seeds, 1, t0).await).allowed);
+    let seed = CreditState::default();
+    let rebased = store
+        .credits(
+            owner,
+            Bucket::Key(KeyId(key)),
+            CreditOp::Change(Adjustment::Rebase, seed),
+            monthly,
+            t0,
+        )
+        .await
+        .expect("a balance");
+    assert_eq!((rebased.remaining, rebased.period), (2, monthly.period(t0)));
+    let later = decided(store.charge(&old, seeds, 1, t0 + 3 * 86_400_000).await);
+    let left = later.quota.expect("quota").credits.map(|b| b.remaining);
+    assert_eq!(left, Some(1), "stale daily terms spent, and did not refill");
+    let new = ask(owner, key, Some(monthly), None);
+    let june = decided(store.charge(&new, seeds, 1, utc(2027, 6, 1, 0, 0, 1)).await);
+    assert_eq!(june.quota.expect("quota").credits.map(|b| b.remaining), Some(999));
 }

@@ -228,6 +228,19 @@ async fn a_top_up_with_an_idempotency_key_is_made_once(app: TestApp) {
     assert_eq!(other["remaining"], 20, "another key is another top-up");
     let (status, bad, _) = top_up("has space").await;
     assert_eq!(status, 400, "{bad}");
+    // The same key for another change is refused, and changes nothing.
+    let mut other = awc::Client::new()
+        .post(format!("{}{path}", app.address))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .insert_header(("Idempotency-Key", "order-1001"))
+        .send_json(&json!({"set": 0}))
+        .await
+        .expect("an answer");
+    assert_eq!(other.status().as_u16(), 409, "{:?}", other.body().await);
+    let shown = app
+        .get(&format!("/api/api-keys/{}/", created["id"]), &admin.auth())
+        .await;
+    assert_eq!(shown.body["remaining"], 20);
 }
 
 async fn a_plan_limits_the_sum_of_a_users_keys(app: TestApp) {

@@ -20,12 +20,17 @@ ALTER TABLE users ADD COLUMN refill_interval TEXT;
 ALTER TABLE users ADD COLUMN refill_day INTEGER;
 ALTER TABLE users ADD COLUMN credit_period BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN credit_seq BIGINT NOT NULL DEFAULT 0;
--- Top-ups made with an Idempotency-Key: a retried request (same holder, same key) is answered
--- without adding again.
+-- Top-ups made with an Idempotency-Key: a retried request (same holder, same key, same request)
+-- is answered without adding again.
 CREATE TABLE credit_grants (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     holder TEXT NOT NULL,
     idempotency_key TEXT NOT NULL,
+    -- What was asked ("add:5", "set:100"): the same key with another request is refused.
+    request TEXT NOT NULL,
+    -- False while the top-up is being applied; a claim left pending (a crash) is taken over
+    -- after a minute.
+    done BOOLEAN NOT NULL DEFAULT FALSE,
     created_at TIMESTAMP NOT NULL,
     UNIQUE (holder, idempotency_key)
 );

@@ -9,10 +9,10 @@ use diesel::Connection;
 
 use crate::clock::Now;
 use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
-use crate::db::models::CreditHolder;
 use crate::db::models::{
     ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewCredits, UsageRow, UsageTotals, User,
 };
+use crate::db::models::{Claim, CreditHolder};
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
 use crate::keys::KeyName;
 use crate::keys::cache::KeyCache;
@@ -41,6 +41,9 @@ pub enum KeyError {
     Db(#[from] DbError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// An `Idempotency-Key` in use for another change, or still being applied.
+    #[error("{0}")]
+    Idempotency(&'static str),
 }
 
 impl From<diesel::result::Error> for KeyError {
@@ -265,28 +268,44 @@ pub async fn change_credits(
     let record = get(pool, actor, id).await?;
     let row = CreditHolder::Key(id);
     if let Some(token) = idempotency.clone() {
-        let at = now.naive();
-        let claimed = db::run(pool, move |conn| {
-            row.claim(conn, &token, at).map_err(DbError::Query)
+        let (at, stale) = (now.naive(), now.naive() - Duration::minutes(1));
+        let request = change.describe();
+        let claim = db::run(pool, move |conn| {
+            row.claim(conn, &token, &request, at, stale)
+                .map_err(DbError::Query)
         })
         .await?;
-        if !claimed {
-            return Ok((record, true));
+        match claim {
+            Claim::New => {}
+            Claim::Done => return Ok((record, true)),
+            Claim::Pending => {
+                return Err(KeyError::Idempotency(
+                    "A request with this Idempotency-Key is being applied; retry in a moment.",
+                ));
+            }
+            Claim::OtherRequest => {
+                return Err(KeyError::Idempotency(
+                    "This Idempotency-Key was used for a different change; use a new key.",
+                ));
+            }
         }
     }
     let key = &record.key;
     let applied = ledger
         .apply(key.user_id, Bucket::Key(id), ledger::key_terms(key), change, now)
         .await;
-    if let Err(e) = applied {
-        if let Some(token) = idempotency {
-            db::run(pool, move |conn| {
-                row.release(conn, &token).map_err(DbError::Query)
-            })
-            .await?;
-        }
-        return Err(e.into());
+    if let Some(token) = idempotency {
+        let made = applied.is_ok();
+        db::run(pool, move |conn| {
+            match made {
+                true => row.done(conn, &token),
+                false => row.release(conn, &token),
+            }
+            .map_err(DbError::Query)
+        })
+        .await?;
     }
+    applied?;
     cache.changed(id).await;
     Ok((get(pool, actor, id).await?, false))
 }

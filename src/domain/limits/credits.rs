@@ -119,6 +119,10 @@ pub struct CreditState {
     pub period: u64,
     /// Grows with every change.
     pub seq: u64,
+    /// The refill terms the period was counted under ([`Credits::tag`]): a request that brings
+    /// other terms (read before an admin changed them) never refills — a day's number and a
+    /// month's are not comparable.
+    pub terms: u64,
 }
 
 /// The credit terms a request is held to: that the holder has a balance, and its refill.
@@ -133,13 +137,25 @@ impl Credits {
         self.refill.map_or(0, |r| r.period(now_ms))
     }
 
-    /// `state` brought to `period`: refilled when the period has moved on.
+    /// The refill terms as one number (0: none), kept with a balance; below 2⁵³, so a Redis
+    /// double holds it exactly.
+    pub fn tag(self) -> u64 {
+        let Some(refill) = self.refill else { return 0 };
+        let interval = match refill.interval {
+            Interval::Day => 1,
+            Interval::Month { day } => 1 + u64::from(day),
+        };
+        u64::from(refill.amount) * 32 + interval
+    }
+
+    /// `state` brought to `period`: refilled when the period has moved on under these terms.
     pub fn refilled(self, state: CreditState, period: u64) -> CreditState {
         match self.refill {
-            Some(refill) if period > state.period => CreditState {
+            Some(refill) if period > state.period && state.terms == self.tag() => CreditState {
                 remaining: u64::from(refill.amount),
                 period,
                 seq: state.seq + 1,
+                terms: state.terms,
             },
             _ => state,
         }
@@ -163,7 +179,11 @@ impl Adjustment {
     /// `state` changed, at `period` (the terms' current one), refilled first unless rebased.
     pub fn apply(self, terms: Credits, state: CreditState, period: u64) -> CreditState {
         let state = match self {
-            Adjustment::Rebase => CreditState { period, ..state },
+            Adjustment::Rebase => CreditState {
+                period,
+                terms: terms.tag(),
+                ..state
+            },
             _ => terms.refilled(state, period),
         };
         let remaining = match self {
@@ -278,6 +298,7 @@ mod tests {
             remaining: 3,
             period: 7,
             seq: 40,
+            terms: credits.tag(),
         };
         assert_eq!(credits.refilled(spent, 7), spent);
         let refilled = credits.refilled(spent, 8);
@@ -291,6 +312,27 @@ mod tests {
             credits.refilled(refilled, 7),
             refilled,
             "a late clock never goes back"
+        );
+        let monthly = Credits {
+            refill: Some(Refill {
+                amount: 100,
+                interval: Interval::Month { day: 1 },
+            }),
+        };
+        assert_eq!(
+            monthly.refilled(spent, 1_000_000),
+            spent,
+            "other terms (a request read before they changed) never refill"
+        );
+        let rebased = Adjustment::Rebase.apply(monthly, spent, 683);
+        assert_eq!(
+            (rebased.period, rebased.terms, rebased.remaining),
+            (683, monthly.tag(), 3)
+        );
+        assert_eq!(
+            monthly.refilled(rebased, 684).remaining,
+            100,
+            "the new terms refill"
         );
     }
 

@@ -153,8 +153,14 @@ fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateL
         Some(name) => items.iter().find(|i| i.name == *name),
         None => items.iter().min_by_key(|i| i.remaining),
     }?;
-    let retry_after = refusal.map(|r| r.wait_ms().map_or(u64::MAX / 2, |ms| ceil_secs(ms).max(1)));
-    let seconds = retry_after.or(tightest.reset);
+    // A refusal with no refill coming has no wait: no `t`, no `Retry-After` (a 403).
+    let (seconds, retry_after) = match refusal {
+        Some(refused) => {
+            let wait = refused.wait_ms().map(|ms| ceil_secs(ms).max(1));
+            (wait, wait)
+        }
+        None => (tightest.reset, None),
+    };
     let mut header = policy.header().to_string();
     for item in items
         .iter()
@@ -176,7 +182,7 @@ fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateL
         limit: tightest.limit,
         remaining: tightest.remaining,
         reset_at: decision.now_ms / 1000 + seconds.unwrap_or(0),
-        retry_after: retry_after.filter(|_| refusal.is_some_and(|r| r.wait_ms().is_some())),
+        retry_after,
     })
 }
 

@@ -318,8 +318,10 @@ impl Limiter {
                 }
                 if let Some(redis) = &limiter.redis
                     && !redis.healthy.load(Ordering::Acquire)
+                    && redis.probe().await
                 {
-                    redis.probe().await;
+                    // The balances spent here meanwhile were this instance's own copies.
+                    limiter.memory.forget_credits();
                 }
             }
         });
@@ -346,7 +348,8 @@ impl RedisBackend {
         }
     }
 
-    async fn probe(&self) {
+    /// True when Redis answered and this switched back to it.
+    async fn probe(&self) -> bool {
         let answered = match self.store.get() {
             Some(store) => {
                 matches!(
@@ -361,6 +364,8 @@ impl RedisBackend {
         };
         if answered && !self.healthy.swap(true, Ordering::AcqRel) {
             log::info!("Redis answers again; rate limits are counted in Redis");
+            return true;
         }
+        false
     }
 }

@@ -106,7 +106,12 @@ impl MemoryStore {
         let mut before = Before::default();
         for (part, meter) in ask.meters() {
             let Some(terms) = meter.credits else { continue };
-            let Some(state) = credits.get(&meter.bucket).copied().or(seeds.of(part)) else {
+            // A seed is counted under the request's terms, as in the Redis script.
+            let seed = seeds.of(part).map(|seed| CreditState {
+                terms: terms.tag(),
+                ..seed
+            });
+            let Some(state) = credits.get(&meter.bucket).copied().or(seed) else {
                 return Charged::Unseeded;
             };
             let state = terms.refilled(state, terms.period(now_ms));
@@ -160,17 +165,27 @@ impl MemoryStore {
         Charged::Decided(before.decision(ask, now_ms, cost, allowed))
     }
 
+    /// Forgets every balance: after an outage of Redis in failure mode `local`, the next one
+    /// starts from the checkpoint again, not from what this instance spent the last time.
+    pub fn forget_credits(&self) {
+        self.credits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// A holder's balance: read, changed by an admin (after any refill due at `now_ms`; from
-    /// the seed when the store holds none), or forgotten (the holder has no credits now).
+    /// the seed when the store holds none), or forgotten (answering what it was).
     pub fn credits(&self, bucket: Bucket, op: CreditOp, terms: Credits, now_ms: u64) -> Option<CreditState> {
         let mut credits = self.credits.lock().unwrap_or_else(PoisonError::into_inner);
         match op {
             CreditOp::Read => credits.get(&bucket).copied(),
-            CreditOp::Forget => {
-                credits.remove(&bucket);
-                None
-            }
+            CreditOp::Forget => credits.remove(&bucket),
             CreditOp::Change(change, seed) => {
+                let seed = CreditState {
+                    terms: terms.tag(),
+                    ..seed
+                };
                 let state = credits.get(&bucket).copied().unwrap_or(seed);
                 let state = change.apply(terms, state, terms.period(now_ms));
                 credits.insert(bucket, state);

@@ -17,10 +17,10 @@
 -- number (from 1), m, then m costs: the caller's requests in arrival order (cost 0 only reads).
 -- then the asks (requests with credits or a user's plan, `limits::ask`): E entries, one per
 -- value they touch (KEYS[S + e]), each: kind 1 (windows, packed as above): its policy's
--- number; or kind 2 (credits, packed doubles: remaining, refill period, sequence): the current
--- refill period, the refill amount (-1: none), and a seed (remaining or -1 for none, period,
--- sequence) used only when the value is missing; then R requests, each: cost, k, then its k
--- entry numbers.
+-- number; or kind 2 (credits, packed doubles: remaining, refill period, sequence, refill terms):
+-- the current refill period, the refill amount (-1: none), the terms' tag (`Credits::tag`), and
+-- a seed (remaining or -1 for none, period, sequence) used only when the value is missing; then
+-- R requests, each: cost, k, then its k entry numbers.
 -- Returns {now_ms, then per caller: prev_1, curr_1, ..., prev_n, curr_n (before this batch),
 --          then m flags (1 = counted, 0 = refused); then per entry: windows: prev_1, curr_1,
 --          ...; credits: the balance before this batch, after any seed and refill (-1: none
@@ -213,20 +213,22 @@ for e = 1, E do
       o = o + 2
     end
   else
-    local period, amount, seed = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local period, amount, tag = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local seed = tonumber(ARGV[a + 4])
     local stored = redis.call('GET', key)
-    if stored and #stored == 24 then
-      entry.remaining, entry.period, entry.seq = struct.unpack('ddd', stored)
+    if stored and #stored == 32 then
+      entry.remaining, entry.period, entry.seq, entry.tag = struct.unpack('dddd', stored)
     elseif seed >= 0 then
-      entry.remaining, entry.period, entry.seq = seed, tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
-      entry.dirty = true
+      entry.remaining, entry.period, entry.seq = seed, tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+      entry.tag, entry.dirty = tag, true
     end
-    -- A refill sets the balance to its amount, once per period (a later period only).
-    if entry.remaining and amount >= 0 and period > entry.period then
+    -- A refill sets the balance to its amount, once per period (a later period only), under
+    -- the terms the balance was counted by (a request read before they changed never refills).
+    if entry.remaining and amount >= 0 and period > entry.period and tag == entry.tag then
       entry.remaining, entry.period, entry.seq = amount, period, entry.seq + 1
       entry.dirty = true
     end
-    a = a + 6
+    a = a + 7
     o = o + 1
     out[o] = entry.remaining or -1
   end
@@ -274,7 +276,7 @@ for e = 1, E do
   if entry.kind == 1 and entry.added > 0 then
     write(KEYS[S + e], entry.policy, entry.prev, entry.curr, entry.added, entry.rolled)
   elseif entry.kind == 2 and entry.dirty then
-    redis.call('SET', KEYS[S + e], struct.pack('ddd', entry.remaining, entry.period, entry.seq))
+    redis.call('SET', KEYS[S + e], struct.pack('dddd', entry.remaining, entry.period, entry.seq, entry.tag))
   end
 end
 return out

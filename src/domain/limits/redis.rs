@@ -140,8 +140,8 @@ impl RedisStore {
         decision.await.map_err(|_| gone())?
     }
 
-    /// A holder's balance (`credits.lua`): read (`change` `None` with `read`), changed by an
-    /// admin, or forgotten. `seed` is used when Redis holds none (not for reads).
+    /// A holder's balance (`credits.lua`): read, changed by an admin (from the seed when Redis
+    /// holds none), or forgotten (answering what it was).
     pub async fn credits(
         &self,
         owner: UserId,
@@ -158,11 +158,8 @@ impl RedisStore {
             CreditOp::Change(Adjustment::Rebase, seed) => (4, 0, Some(seed)),
             CreditOp::Read => (3, 0, None),
         };
-        let seed = seed.unwrap_or(CreditState {
-            remaining: u64::MAX,
-            ..CreditState::default()
-        });
         let amount = terms.refill.map_or(-1, |r| i64::from(r.amount));
+        let given = seed.unwrap_or_default();
         let mut invocation = CREDITS.prepare_invoke();
         invocation
             .key(key)
@@ -170,15 +167,18 @@ impl RedisStore {
             .arg(n)
             .arg(terms.period(now_ms))
             .arg(amount)
-            .arg(seed_arg(Some(seed)))
-            .arg(seed.period)
-            .arg(seed.seq);
+            .arg(terms.tag())
+            .arg(seed_arg(seed))
+            .arg(given.period)
+            .arg(given.seq);
         let state: Vec<i64> = invocation.invoke_async(&mut self.conn.clone()).await?;
+        let n = |v: i64| v.max(0) as u64;
         Ok(match state[..] {
-            [remaining, period, seq] => Some(CreditState {
-                remaining: remaining.max(0) as u64,
-                period: period.max(0) as u64,
-                seq: seq.max(0) as u64,
+            [remaining, period, seq, terms] => Some(CreditState {
+                remaining: n(remaining),
+                period: n(period),
+                seq: n(seq),
+                terms: n(terms),
             }),
             _ => None,
         })
@@ -216,8 +216,7 @@ impl RedisStore {
 
 /// `-1` for no seed: the script then leaves a missing balance missing.
 fn seed_arg(seed: Option<CreditState>) -> i64 {
-    seed.filter(|s| s.remaining != u64::MAX)
-        .map_or(-1, |s| s.remaining as i64)
+    seed.map_or(-1, |s| s.remaining.min(Adjustment::MAX) as i64)
 }
 
 /// Where an ask's values live: under the owner's hash tag, so one script call (one slot on a
@@ -413,6 +412,7 @@ impl<'b> Call<'b> {
                 let entry = Entry::Credits {
                     period: terms.period(now_ms),
                     amount: terms.refill.map_or(-1, |r| i64::from(r.amount)),
+                    tag: terms.tag(),
                     seed: seeds.of(part),
                 };
                 entries[2 * slot + 1] = script.entry(credit_key(credits, ask.owner, meter.bucket), entry);
@@ -530,6 +530,7 @@ enum Entry {
     Credits {
         period: u64,
         amount: i64,
+        tag: u64,
         seed: Option<CreditState>,
     },
 }
@@ -594,13 +595,19 @@ impl ScriptCall {
             return match (&mut self.entries[at].1, entry) {
                 (Entry::Windows(a), Entry::Windows(b)) if *a == b => Some(at),
                 (
-                    Entry::Credits { period, amount, seed },
+                    Entry::Credits {
+                        period,
+                        amount,
+                        tag,
+                        seed,
+                    },
                     Entry::Credits {
                         period: p,
                         amount: m,
+                        tag: t,
                         seed: s,
                     },
-                ) if *period == p && *amount == m => {
+                ) if *period == p && *amount == m && *tag == t => {
                     *seed = seed.or(s);
                     Some(at)
                 }
@@ -662,9 +669,14 @@ impl ScriptCall {
                         .map_or(0, |i| i + 1);
                     cmd.arg(1).arg(number);
                 }
-                Entry::Credits { period, amount, seed } => {
+                Entry::Credits {
+                    period,
+                    amount,
+                    tag,
+                    seed,
+                } => {
                     let state = seed.unwrap_or_default();
-                    cmd.arg(2).arg(period).arg(amount).arg(seed_arg(*seed));
+                    cmd.arg(2).arg(period).arg(amount).arg(tag).arg(seed_arg(*seed));
                     cmd.arg(state.period).arg(state.seq);
                 }
             }

@@ -92,6 +92,8 @@ diesel::table! {
         id -> BigInt,
         holder -> Text,
         idempotency_key -> Text,
+        request -> Text,
+        done -> Bool,
         created_at -> Timestamp,
     }
 }

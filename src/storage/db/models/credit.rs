@@ -16,6 +16,19 @@ pub enum CreditHolder {
     User(UserId),
 }
 
+/// What an idempotency key's claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen before (or abandoned): the change is this request's to make.
+    New,
+    /// The change was made: answer without making it again.
+    Done,
+    /// Another request with this key is making it now.
+    Pending,
+    /// The key was used for a different change.
+    OtherRequest,
+}
+
 /// A balance row: remaining (`None`: unlimited), its refill period, its sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredCredits {
@@ -33,21 +46,72 @@ impl CreditHolder {
         }
     }
 
-    /// Claims an idempotency key for a top-up of this holder: false when it was claimed before
-    /// (the top-up was made, or is being made, by an earlier request with the same key).
-    pub fn claim(self, conn: &mut DbConnection, key: &str, now: NaiveDateTime) -> QueryResult<bool> {
-        let inserted = diesel::insert_into(credit_grants::table)
-            .values((
-                credit_grants::holder.eq(self.name()),
-                credit_grants::idempotency_key.eq(key),
-                credit_grants::created_at.eq(now),
+    /// Claims an idempotency key for a change (`request`, e.g. `add:5`) of this holder's
+    /// credits, in one transaction: a new key is claimed (pending); a key whose change was made
+    /// answers [`Claim::Done`]; one still being applied, [`Claim::Pending`], unless it has been
+    /// pending since before `stale_before` (its request died), when it is taken over.
+    pub fn claim(
+        self,
+        conn: &mut DbConnection,
+        key: &str,
+        request: &str,
+        now: NaiveDateTime,
+        stale_before: NaiveDateTime,
+    ) -> QueryResult<Claim> {
+        let holder = self.name();
+        let existing: Option<(String, bool, NaiveDateTime)> = credit_grants::table
+            .filter(credit_grants::holder.eq(&holder))
+            .filter(credit_grants::idempotency_key.eq(key))
+            .select((
+                credit_grants::request,
+                credit_grants::done,
+                credit_grants::created_at,
             ))
-            .execute(conn);
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
-            Err(e) => Err(e),
+            .first(conn)
+            .optional()?;
+        let mine = credit_grants::table
+            .filter(credit_grants::holder.eq(&holder))
+            .filter(credit_grants::idempotency_key.eq(key));
+        match existing {
+            Some((asked, _, _)) if asked != request => Ok(Claim::OtherRequest),
+            Some((_, true, _)) => Ok(Claim::Done),
+            Some((_, false, at)) if at >= stale_before => Ok(Claim::Pending),
+            Some(_) => {
+                // Taken over only if no one else took it over first.
+                let taken = diesel::update(mine.filter(credit_grants::created_at.lt(stale_before)))
+                    .set(credit_grants::created_at.eq(now))
+                    .execute(conn)?;
+                Ok(if taken == 1 { Claim::New } else { Claim::Pending })
+            }
+            None => {
+                let inserted = diesel::insert_into(credit_grants::table)
+                    .values((
+                        credit_grants::holder.eq(&holder),
+                        credit_grants::idempotency_key.eq(key),
+                        credit_grants::request.eq(request),
+                        credit_grants::created_at.eq(now),
+                    ))
+                    .execute(conn);
+                match inserted {
+                    Ok(_) => Ok(Claim::New),
+                    // Another request claimed it a moment ago.
+                    Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(Claim::Pending),
+                    Err(e) => Err(e),
+                }
+            }
         }
+    }
+
+    /// Marks a claimed change made: a retry is answered without making it again.
+    pub fn done(self, conn: &mut DbConnection, key: &str) -> QueryResult<()> {
+        diesel::update(
+            credit_grants::table
+                .filter(credit_grants::holder.eq(self.name()))
+                .filter(credit_grants::idempotency_key.eq(key)),
+        )
+        .set(credit_grants::done.eq(true))
+        .execute(conn)?;
+        Ok(())
     }
 
     /// Gives a claim back (its top-up failed), so a retry with the same key applies it.
@@ -142,24 +206,46 @@ impl CreditHolder {
         Ok(())
     }
 
-    /// An admin's write: the balance (or `None`, unlimited), whatever the row held.
+    /// An admin's write: a balance, unless a checkpoint already holds a later one of this
+    /// balance (a higher sequence); or `None` (unlimited), always.
     pub fn set(self, conn: &mut DbConnection, state: StoredCredits) -> QueryResult<()> {
+        let guarded = state.remaining.is_some();
         match self {
-            CreditHolder::Key(id) => diesel::update(api_keys::table.find(id))
-                .set((
+            CreditHolder::Key(id) => {
+                let values = (
                     api_keys::remaining.eq(state.remaining),
                     api_keys::credit_period.eq(state.period),
                     api_keys::credit_seq.eq(state.seq),
-                ))
-                .execute(conn)?,
-            CreditHolder::User(id) => diesel::update(users::table.find(id))
-                .set((
+                );
+                let newer = api_keys::credit_seq
+                    .lt(state.seq)
+                    .or(api_keys::remaining.is_null());
+                if guarded {
+                    diesel::update(api_keys::table.find(id).filter(newer))
+                        .set(values)
+                        .execute(conn)?;
+                } else {
+                    diesel::update(api_keys::table.find(id))
+                        .set(values)
+                        .execute(conn)?;
+                }
+            }
+            CreditHolder::User(id) => {
+                let values = (
                     users::remaining.eq(state.remaining),
                     users::credit_period.eq(state.period),
                     users::credit_seq.eq(state.seq),
-                ))
-                .execute(conn)?,
-        };
+                );
+                let newer = users::credit_seq.lt(state.seq).or(users::remaining.is_null());
+                if guarded {
+                    diesel::update(users::table.find(id).filter(newer))
+                        .set(values)
+                        .execute(conn)?;
+                } else {
+                    diesel::update(users::table.find(id)).set(values).execute(conn)?;
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ mod user;
 pub use api_key::{
     ApiKey, ApiKeyChanges, KeyFilter, KeyOrder, KeySearch, KeyStatusFilter, NewApiKey, NewCredits,
 };
-pub use credit::{CreditHolder, StoredCredits};
+pub use credit::{Claim, CreditHolder, StoredCredits};
 pub use invitation::{Invitation, NewInvitation};
 pub use session::RevokedSession;
 pub use usage::{UsageRow, UsageTotals};

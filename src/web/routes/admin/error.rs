@@ -61,6 +61,7 @@ impl From<KeyError> for AdminError {
             KeyError::UnknownOwner => AdminError::BadRequest("No user has this email.".into()),
             KeyError::OwnerInactive => AdminError::BadRequest("The owner's account is deactivated.".into()),
             KeyError::Db(e) => e.into(),
+            KeyError::Idempotency(message) => AdminError::BadRequest(message.into()),
             KeyError::Ledger(LedgerError::Db(e)) => e.into(),
             KeyError::Ledger(LedgerError::NoBalance) => AdminError::BadRequest(
                 "There is no credit balance to add to (credits are unlimited); set one first.".into(),

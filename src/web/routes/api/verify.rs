@@ -210,12 +210,12 @@ async fn windows(state: &AppState, info: &KeyInfo, cost: u32, now: Now) -> Resul
             .flat_map(|p| p.iter()),
     );
     let full = windows.clone().any(|c| c.remaining() == Some(0));
-    let code = match decision.refused_by() {
-        Some(Refusal::Credits { .. }) => "USAGE_EXCEEDED",
-        Some(Refusal::Window { .. }) => "RATE_LIMITED",
-        None if cost == 0 && credits == Some(0) => "USAGE_EXCEEDED",
-        None if cost == 0 && full => "RATE_LIMITED",
-        None => "VALID",
+    let code = match (decision.allowed, decision.refused_by()) {
+        (false, Some(Refusal::Credits { .. })) => "USAGE_EXCEEDED",
+        (false, _) => "RATE_LIMITED",
+        (true, _) if cost == 0 && credits == Some(0) => "USAGE_EXCEEDED",
+        (true, _) if cost == 0 && full => "RATE_LIMITED",
+        (true, _) => "VALID",
     };
     let mut verdict = Verdict::of(code);
     verdict.credits = json!(credits);
