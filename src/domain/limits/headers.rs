@@ -61,9 +61,9 @@ impl RateLimitHeaders {
 
 /// One policy of an ask's decision: a key or plan window, or a balance.
 struct Item {
-    name: String,
-    /// The plan's partition key (its owner), so clients tell the plan's policies from the key's.
-    pk: Option<UserId>,
+    name: &'static str,
+    /// The plan's (carries the partition key, so clients tell it from the key's own).
+    plan: bool,
     limit: u64,
     remaining: u64,
     /// Seconds until it resets (none for a balance that is never refilled).
@@ -71,15 +71,25 @@ struct Item {
     window: Option<u64>,
 }
 
+/// The plan's windows' names, by `Window::index`.
+const PLAN_WINDOWS: [&str; 5] = [
+    "plan-second",
+    "plan-minute",
+    "plan-hour",
+    "plan-day",
+    "plan-month",
+];
+
 impl Item {
-    fn window(count: &WindowCount, part: Part, owner: UserId) -> Option<Item> {
-        let (name, pk) = match part {
-            Part::Key => (count.window.name().to_owned(), None),
-            Part::Plan => (format!("plan-{}", count.window.name()), Some(owner)),
-        };
+    fn window(count: &WindowCount, part: Part) -> Option<Item> {
+        let plan = part == Part::Plan;
         Some(Item {
-            name,
-            pk,
+            name: if plan {
+                PLAN_WINDOWS[count.window.index()]
+            } else {
+                count.window.name()
+            },
+            plan,
             limit: u64::from(count.limit?.get()),
             remaining: count.remaining().unwrap_or(0),
             reset: Some(ceil_secs(count.reset_ms()).max(1)),
@@ -87,14 +97,11 @@ impl Item {
         })
     }
 
-    fn credits(balance: &Balance, part: Part, owner: UserId, now_ms: u64) -> Item {
-        let (name, pk) = match part {
-            Part::Key => ("credits".to_owned(), None),
-            Part::Plan => ("plan-credits".to_owned(), Some(owner)),
-        };
+    fn credits(balance: &Balance, part: Part, now_ms: u64) -> Item {
+        let plan = part == Part::Plan;
         Item {
-            name,
-            pk,
+            name: if plan { "plan-credits" } else { "credits" },
+            plan,
             limit: balance.refill.map_or(balance.remaining, |r| u64::from(r.amount)),
             remaining: balance.remaining,
             reset: balance
@@ -104,53 +111,51 @@ impl Item {
         }
     }
 
-    fn pk(&self) -> String {
-        self.pk.map_or_else(String::new, |owner| {
-            let key = base64::engine::general_purpose::STANDARD.encode(format!("u:{owner}"));
-            format!(";pk=:{key}:")
-        })
+    fn refused(refusal: &Refusal) -> &'static str {
+        match refusal {
+            Refusal::Window {
+                count,
+                part: Part::Key,
+                ..
+            } => count.window.name(),
+            Refusal::Window {
+                count,
+                part: Part::Plan,
+                ..
+            } => PLAN_WINDOWS[count.window.index()],
+            Refusal::Credits { part: Part::Key, .. } => "credits",
+            Refusal::Credits { part: Part::Plan, .. } => "plan-credits",
+        }
     }
+}
+
+/// `;pk=:<base64 of "u:<owner>">:`: the plan's partition key, an sf-binary.
+fn partition_key(owner: UserId) -> String {
+    let key = base64::engine::general_purpose::STANDARD.encode(format!("u:{owner}"));
+    format!(";pk=:{key}:")
 }
 
 /// Headers for an ask's decision (draft -11's multiple policies): every policy in
 /// `RateLimit-Policy` (the key's windows, the plan's with its partition key, the balances as
 /// quota policies), and in `RateLimit` the one with the least room — or the one that refused.
 fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateLimitHeaders> {
-    let owner = quota.owner;
-    let mut items: Vec<Item> = decision
-        .counts
-        .iter()
-        .filter_map(|c| Item::window(c, Part::Key, owner))
-        .collect();
+    let mut items: Vec<Item> = Vec::with_capacity(12);
+    items.extend(decision.counts.iter().filter_map(|c| Item::window(c, Part::Key)));
     items.extend(
         quota
             .plan
             .iter()
             .flat_map(|p| p.iter())
-            .filter_map(|c| Item::window(c, Part::Plan, owner)),
+            .filter_map(|c| Item::window(c, Part::Plan)),
     );
     for (balance, part) in [(&quota.credits, Part::Key), (&quota.plan_credits, Part::Plan)] {
         if let Some(balance) = balance {
-            items.push(Item::credits(balance, part, owner, decision.now_ms));
+            items.push(Item::credits(balance, part, decision.now_ms));
         }
     }
     let refusal = decision.refused_by();
-    let refused_name = refusal.map(|r| match r {
-        Refusal::Window {
-            count,
-            part: Part::Key,
-            ..
-        } => count.window.name().to_owned(),
-        Refusal::Window {
-            count,
-            part: Part::Plan,
-            ..
-        } => format!("plan-{}", count.window.name()),
-        Refusal::Credits { part: Part::Key, .. } => "credits".to_owned(),
-        Refusal::Credits { part: Part::Plan, .. } => "plan-credits".to_owned(),
-    });
-    let tightest = match &refused_name {
-        Some(name) => items.iter().find(|i| i.name == *name),
+    let tightest = match &refusal {
+        Some(refused) => items.iter().find(|i| i.name == Item::refused(refused)),
         None => items.iter().min_by_key(|i| i.remaining),
     }?;
     // A refusal with no refill coming has no wait: no `t`, no `Retry-After` (a 403).
@@ -161,24 +166,34 @@ fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateL
         }
         None => (tightest.reset, None),
     };
-    let mut header = policy.header().to_string();
-    for item in items
-        .iter()
-        .filter(|i| i.pk.is_some() || i.window.is_none() || i.name.contains("credits"))
-    {
+    let pk = if items.iter().any(|i| i.plan) {
+        partition_key(quota.owner)
+    } else {
+        String::new()
+    };
+    let mut header = String::with_capacity(policy.header().len() + 160);
+    header.push_str(policy.header());
+    // The key's windows are in the policy's own header already.
+    for item in items.iter().filter(|i| i.plan || i.name == "credits") {
         let sep = if header.is_empty() { "" } else { ", " };
-        let w = item.window.map_or_else(String::new, |w| format!(";w={w}"));
-        let _ = write!(header, "{sep}\"{}\";q={}{w}{}", item.name, item.limit, item.pk());
+        let _ = write!(header, "{sep}\"{}\";q={}", item.name, item.limit);
+        if let Some(w) = item.window {
+            let _ = write!(header, ";w={w}");
+        }
+        if item.plan {
+            header.push_str(&pk);
+        }
     }
-    let t = seconds.map_or_else(String::new, |t| format!(";t={t}"));
+    let mut current = format!("\"{}\";r={}", tightest.name, tightest.remaining);
+    if let Some(t) = seconds {
+        let _ = write!(current, ";t={t}");
+    }
+    if tightest.plan {
+        current.push_str(&pk);
+    }
     Some(RateLimitHeaders {
         policy: header.into(),
-        current: format!(
-            "\"{}\";r={}{t}{}",
-            tightest.name,
-            tightest.remaining,
-            tightest.pk()
-        ),
+        current,
         limit: tightest.limit,
         remaining: tightest.remaining,
         reset_at: decision.now_ms / 1000 + seconds.unwrap_or(0),

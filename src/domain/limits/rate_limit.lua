@@ -20,11 +20,13 @@
 -- number; or kind 2 (credits, packed doubles: remaining, refill period, sequence, refill terms):
 -- the current refill period, the refill amount (-1: none), the terms' tag (`Credits::tag`), and
 -- a seed (remaining or -1 for none, period, sequence) used only when the value is missing; then
--- R requests, each: cost, k, then its k entry numbers.
+-- G groups of requests of one ask (one key's, in arrival order), each: k, its k entry numbers,
+-- m, then m costs.
 -- Returns {now_ms, then per caller: prev_1, curr_1, ..., prev_n, curr_n (before this batch),
 --          then m flags (1 = counted, 0 = refused); then per entry: windows: prev_1, curr_1,
 --          ...; credits: the balance before this batch, after any seed and refill (-1: none
---          held and no seed); then R flags (1 = counted, 0 = refused, 2 = a balance missing)}.
+--          held and no seed); then per group m flags (1 = counted, 0 = refused, 2 = a balance
+--          missing)}.
 -- Each request is decided as if it ran alone after the ones before it: it passes when every
 -- window has room for it, and only then is it counted.
 --
@@ -189,8 +191,9 @@ for g = 1, S do
   if added > 0 then write(key, policy, prev, curr, added, rolled) end
 end
 
--- The asks: every entry loaded once, each request decided in arrival order over all of its
--- entries, every changed entry written once.
+-- The asks: every entry loaded once, with its room (the least any of its limited windows has
+-- left), each request decided in arrival order over all of its entries, every changed entry
+-- written once.
 local E = tonumber(ARGV[a])
 a = a + 1
 local entries = {}
@@ -211,6 +214,11 @@ for e = 1, E do
       entry.weighted[i] = math.floor(p * policy.share[i])
       out[o + 1], out[o + 2] = p, c
       o = o + 2
+      local limit = policy.limit[i]
+      if limit >= 0 then
+        local room = limit - entry.weighted[i] - c
+        if entry.room == nil or room < entry.room then entry.room = room end
+      end
     end
   else
     local period, amount, tag = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
@@ -234,42 +242,48 @@ for e = 1, E do
   end
   entries[e] = entry
 end
-local R = tonumber(ARGV[a])
+local G = tonumber(ARGV[a])
 a = a + 1
-for r = 1, R do
-  local cost, k = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local first, last = a + 2, a + 1 + k
-  a = last + 1
-  local flag = 1
-  for j = first, last do
-    if entries[tonumber(ARGV[j])].remaining == nil and entries[tonumber(ARGV[j])].kind == 2 then flag = 2 end
+local group = {}
+for g = 1, G do
+  local k = tonumber(ARGV[a])
+  local unseeded = false
+  for j = 1, k do
+    local entry = entries[tonumber(ARGV[a + j])]
+    group[j] = entry
+    if entry.kind == 2 and entry.remaining == nil then unseeded = true end
   end
-  if flag == 1 then
-    for j = first, last do
-      local entry = entries[tonumber(ARGV[j])]
-      if entry.kind == 2 then
-        if entry.remaining < cost then flag = 0 end
-      else
-        local policy = entry.policy
-        for i = 1, policy.n do
-          local limit = policy.limit[i]
-          if limit >= 0 and entry.weighted[i] + entry.curr[i] + entry.added + cost > limit then flag = 0 end
+  local m = tonumber(ARGV[a + k + 1])
+  a = a + k + 2
+  for r = 0, m - 1 do
+    local cost = tonumber(ARGV[a + r])
+    local flag = 1
+    if unseeded then
+      flag = 2
+    else
+      for j = 1, k do
+        local entry = group[j]
+        if entry.kind == 2 then
+          if entry.remaining < cost then flag = 0 end
+        elseif entry.room and entry.added + cost > entry.room then
+          flag = 0
+        end
+      end
+      if flag == 1 and cost > 0 then
+        for j = 1, k do
+          local entry = group[j]
+          if entry.kind == 2 then
+            entry.remaining, entry.seq, entry.dirty = entry.remaining - cost, entry.seq + 1, true
+          else
+            entry.added = entry.added + cost
+          end
         end
       end
     end
+    o = o + 1
+    out[o] = flag
   end
-  if flag == 1 and cost > 0 then
-    for j = first, last do
-      local entry = entries[tonumber(ARGV[j])]
-      if entry.kind == 2 then
-        entry.remaining, entry.seq, entry.dirty = entry.remaining - cost, entry.seq + 1, true
-      else
-        entry.added = entry.added + cost
-      end
-    end
-  end
-  o = o + 1
-  out[o] = flag
+  a = a + m
 end
 for e = 1, E do
   local entry = entries[e]

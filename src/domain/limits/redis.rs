@@ -313,7 +313,7 @@ impl Dispatcher {
             let added = calls
                 .iter_mut()
                 .filter(|c| c.clock == request.clock && c.owner == owner && (joinable || c.groups.is_empty()))
-                .any(|c| c.add_ask(prefixes, i, ask, *seeds, request.cost, now_ms));
+                .any(|c| c.join_ask(batch, i) || c.add_ask(prefixes, i, ask, *seeds, request.cost, now_ms));
             if !added {
                 let mut call = Call::new(request.clock, owner);
                 call.add_ask(prefixes, i, ask, *seeds, request.cost, now_ms);
@@ -346,8 +346,9 @@ struct Call<'b> {
     /// On a cluster, the owner whose asks it carries (their slot).
     owner: Option<UserId>,
     groups: Vec<&'b Group>,
-    /// Requests with asks, and where each of their meters is among the call's entries.
-    asks: Vec<(usize, AskEntries)>,
+    /// Requests of one ask (the same key, seeds and terms) in arrival order, and where each
+    /// of its meters is among the call's entries.
+    asks: Vec<(Vec<usize>, AskEntries)>,
     script: ScriptCall,
 }
 
@@ -385,8 +386,33 @@ impl<'b> Call<'b> {
         self.groups.push(g);
     }
 
-    /// Adds request `i`'s ask, unless a value it touches is already in this call under other
-    /// terms (a key whose limits changed between two requests of one batch): false then.
+    /// Adds request `i` to the call's last group if that is of the same ask: consecutive
+    /// requests of one key are one group (a hot key's batch costs the script one pass over its
+    /// entries, not one per request), while requests of keys under one plan stay decided in
+    /// arrival order.
+    fn join_ask(&mut self, batch: &[Request], i: usize) -> bool {
+        let Some((ask, seeds)) = &batch[i].ask else {
+            return false;
+        };
+        let Some((members, _)) = self.asks.last_mut() else {
+            return false;
+        };
+        let Some((other, other_seeds)) = &batch[members[0]].ask else {
+            return false;
+        };
+        if !((Arc::ptr_eq(ask, other) || ask == other) && seeds == other_seeds) {
+            return false;
+        }
+        members.push(i);
+        if let Some((_, costs)) = self.script.asks.last_mut() {
+            costs.push(batch[i].cost);
+        }
+        true
+    }
+
+    /// Adds request `i`'s ask as a new group, unless a value it touches is already in this
+    /// call under other terms (a key whose limits changed between two requests of one batch):
+    /// false then.
     fn add_ask(
         &mut self,
         (windows, credits): (&str, &str),
@@ -426,11 +452,11 @@ impl<'b> Call<'b> {
             return false;
         }
         let numbers: Vec<usize> = entries.iter().flatten().copied().collect();
-        script.asks.push((cost, numbers));
+        script.asks.push((numbers, vec![cost]));
         let [key, key_credits, plan, plan_credits] = entries;
         let key = key.unwrap_or_default();
         self.asks.push((
-            i,
+            vec![i],
             AskEntries {
                 key,
                 key_credits,
@@ -477,15 +503,11 @@ impl<'b> Call<'b> {
                 Entry::Credits { .. } => Held::Credits(u64::try_from(take(1)?[0]).ok()),
             });
         }
-        let flags = take(self.asks.len())?;
-        for (&(i, at), &flag) in self.asks.iter().zip(flags) {
-            let Some((ask, _)) = &batch[i].ask else {
+        for (members, at) in &self.asks {
+            let flags = take(members.len())?;
+            let Some((ask, _)) = &batch[members[0]].ask else {
                 return Err(malformed());
             };
-            if flag == 2 {
-                decisions[i] = Some(Charged::Unseeded);
-                continue;
-            }
             let windows = |e: Option<usize>| match e.map(|e| &held[e]) {
                 Some(Held::Windows(counts)) => counts.clone(),
                 _ => Vec::new(),
@@ -500,24 +522,30 @@ impl<'b> Call<'b> {
                 credits: credits(at.key_credits),
                 plan_credits: credits(at.plan_credits),
             };
-            let cost = u64::from(batch[i].cost);
-            let allowed = flag == 1;
-            if allowed {
-                before.count(cost);
-                held[at.key] = Held::Windows(before.key.clone());
-                if let Some(e) = at.plan {
-                    held[e] = Held::Windows(before.plan.clone());
+            for (&i, &flag) in members.iter().zip(flags) {
+                if flag == 2 {
+                    decisions[i] = Some(Charged::Unseeded);
+                    continue;
                 }
-                for (e, balance) in [
-                    (at.key_credits, before.credits),
-                    (at.plan_credits, before.plan_credits),
-                ] {
-                    if let Some(e) = e {
-                        held[e] = Held::Credits(balance);
-                    }
+                let cost = u64::from(batch[i].cost);
+                let allowed = flag == 1;
+                if allowed {
+                    before.count(cost);
+                }
+                decisions[i] = Some(Charged::Decided(before.decision(ask, now_ms, cost, allowed)));
+            }
+            held[at.key] = Held::Windows(before.key);
+            if let Some(e) = at.plan {
+                held[e] = Held::Windows(before.plan);
+            }
+            for (e, balance) in [
+                (at.key_credits, before.credits),
+                (at.plan_credits, before.plan_credits),
+            ] {
+                if let Some(e) = e {
+                    held[e] = Held::Credits(balance);
                 }
             }
-            decisions[i] = Some(Charged::Decided(before.decision(ask, now_ms, cost, allowed)));
         }
         if rest.is_empty() { Ok(()) } else { Err(malformed()) }
     }
@@ -546,8 +574,9 @@ pub struct ScriptCall {
     callers: Vec<(usize, Vec<u32>)>,
     /// The values asks touch, each once, by key.
     entries: Vec<(String, Entry)>,
-    /// Per ask: its cost and its entries' numbers (from 0).
-    asks: Vec<(u32, Vec<usize>)>,
+    /// Per group of one ask's requests: its entries' numbers (from 0), and the costs in
+    /// arrival order.
+    asks: Vec<(Vec<usize>, Vec<u32>)>,
 }
 
 impl ScriptCall {
@@ -682,10 +711,14 @@ impl ScriptCall {
             }
         }
         cmd.arg(self.asks.len());
-        for (cost, numbers) in &self.asks {
-            cmd.arg(cost).arg(numbers.len());
+        for (numbers, costs) in &self.asks {
+            cmd.arg(numbers.len());
             for number in numbers {
                 cmd.arg(number + 1);
+            }
+            cmd.arg(costs.len());
+            for cost in costs {
+                cmd.arg(cost);
             }
         }
         cmd
