@@ -73,15 +73,12 @@ pub fn ask_of(key: &ApiKey, owner: &User, policy: &Policy) -> Option<Ask> {
     if plan.is_none() && credits.is_none() {
         return None;
     }
-    Some(Ask {
-        owner: owner.id,
-        key: Meter {
-            bucket: Bucket::Key(key.id),
-            policy: policy.clone(),
-            credits,
-        },
-        plan,
-    })
+    let key = Meter {
+        bucket: Bucket::Key(key.id),
+        policy: policy.clone(),
+        credits,
+    };
+    Some(Ask::new(owner.id, key, plan))
 }
 
 /// One balance: whose (`owner`, and `Key` or `Plan` bucket) and its terms.

@@ -36,19 +36,17 @@ fn ask(
     credits: Option<Credits>,
     plan: Option<(Policy, Option<Credits>)>,
 ) -> Arc<Ask> {
-    Arc::new(Ask {
-        owner,
-        key: Meter {
-            bucket: Bucket::Key(KeyId(key)),
-            policy: unlimited_key_windows(),
-            credits,
-        },
-        plan: plan.map(|(policy, credits)| Meter {
-            bucket: Bucket::Plan(owner),
-            policy,
-            credits,
-        }),
-    })
+    let key = Meter {
+        bucket: Bucket::Key(KeyId(key)),
+        policy: unlimited_key_windows(),
+        credits,
+    };
+    let plan = plan.map(|(policy, credits)| Meter {
+        bucket: Bucket::Plan(owner),
+        policy,
+        credits,
+    });
+    Arc::new(Ask::new(owner, key, plan))
 }
 
 const NO_REFILL: Credits = Credits { refill: None };

@@ -659,3 +659,46 @@ async fn sigterm_checkpoints_every_spend() {
     );
     stop(&mut second);
 }
+
+/// In gateway mode a route rule's cost is spent from the key's credits as from its windows: a
+/// request the balance cannot pay never reaches the upstream, and a cost-0 route passes with
+/// nothing left.
+#[actix_web::test]
+async fn a_route_rules_cost_is_spent_from_credits_before_the_upstream() {
+    let upstream = crate::gateway::start_upstream().await;
+    let Some(app) = crate::gateway::in_front_of(&upstream)
+        .upstream_routes("POST /orders - cost=3; * /public/** - cost=0")
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    let admin = app.admin().await;
+    let created = app
+        .create_key(
+            &admin,
+            json!({"name": "orders", "remaining": 10, "rate_limit_per_minute": null}),
+        )
+        .await;
+    let key = key_auth(&created);
+    let before = upstream.hits.load(std::sync::atomic::Ordering::SeqCst);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(app.post("/orders", &key, json!({})).await.status.as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 403],
+        "3 × 3 of 10; the fourth would overdraw"
+    );
+    assert_eq!(
+        upstream.hits.load(std::sync::atomic::Ordering::SeqCst) - before,
+        3,
+        "the upstream heard of the paid ones only"
+    );
+    assert_eq!(app.get("/public/x", &key).await.status, 200, "cost 0 with 1 left");
+    let shown = app
+        .get(&format!("/api/api-keys/{}/", created["id"]), &admin.auth())
+        .await;
+    assert_eq!(shown.body["remaining"], 1);
+}

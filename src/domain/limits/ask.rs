@@ -2,6 +2,10 @@
 //! the key's windows and credits and the plan's windows and credits. A request passes only when
 //! every one of them has room for its cost, and only then is it counted in all of them.
 
+use std::sync::Arc;
+
+use base64::Engine;
+
 use super::credits::{Balance, CreditState, Credits};
 use super::decision::{Counts, Decision, WindowCount};
 use super::{Bucket, Policy, assemble};
@@ -22,9 +26,22 @@ pub struct Ask {
     pub owner: UserId,
     pub key: Meter,
     pub plan: Option<Meter>,
+    /// `;pk=:<base64 of "u:<owner>">:`, the plan's partition key in RateLimit headers (an
+    /// sf-binary), rendered once with the ask rather than on every request.
+    pub partition: Arc<str>,
 }
 
 impl Ask {
+    pub fn new(owner: UserId, key: Meter, plan: Option<Meter>) -> Ask {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("u:{owner}"));
+        Ask {
+            owner,
+            key,
+            plan,
+            partition: format!(";pk=:{encoded}:").into(),
+        }
+    }
+
     /// A copy with allocations of its own, for a thread to keep (see `keys::cache`).
     pub fn deep_copy(&self) -> Ask {
         let copy = |m: &Meter| Meter {
@@ -35,6 +52,7 @@ impl Ask {
             owner: self.owner,
             key: copy(&self.key),
             plan: self.plan.as_ref().map(copy),
+            partition: self.partition.as_ref().into(),
         }
     }
 
@@ -83,6 +101,8 @@ pub enum Charged {
 pub struct Quota {
     pub cost: u64,
     pub owner: UserId,
+    /// The plan's partition key, as headers render it (see [`Ask::partition`]).
+    pub partition: Arc<str>,
     pub plan: Option<Counts>,
     pub credits: Option<Balance>,
     pub plan_credits: Option<Balance>,
@@ -158,6 +178,7 @@ impl Before {
         decision.quota = Some(Box::new(Quota {
             cost,
             owner: ask.owner,
+            partition: ask.partition.clone(),
             plan: ask
                 .plan
                 .as_ref()

@@ -7,8 +7,6 @@
 //! the second finds the period already moved. The period is computed here, from the request's
 //! time, and handed to the store, so both stores (and the Redis script) refill identically.
 
-use chrono::{Datelike, Months, NaiveDate, NaiveTime};
-
 use super::rate::calendar;
 
 const DAY_MS: u64 = 86_400_000;
@@ -92,12 +90,7 @@ impl Refill {
         match self.interval {
             Interval::Day => (now_ms / DAY_MS + 1) * DAY_MS,
             Interval::Month { day } => {
-                let next = self.period(now_ms) + 1;
-                let first = NaiveDate::from_ymd_opt(1970, 1, 1)
-                    .and_then(|d| d.checked_add_months(Months::new(next as u32)))
-                    .unwrap_or_default();
-                let refill = first.with_day(u32::from(day)).unwrap_or(first);
-                refill.and_time(NaiveTime::MIN).and_utc().timestamp_millis() as u64
+                calendar::month_start(self.period(now_ms) + 1) + (u64::from(day) - 1) * DAY_MS
             }
         }
     }

@@ -4,12 +4,9 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use base64::Engine;
-
 use super::ask::{Part, Quota, Refusal};
 use super::credits::Balance;
 use super::{Decision, Limit, Policy, Window, WindowCount};
-use crate::db::UserId;
 
 /// Header values for one decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,12 +126,6 @@ impl Item {
     }
 }
 
-/// `;pk=:<base64 of "u:<owner>">:`: the plan's partition key, an sf-binary.
-fn partition_key(owner: UserId) -> String {
-    let key = base64::engine::general_purpose::STANDARD.encode(format!("u:{owner}"));
-    format!(";pk=:{key}:")
-}
-
 /// Headers for an ask's decision (draft -11's multiple policies): every policy in
 /// `RateLimit-Policy` (the key's windows, the plan's with its partition key, the balances as
 /// quota policies), and in `RateLimit` the one with the least room — or the one that refused.
@@ -166,11 +157,7 @@ fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateL
         }
         None => (tightest.reset, None),
     };
-    let pk = if items.iter().any(|i| i.plan) {
-        partition_key(quota.owner)
-    } else {
-        String::new()
-    };
+    let pk: &str = &quota.partition;
     let mut header = String::with_capacity(policy.header().len() + 160);
     header.push_str(policy.header());
     // The key's windows are in the policy's own header already.
@@ -181,7 +168,7 @@ fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateL
             let _ = write!(header, ";w={w}");
         }
         if item.plan {
-            header.push_str(&pk);
+            header.push_str(pk);
         }
     }
     let mut current = format!("\"{}\";r={}", tightest.name, tightest.remaining);
@@ -189,7 +176,7 @@ fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateL
         let _ = write!(current, ";t={t}");
     }
     if tightest.plan {
-        current.push_str(&pk);
+        current.push_str(pk);
     }
     Some(RateLimitHeaders {
         policy: header.into(),

@@ -101,27 +101,89 @@ impl Window {
     }
 }
 
-/// Calendar months in UTC. The Redis script finds them with its own integer arithmetic; the
-/// two agree, as a replay across month ends on both stores shows (`tests/api/limits.rs`).
+/// Calendar months in UTC, by integer arithmetic (Howard Hinnant's `civil_from_days`, as in the
+/// Redis script: a month window is computed on every request that has one, and chrono's date
+/// types cost several times as much). A test checks it against chrono over two centuries, and a
+/// replay across month ends on both stores checks it against the script.
 pub mod calendar {
-    use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveTime};
-
     use super::Span;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    /// (year, month 1–12, day 1–31) of a day counted from 1970-01-01.
+    pub fn civil(days: i64) -> (i64, u32, u32) {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        (year, month, day)
+    }
+
+    fn month_length(year: i64, month: u32) -> u64 {
+        match month {
+            2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
+    }
 
     /// The number of the month containing `now_ms` (0 = January 1970) and its span.
     pub fn month(now_ms: u64) -> (u64, Span) {
-        let ms = |date: NaiveDate| date.and_time(NaiveTime::MIN).and_utc().timestamp_millis() as u64;
-        let day = DateTime::from_timestamp_millis(now_ms as i64)
-            .unwrap_or_default()
-            .date_naive();
-        let first = day.with_day(1).unwrap_or(day);
-        let next = first.checked_add_months(Months::new(1)).unwrap_or(first);
-        let number = u64::from(day.year().abs_diff(1970)) * 12 + u64::from(day.month0());
+        let days = (now_ms / DAY_MS) as i64;
+        let (year, month, day) = civil(days);
+        let start_day = (days - i64::from(day) + 1) as u64;
+        let number = (year - 1970) as u64 * 12 + u64::from(month) - 1;
         let span = Span {
-            start_ms: ms(first),
-            length_ms: ms(next) - ms(first),
+            start_ms: start_day * DAY_MS,
+            length_ms: month_length(year, month) * DAY_MS,
         };
         (number, span)
+    }
+
+    /// The start (Unix ms) of month number `number` (0 = January 1970).
+    pub fn month_start(number: u64) -> u64 {
+        let (year, month) = (1970 + (number / 12) as i64, (number % 12) as u32 + 1);
+        // Days from 1970 to the first of that month: days_from_civil.
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = i64::from(if month > 2 { month - 3 } else { month + 9 });
+        let doy = (153 * mp + 2) / 5;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        (era * 146_097 + doe - 719_468) as u64 * DAY_MS
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use chrono::{DateTime, Datelike, Months, NaiveTime};
+
+        /// The integer calendar agrees with chrono's, day by day from 1970 to 2170.
+        #[test]
+        fn agrees_with_chrono() {
+            for days in 0..73_000u64 {
+                let ms = days * super::DAY_MS + (days * 7_919) % super::DAY_MS;
+                let date = DateTime::from_timestamp_millis(ms as i64)
+                    .expect("date")
+                    .date_naive();
+                let first = date.with_day(1).expect("first");
+                let next = first.checked_add_months(Months::new(1)).expect("next");
+                let at =
+                    |d: chrono::NaiveDate| d.and_time(NaiveTime::MIN).and_utc().timestamp_millis() as u64;
+                let (number, span) = super::month(ms);
+                let expected = u64::from(date.year().abs_diff(1970)) * 12 + u64::from(date.month0());
+                assert_eq!(
+                    (number, span.start_ms, span.length_ms),
+                    (expected, at(first), at(next) - at(first))
+                );
+                assert_eq!(super::month_start(number), at(first));
+            }
+        }
     }
 }
 
