@@ -255,33 +255,39 @@ for g = 1, G do
   end
   local m = tonumber(ARGV[a + k + 1])
   a = a + k + 2
+  -- Every entry of the group gets the same requests: the group's room is the least any of
+  -- them has left, and each request is one comparison against it; the entries are brought up
+  -- to date once, after the group.
+  local room = nil
+  for j = 1, k do
+    local entry = group[j]
+    local left = entry.remaining
+    if entry.kind == 1 then left = entry.room and entry.room - entry.added end
+    if left and (room == nil or left < room) then room = left end
+  end
+  local spent, counted = 0, 0
   for r = 0, m - 1 do
     local cost = tonumber(ARGV[a + r])
     local flag = 1
     if unseeded then
       flag = 2
-    else
-      for j = 1, k do
-        local entry = group[j]
-        if entry.kind == 2 then
-          if entry.remaining < cost then flag = 0 end
-        elseif entry.room and entry.added + cost > entry.room then
-          flag = 0
-        end
-      end
-      if flag == 1 and cost > 0 then
-        for j = 1, k do
-          local entry = group[j]
-          if entry.kind == 2 then
-            entry.remaining, entry.seq, entry.dirty = entry.remaining - cost, entry.seq + 1, true
-          else
-            entry.added = entry.added + cost
-          end
-        end
-      end
+    elseif room and spent + cost > room then
+      flag = 0
+    elseif cost > 0 then
+      spent, counted = spent + cost, counted + 1
     end
     o = o + 1
     out[o] = flag
+  end
+  if spent > 0 then
+    for j = 1, k do
+      local entry = group[j]
+      if entry.kind == 2 then
+        entry.remaining, entry.seq, entry.dirty = entry.remaining - spent, entry.seq + counted, true
+      else
+        entry.added = entry.added + spent
+      end
+    end
   end
   a = a + m
 end
