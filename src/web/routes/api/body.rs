@@ -164,7 +164,7 @@ impl Fields {
 }
 
 /// A JSON number with no fractional part, as an `i64`.
-fn whole_number(value: &Value) -> Option<i64> {
+pub fn whole_number(value: &Value) -> Option<i64> {
     if let Some(n) = value.as_i64() {
         return Some(n);
     }

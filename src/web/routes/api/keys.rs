@@ -18,7 +18,7 @@ use crate::limits::Bucket;
 use crate::limits::credits::{Adjustment, CreditState, Interval, Refill};
 use crate::limits::{Limit, Limits};
 use crate::policy;
-use crate::routes::api::body::{Fields, JsonObject};
+use crate::routes::api::body::{Fields, JsonObject, whole_number};
 use crate::routes::api::principal::Principal;
 use crate::state::AppState;
 
@@ -87,15 +87,7 @@ pub fn next_refill_at(refill: Option<Refill>, now: Now) -> Option<DateTime<Utc>>
 /// null for unlimited) and `refill` (`{amount, interval, day_of_month}`, or null for none).
 pub fn parse_credits(f: &mut Fields) -> CreditChange {
     let remaining = f.integer("remaining", |n| {
-        u64::try_from(n)
-            .ok()
-            .filter(|n| *n <= Adjustment::MAX)
-            .ok_or_else(|| {
-                format!(
-                    "must be a whole number from 0 to {}, or null for unlimited",
-                    Adjustment::MAX
-                )
-            })
+        credit_amount(n).map_err(|e| format!("{e}, or null for unlimited"))
     });
     let refill = f.json("refill", parse_refill);
     CreditChange {
@@ -103,6 +95,14 @@ pub fn parse_credits(f: &mut Fields) -> CreditChange {
         refill,
         add: None,
     }
+}
+
+/// A number of credits: 0 to 2⁵³ (what the databases' `BIGINT` and a Redis double hold).
+fn credit_amount(n: i64) -> Result<u64, String> {
+    u64::try_from(n)
+        .ok()
+        .filter(|n| *n <= Adjustment::MAX)
+        .ok_or_else(|| format!("must be a whole number from 0 to {}", Adjustment::MAX))
 }
 
 fn parse_refill(value: &Value) -> Result<Refill, String> {
@@ -117,7 +117,7 @@ fn parse_refill(value: &Value) -> Result<Refill, String> {
     }
     let amount = object
         .get("amount")
-        .and_then(Value::as_i64)
+        .and_then(whole_number)
         .ok_or("refill.amount must be a whole number")?;
     let interval = object
         .get("interval")
@@ -125,7 +125,7 @@ fn parse_refill(value: &Value) -> Result<Refill, String> {
         .ok_or("refill.interval must be \"day\" or \"month\"")?;
     let day = match object.get("day_of_month") {
         None | Some(Value::Null) => None,
-        Some(day) => Some(day.as_i64().ok_or("refill.day_of_month must be a whole number")?),
+        Some(day) => Some(whole_number(day).ok_or("refill.day_of_month must be a whole number")?),
     };
     Refill::parse(amount, interval, day)
 }
@@ -391,14 +391,8 @@ pub async fn credits(
     now: Now,
 ) -> Result<HttpResponse, ApiError> {
     let mut f = Fields::new(body);
-    let amount = |n: i64| {
-        u64::try_from(n)
-            .ok()
-            .filter(|n| *n <= Adjustment::MAX)
-            .ok_or_else(|| format!("must be a whole number from 0 to {}", Adjustment::MAX))
-    };
-    let add = f.integer("add", amount).flatten();
-    let set = f.integer("set", amount).flatten();
+    let add = f.integer("add", credit_amount).flatten();
+    let set = f.integer("set", credit_amount).flatten();
     match (add, set) {
         (Some(_), Some(_)) => f.error("set", "give either add or set, not both"),
         (None, None) => f.error("add", "give add or set (a whole number)"),

@@ -170,10 +170,14 @@ fn schemas() -> Value {
             "history": {"type": "array", "maxItems": 24, "items": {"type": "object", "required": ["hour", "allowed", "rejected"]}}}}
     });
     // Apart from the rest: one json! of everything exceeds the macro recursion limit.
-    schemas["Refill"] = json!({"type": "object", "required": ["amount", "interval"], "additionalProperties": false, "properties": {
-        "amount": {"type": "integer", "minimum": 1, "maximum": 2147483647},
-        "interval": {"enum": ["day", "month"]},
-        "day_of_month": {"type": ["integer", "null"], "minimum": 1, "maximum": 28, "description": "monthly only; default 1"}}});
+    // What Refill::parse takes: a daily refill has no day of the month.
+    let amount = json!({"type": "integer", "minimum": 1, "maximum": 2147483647});
+    schemas["Refill"] = json!({"oneOf": [
+        {"type": "object", "required": ["amount", "interval"], "additionalProperties": false, "properties": {
+            "amount": amount, "interval": {"const": "day"}, "day_of_month": {"type": "null"}}},
+        {"type": "object", "required": ["amount", "interval"], "additionalProperties": false, "properties": {
+            "amount": amount, "interval": {"const": "month"},
+            "day_of_month": {"type": ["integer", "null"], "minimum": 1, "maximum": 28, "description": "default 1"}}}]});
     schemas["CreditChange"] = json!({"type": "object", "additionalProperties": false, "minProperties": 1, "maxProperties": 1,
         "properties": {
             "add": {"type": "integer", "minimum": 0, "maximum": 9007199254740992u64},
@@ -215,6 +219,13 @@ fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static s
         extra.push((400, "The body is not valid", Some("Error")));
         extra.push((413, "The body is too large", Some("Error")));
     }
+    if op.path.contains('{') {
+        extra.push((
+            400,
+            "A path parameter with a dot segment or an encoded slash or backslash (invalid_path)",
+            Some("Error"),
+        ));
+    }
     if op.gated() || matches!(op.access, Access::User | Access::Admin | Access::Verifier) {
         extra.push((
             401,
@@ -223,7 +234,16 @@ fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static s
         ));
     }
     if matches!(op.gate, Gate::Counts(cost) if cost > 0) {
-        extra.push((429, "Rate limited", Some("TooManyRequests")));
+        extra.push((
+            429,
+            "Rate limited, or credits used up until a refill",
+            Some("TooManyRequests"),
+        ));
+        extra.push((
+            403,
+            "An API key's credits used up with no refill (quota_exhausted), or its allowlist or scopes",
+            Some("Error"),
+        ));
     }
     if matches!(op.access, Access::Admin | Access::Verifier) {
         extra.push((403, "Not an admin", Some("Error")));
