@@ -162,24 +162,7 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
             add,
             set,
             unlimited,
-        } => {
-            let change = match (add, set, unlimited) {
-                (Some(n), None, false) => CreditChange {
-                    add: Some(n),
-                    ..CreditChange::default()
-                },
-                (None, Some(n), false) => CreditChange {
-                    remaining: Some(Some(n)),
-                    ..CreditChange::default()
-                },
-                (None, None, true) => CreditChange {
-                    remaining: Some(None),
-                    ..CreditChange::default()
-                },
-                _ => return Err("give one of --add N, --set N or --unlimited".into()),
-            };
-            credits(&shell, id, change).await
-        }
+        } => credits(&shell, id, credit_change(add, set, unlimited)?).await,
         KeysCommand::Deactivate { id } => {
             let cache = announcer(&settings);
             let record = service::deactivate(&pool, &cache, operator, settings.key_rate_limit, id, now)
@@ -189,6 +172,26 @@ pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String>
             Ok(())
         }
     }
+}
+
+/// `--add N`, `--set N` or `--unlimited`: one of them.
+fn credit_change(add: Option<u64>, set: Option<u64>, unlimited: bool) -> Result<CreditChange, String> {
+    let change = match (add, set, unlimited) {
+        (Some(n), None, false) => CreditChange {
+            add: Some(n),
+            ..CreditChange::default()
+        },
+        (None, Some(n), false) => CreditChange {
+            remaining: Some(Some(n)),
+            ..CreditChange::default()
+        },
+        (None, None, true) => CreditChange {
+            remaining: Some(None),
+            ..CreditChange::default()
+        },
+        _ => return Err("give one of --add N, --set N or --unlimited".into()),
+    };
+    Ok(change)
 }
 
 async fn credits(shell: &Shell<'_>, id: KeyId, change: CreditChange) -> Result<(), String> {

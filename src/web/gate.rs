@@ -268,26 +268,7 @@ fn refused(
             wait_ms,
             part,
         } => {
-            let whose = if part == Part::Plan {
-                "Your plan's"
-            } else {
-                "This API key's"
-            };
-            let message = match wait_ms {
-                Some(_) => format!(
-                    "{whose} credits are used up ({} left). They are refilled in {retry_after} second{plural}.",
-                    balance.remaining
-                ),
-                None => format!(
-                    "{whose} credits are used up ({} left), and no refill is set.",
-                    balance.remaining
-                ),
-            };
-            return ApiError::QuotaExhausted {
-                message,
-                remaining: balance.remaining,
-                retry_after: wait_ms.map(|_| retry_after),
-            };
+            return quota_exhausted(balance.remaining, part, wait_ms.map(|_| retry_after));
         }
     };
     let limit = window.limit.map_or(0, crate::limits::Limit::get);
@@ -307,6 +288,28 @@ fn refused(
         message,
         limit,
         window: window.window.name(),
+        retry_after,
+    }
+}
+
+/// A balance that cannot pay: 429 while a refill will come (in `retry_after` seconds), 403 when
+/// none will.
+fn quota_exhausted(remaining: u64, part: Part, retry_after: Option<u64>) -> ApiError {
+    let whose = if part == Part::Plan {
+        "Your plan's"
+    } else {
+        "This API key's"
+    };
+    let message = match retry_after {
+        Some(wait) => format!(
+            "{whose} credits are used up ({remaining} left). They are refilled in {wait} second{}.",
+            if wait == 1 { "" } else { "s" }
+        ),
+        None => format!("{whose} credits are used up ({remaining} left), and no refill is set."),
+    };
+    ApiError::QuotaExhausted {
+        message,
+        remaining,
         retry_after,
     }
 }

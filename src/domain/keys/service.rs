@@ -104,12 +104,7 @@ pub async fn create(
         policy::may_create(actor, &ceiling, &new.limits, &new.contract)?;
         policy::may_change_credits(actor, &new.credits)?;
         let issued = IssuedKey::generate();
-        let unix_ms = now.unix_ms();
-        let refill = new.credits.refill.flatten();
-        let (refill_amount, refill_interval, refill_day) = match refill.map(Refill::columns) {
-            Some((amount, interval, day)) => (Some(amount), Some(interval), day),
-            None => (None, None, None),
-        };
+        let credits = new_credits(&new.credits, now.unix_ms());
         let now = now.naive();
         let (scopes, ip_allowlist) = (new.contract.scopes.column(), new.contract.ip_allowlist.column());
         let key = ApiKey::insert(
@@ -131,13 +126,7 @@ pub async fn create(
                 meta: new.contract.meta.as_ref().map(Meta::as_str),
                 scopes: &scopes,
                 ip_allowlist: &ip_allowlist,
-                credits: NewCredits {
-                    remaining: new.credits.remaining.flatten().map(|n| n as i64),
-                    refill_amount,
-                    refill_interval,
-                    refill_day,
-                    credit_period: refill.map_or(0, |r| r.period(unix_ms) as i64),
-                },
+                credits,
             },
         )?;
         Ok((
@@ -149,6 +138,22 @@ pub async fn create(
         ))
     })
     .await
+}
+
+/// A new key's credit columns: its balance, and its refill counted from the current period.
+fn new_credits(change: &CreditChange, now_ms: u64) -> NewCredits<'static> {
+    let refill = change.refill.flatten();
+    let (refill_amount, refill_interval, refill_day) = match refill.map(Refill::columns) {
+        Some((amount, interval, day)) => (Some(amount), Some(interval), day),
+        None => (None, None, None),
+    };
+    NewCredits {
+        remaining: change.remaining.flatten().map(|n| n as i64),
+        refill_amount,
+        refill_interval,
+        refill_day,
+        credit_period: refill.map_or(0, |r| r.period(now_ms) as i64),
+    }
 }
 
 /// The owner of a new key: the actor, or the account an admin names. A non-admin naming any
@@ -267,28 +272,10 @@ pub async fn change_credits(
     policy::may_change_credits(actor, &change)?;
     let record = get(pool, actor, id).await?;
     let row = CreditHolder::Key(id);
-    if let Some(token) = idempotency.clone() {
-        let (at, stale) = (now.naive(), now.naive() - Duration::minutes(1));
-        let request = change.describe();
-        let claim = db::run(pool, move |conn| {
-            row.claim(conn, &token, &request, at, stale)
-                .map_err(DbError::Query)
-        })
-        .await?;
-        match claim {
-            Claim::New => {}
-            Claim::Done => return Ok((record, true)),
-            Claim::Pending => {
-                return Err(KeyError::Idempotency(
-                    "A request with this Idempotency-Key is being applied; retry in a moment.",
-                ));
-            }
-            Claim::OtherRequest => {
-                return Err(KeyError::Idempotency(
-                    "This Idempotency-Key was used for a different change; use a new key.",
-                ));
-            }
-        }
+    if let Some(token) = idempotency.clone()
+        && claim(pool, row, token, &change, now).await?
+    {
+        return Ok((record, true));
     }
     let key = &record.key;
     let applied = ledger
@@ -308,6 +295,35 @@ pub async fn change_credits(
     applied?;
     cache.changed(id).await;
     Ok((get(pool, actor, id).await?, false))
+}
+
+/// Claims an idempotency key for `change`: true when the change was made before (answer it
+/// again), false when it is this request's to make; refused while another request with the key
+/// is making it, or when the key was used for another change.
+async fn claim(
+    pool: &DbPool,
+    row: CreditHolder,
+    token: String,
+    change: &CreditChange,
+    now: Now,
+) -> Result<bool, KeyError> {
+    let (at, stale) = (now.naive(), now.naive() - Duration::minutes(1));
+    let request = change.describe();
+    let claim = db::run(pool, move |conn| {
+        row.claim(conn, &token, &request, at, stale)
+            .map_err(DbError::Query)
+    })
+    .await?;
+    match claim {
+        Claim::New => Ok(false),
+        Claim::Done => Ok(true),
+        Claim::Pending => Err(KeyError::Idempotency(
+            "A request with this Idempotency-Key is being applied; retry in a moment.",
+        )),
+        Claim::OtherRequest => Err(KeyError::Idempotency(
+            "This Idempotency-Key was used for a different change; use a new key.",
+        )),
+    }
 }
 
 /// The longest a replaced secret may keep working after a roll.

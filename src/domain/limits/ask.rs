@@ -191,6 +191,23 @@ impl Before {
 }
 
 impl Decision {
+    /// Every window as a reason (for a refusal no single window explains: a cost above what a
+    /// window ever holds).
+    fn every_window(&self) -> Vec<Refusal> {
+        let plan = self
+            .quota
+            .iter()
+            .flat_map(|q| q.plan.iter().flat_map(|p| p.iter()));
+        let key = self.counts.iter().map(|c| (c, Part::Key));
+        key.chain(plan.map(|c| (c, Part::Plan)))
+            .map(|(c, part)| Refusal::Window {
+                count: *c,
+                wait_ms: c.retry_after_ms(),
+                part,
+            })
+            .collect()
+    }
+
     /// Everything that refuses this request, the longest wait first (a balance with no refill
     /// coming waits longest).
     pub fn refused_by(&self) -> Option<Refusal> {
@@ -226,21 +243,7 @@ impl Decision {
             }
         }
         if refusals.is_empty() {
-            // A cost above what a window ever holds: every window is a reason.
-            refusals = self
-                .counts
-                .iter()
-                .chain(
-                    self.quota
-                        .iter()
-                        .flat_map(|q| q.plan.iter().flat_map(|p| p.iter())),
-                )
-                .map(|c| Refusal::Window {
-                    count: *c,
-                    wait_ms: c.retry_after_ms(),
-                    part: Part::Key,
-                })
-                .collect();
+            refusals = self.every_window();
         }
         refusals
             .into_iter()

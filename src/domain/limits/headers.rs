@@ -130,20 +130,7 @@ impl Item {
 /// `RateLimit-Policy` (the key's windows, the plan's with its partition key, the balances as
 /// quota policies), and in `RateLimit` the one with the least room — or the one that refused.
 fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateLimitHeaders> {
-    let mut items: Vec<Item> = Vec::with_capacity(12);
-    items.extend(decision.counts.iter().filter_map(|c| Item::window(c, Part::Key)));
-    items.extend(
-        quota
-            .plan
-            .iter()
-            .flat_map(|p| p.iter())
-            .filter_map(|c| Item::window(c, Part::Plan)),
-    );
-    for (balance, part) in [(&quota.credits, Part::Key), (&quota.plan_credits, Part::Plan)] {
-        if let Some(balance) = balance {
-            items.push(Item::credits(balance, part, decision.now_ms));
-        }
-    }
+    let items = items(decision, quota);
     let refusal = decision.refused_by();
     let tightest = match &refusal {
         Some(refused) => items.iter().find(|i| i.name == Item::refused(refused)),
@@ -158,11 +145,48 @@ fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateL
         None => (tightest.reset, None),
     };
     let pk: &str = &quota.partition;
+    let mut current = String::with_capacity(64);
+    current.push('"');
+    current.push_str(tightest.name);
+    current.push_str("\";r=");
+    push_number(&mut current, tightest.remaining);
+    if let Some(t) = seconds {
+        current.push_str(";t=");
+        push_number(&mut current, t);
+    }
+    if tightest.plan {
+        current.push_str(pk);
+    }
+    Some(RateLimitHeaders {
+        policy: policy_of_quota(policy, &items, pk).into(),
+        current,
+        limit: tightest.limit,
+        remaining: tightest.remaining,
+        reset_at: decision.now_ms / 1000 + seconds.unwrap_or(0),
+        retry_after,
+    })
+}
+
+/// Every policy of an ask's decision: the key's windows, the plan's, the balances.
+fn items(decision: &Decision, quota: &Quota) -> Vec<Item> {
+    let mut items: Vec<Item> = Vec::with_capacity(12);
+    items.extend(decision.counts.iter().filter_map(|c| Item::window(c, Part::Key)));
+    let plan = quota.plan.iter().flat_map(|p| p.iter());
+    items.extend(plan.filter_map(|c| Item::window(c, Part::Plan)));
+    for (balance, part) in [(&quota.credits, Part::Key), (&quota.plan_credits, Part::Plan)] {
+        if let Some(balance) = balance {
+            items.push(Item::credits(balance, part, decision.now_ms));
+        }
+    }
+    items
+}
+
+/// `RateLimit-Policy` of an ask: the key's windows (rendered with its policy), then the plan's
+/// with the partition key `pk`, then the balances. Written digit by digit: on every request
+/// with credits or a plan, `write!`'s formatting machinery cost more than the rest.
+fn policy_of_quota(policy: &Policy, items: &[Item], pk: &str) -> String {
     let mut header = String::with_capacity(policy.header().len() + 160);
     header.push_str(policy.header());
-    // The key's windows are in the policy's own header already.
-    // Written digit by digit: on every request with credits or a plan, `write!`'s formatting
-    // machinery cost more than the rest of the headers.
     for item in items.iter().filter(|i| i.plan || i.name == "credits") {
         if !header.is_empty() {
             header.push_str(", ");
@@ -179,26 +203,7 @@ fn of_quota(decision: &Decision, policy: &Policy, quota: &Quota) -> Option<RateL
             header.push_str(pk);
         }
     }
-    let mut current = String::with_capacity(64);
-    current.push('"');
-    current.push_str(tightest.name);
-    current.push_str("\";r=");
-    push_number(&mut current, tightest.remaining);
-    if let Some(t) = seconds {
-        current.push_str(";t=");
-        push_number(&mut current, t);
-    }
-    if tightest.plan {
-        current.push_str(pk);
-    }
-    Some(RateLimitHeaders {
-        policy: header.into(),
-        current,
-        limit: tightest.limit,
-        remaining: tightest.remaining,
-        reset_at: decision.now_ms / 1000 + seconds.unwrap_or(0),
-        retry_after,
-    })
+    header
 }
 
 /// Appends `n` in decimal.

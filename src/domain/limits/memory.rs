@@ -103,21 +103,9 @@ impl MemoryStore {
     /// atomically.
     pub fn charge(&self, ask: &Ask, seeds: &Seeds, cost: u32, now_ms: u64) -> Charged {
         let mut credits = self.credits.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut before = Before::default();
-        for (part, meter) in ask.meters() {
-            let Some(terms) = meter.credits else { continue };
-            // A seed is counted under the request's terms, as in the Redis script.
-            let seed = seeds.of(part).map(|seed| CreditState {
-                terms: terms.tag(),
-                ..seed
-            });
-            let Some(state) = credits.get(&meter.bucket).copied().or(seed) else {
-                return Charged::Unseeded;
-            };
-            let state = terms.refilled(state, terms.period(now_ms));
-            credits.insert(meter.bucket, state);
-            *slot(&mut before, part) = Some(state.remaining);
-        }
+        let Some(mut before) = balances(&mut credits, ask, seeds, now_ms) else {
+            return Charged::Unseeded;
+        };
         let mut shards = Locked::new(self, ask.meters().map(|(_, m)| m.bucket));
         let now_ms = ask
             .meters()
@@ -243,6 +231,30 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// An ask's balances, seeded and refilled as due (kept so): `None` when one is missing and no
+/// seed was given.
+fn balances(
+    credits: &mut HashMap<Bucket, CreditState>,
+    ask: &Ask,
+    seeds: &Seeds,
+    now_ms: u64,
+) -> Option<Before> {
+    let mut before = Before::default();
+    for (part, meter) in ask.meters() {
+        let Some(terms) = meter.credits else { continue };
+        // A seed is counted under the request's terms, as in the Redis script.
+        let seed = seeds.of(part).map(|seed| CreditState {
+            terms: terms.tag(),
+            ..seed
+        });
+        let state = credits.get(&meter.bucket).copied().or(seed)?;
+        let state = terms.refilled(state, terms.period(now_ms));
+        credits.insert(meter.bucket, state);
+        *slot(&mut before, part) = Some(state.remaining);
+    }
+    Some(before)
 }
 
 fn slot(before: &mut Before, part: Part) -> &mut Option<u64> {

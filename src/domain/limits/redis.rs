@@ -361,6 +361,62 @@ struct AskEntries {
     plan_credits: Option<usize>,
 }
 
+impl AskEntries {
+    /// The counts and balances of this ask's entries, as the call's requests so far left them.
+    fn before(&self, held: &[Held]) -> Before {
+        let windows = |e: Option<usize>| match e.map(|e| &held[e]) {
+            Some(Held::Windows(counts)) => counts.clone(),
+            _ => Vec::new(),
+        };
+        let credits = |e: Option<usize>| match e.map(|e| &held[e]) {
+            Some(Held::Credits(balance)) => *balance,
+            _ => None,
+        };
+        Before {
+            key: windows(Some(self.key)),
+            plan: windows(self.plan),
+            credits: credits(self.key_credits),
+            plan_credits: credits(self.plan_credits),
+        }
+    }
+
+    /// Keeps what a group of requests left, for the next group that shares an entry.
+    fn keep(&self, before: Before, held: &mut [Held]) {
+        held[self.key] = Held::Windows(before.key);
+        if let Some(e) = self.plan {
+            held[e] = Held::Windows(before.plan);
+        }
+        for (e, balance) in [
+            (self.key_credits, before.credits),
+            (self.plan_credits, before.plan_credits),
+        ] {
+            if let Some(e) = e {
+                held[e] = Held::Credits(balance);
+            }
+        }
+    }
+}
+
+/// A script reply read from the front.
+struct Reply<'r>(&'r [i64]);
+
+impl<'r> Reply<'r> {
+    fn take(&mut self, n: usize) -> RedisResult<&'r [i64]> {
+        let (head, tail) = self.0.split_at_checked(n).ok_or_else(malformed)?;
+        self.0 = tail;
+        Ok(head)
+    }
+
+    /// `windows` (previous, current) pairs.
+    fn pairs(&mut self, windows: usize) -> RedisResult<Vec<(u64, u64)>> {
+        let values = self.take(2 * windows)?;
+        Ok(values
+            .chunks_exact(2)
+            .map(|pair| (pair[0].max(0) as u64, pair[1].max(0) as u64))
+            .collect())
+    }
+}
+
 /// What the script answered for one entry, kept up to date through the call's requests.
 #[derive(Clone)]
 enum Held {
@@ -469,23 +525,13 @@ impl<'b> Call<'b> {
 
     /// Reads this call's reply into the decisions of the requests it carried.
     fn answer(&self, batch: &[Request], reply: &[i64], decisions: &mut [Option<Charged>]) -> RedisResult<()> {
-        let (&now, mut rest) = reply.split_first().ok_or_else(malformed)?;
+        let (&now, rest) = reply.split_first().ok_or_else(malformed)?;
         let now_ms = u64::try_from(now).map_err(|_| malformed())?;
-        let mut take = |n: usize| -> RedisResult<&[i64]> {
-            let (head, tail) = rest.split_at_checked(n).ok_or_else(malformed)?;
-            rest = tail;
-            Ok(head)
-        };
-        let pairs = |values: &[i64]| -> Vec<(u64, u64)> {
-            values
-                .chunks_exact(2)
-                .map(|pair| (pair[0].max(0) as u64, pair[1].max(0) as u64))
-                .collect()
-        };
+        let mut reply = Reply(rest);
         for g in &self.groups {
             let first = &batch[g.members[0]];
-            let mut curr = pairs(take(2 * first.policy.windows().len())?);
-            let flags = take(g.members.len())?;
+            let mut curr = reply.pairs(first.policy.windows().len())?;
+            let flags = reply.take(g.members.len())?;
             for (&i, &flag) in g.members.iter().zip(flags) {
                 let allowed = flag == 1;
                 if allowed {
@@ -496,32 +542,36 @@ impl<'b> Call<'b> {
                 decisions[i] = Some(Charged::Decided(decision));
             }
         }
+        self.answer_asks(batch, &mut reply, now_ms, decisions)?;
+        if reply.0.is_empty() {
+            Ok(())
+        } else {
+            Err(malformed())
+        }
+    }
+
+    /// The asks' part of the reply: the entries as loaded, then each group's flags, decided
+    /// in order from the entries' counts as the script kept them.
+    fn answer_asks(
+        &self,
+        batch: &[Request],
+        reply: &mut Reply<'_>,
+        now_ms: u64,
+        decisions: &mut [Option<Charged>],
+    ) -> RedisResult<()> {
         let mut held: Vec<Held> = Vec::with_capacity(self.script.entries.len());
         for (_, entry) in &self.script.entries {
             held.push(match entry {
-                Entry::Windows(policy) => Held::Windows(pairs(take(2 * policy.windows().len())?)),
-                Entry::Credits { .. } => Held::Credits(u64::try_from(take(1)?[0]).ok()),
+                Entry::Windows(policy) => Held::Windows(reply.pairs(policy.windows().len())?),
+                Entry::Credits { .. } => Held::Credits(u64::try_from(reply.take(1)?[0]).ok()),
             });
         }
         for (members, at) in &self.asks {
-            let flags = take(members.len())?;
+            let flags = reply.take(members.len())?;
             let Some((ask, _)) = &batch[members[0]].ask else {
                 return Err(malformed());
             };
-            let windows = |e: Option<usize>| match e.map(|e| &held[e]) {
-                Some(Held::Windows(counts)) => counts.clone(),
-                _ => Vec::new(),
-            };
-            let credits = |e: Option<usize>| match e.map(|e| &held[e]) {
-                Some(Held::Credits(balance)) => *balance,
-                _ => None,
-            };
-            let mut before = Before {
-                key: windows(Some(at.key)),
-                plan: windows(at.plan),
-                credits: credits(at.key_credits),
-                plan_credits: credits(at.plan_credits),
-            };
+            let mut before = at.before(&held);
             for (&i, &flag) in members.iter().zip(flags) {
                 if flag == 2 {
                     decisions[i] = Some(Charged::Unseeded);
@@ -534,20 +584,9 @@ impl<'b> Call<'b> {
                 }
                 decisions[i] = Some(Charged::Decided(before.decision(ask, now_ms, cost, allowed)));
             }
-            held[at.key] = Held::Windows(before.key);
-            if let Some(e) = at.plan {
-                held[e] = Held::Windows(before.plan);
-            }
-            for (e, balance) in [
-                (at.key_credits, before.credits),
-                (at.plan_credits, before.plan_credits),
-            ] {
-                if let Some(e) = e {
-                    held[e] = Held::Credits(balance);
-                }
-            }
+            at.keep(before, &mut held);
         }
-        if rest.is_empty() { Ok(()) } else { Err(malformed()) }
+        Ok(())
     }
 }
 
@@ -687,6 +726,12 @@ impl ScriptCall {
                 cmd.arg(cost);
             }
         }
+        self.ask_args(&mut cmd);
+        cmd
+    }
+
+    /// The asks' part of the command: the entries, then the groups.
+    fn ask_args(&self, cmd: &mut redis::Cmd) {
         cmd.arg(self.entries.len());
         for (_, entry) in &self.entries {
             match entry {
@@ -721,7 +766,6 @@ impl ScriptCall {
                 cmd.arg(cost);
             }
         }
-        cmd
     }
 }
 

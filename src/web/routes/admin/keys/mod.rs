@@ -237,25 +237,7 @@ async fn detail_page(
         .map(|d| d.counts.iter().map(UsageBar::of).collect())
         .unwrap_or_default();
     let refill = ledger::key_terms(&record.key).and_then(|t| t.refill);
-    let credits = ledger::key_terms(&record.key).map(|_| {
-        let live = current
-            .as_ref()
-            .and_then(|d| d.quota.as_ref())
-            .and_then(|q| q.credits);
-        let remaining = live
-            .map(|b| b.remaining)
-            .or(record.key.remaining.map(|n| n.max(0) as u64))
-            .unwrap_or(0);
-        CreditsCard {
-            remaining: thousands(remaining),
-            raw: remaining.to_string(),
-            next_refill: refill
-                .map(|r| r.next_at_ms(now.unix_ms()))
-                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
-                .map(|at| utc(at.naive_utc())),
-            refill: refill.map_or_else(|| "never".to_owned(), refill_text),
-        }
-    });
+    let credits = CreditsCard::of(&record.key, current.as_ref(), now);
     Ok(DetailPage {
         layout: member.layout(record.key.name.clone(), "keys"),
         key: KeyRow::of(&record.key, &record.owner_email, now),
@@ -273,6 +255,28 @@ async fn detail_page(
         may_change_credits: member.actor().is_admin,
         refill_form: RefillForm::of(refill),
     })
+}
+
+impl CreditsCard {
+    /// The live balance from `current` (the store's), else the checkpoint; `None` without
+    /// credits.
+    fn of(key: &ApiKey, current: Option<&crate::limits::Decision>, now: Now) -> Option<CreditsCard> {
+        let refill = ledger::key_terms(key)?.refill;
+        let live = current.and_then(|d| d.quota.as_ref()).and_then(|q| q.credits);
+        let remaining = live
+            .map(|b| b.remaining)
+            .or(key.remaining.map(|n| n.max(0) as u64))
+            .unwrap_or(0);
+        Some(CreditsCard {
+            remaining: thousands(remaining),
+            raw: remaining.to_string(),
+            next_refill: refill
+                .map(|r| r.next_at_ms(now.unix_ms()))
+                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+                .map(|at| utc(at.naive_utc())),
+            refill: refill.map_or_else(|| "never".to_owned(), refill_text),
+        })
+    }
 }
 
 fn refill_text(refill: Refill) -> String {
