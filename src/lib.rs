@@ -11,5 +11,5 @@ pub mod web;
 pub use domain::{clock, contract, keys, ledger, limits, policy, rules, usage, users, validation};
 pub use storage::{db, shared_redis, striped};
 pub use web::{
-    caller, config, credentials, error, gate, metrics, normalize, routes, sessions, startup, state,
+    caller, config, credentials, error, gate, logging, metrics, normalize, routes, sessions, startup, state,
 };

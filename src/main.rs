@@ -39,7 +39,13 @@ fn main() -> ExitCode {
         eprintln!("keygate: could not read .env: {e}");
         return ExitCode::from(2);
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match keygate::logging::LogFormat::from_env() {
+        Ok(format) => keygate::logging::init(format),
+        Err(e) => {
+            eprintln!("keygate: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let cli = Cli::parse();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,

@@ -7,6 +7,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod gate;
+pub mod logging;
 pub mod metrics;
 pub mod normalize;
 pub mod routes;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::dev::ServiceResponse;
 use actix_web::middleware::{Condition, Logger, from_fn};
 use actix_web::{App, HttpMessage, HttpServer, web};
 
@@ -21,6 +22,7 @@ use crate::ledger::Ledger;
 use crate::limits::client_ip::ClientIpRule;
 use crate::limits::memory::MemoryStore;
 use crate::limits::{Limiter, Policy};
+use crate::logging::LogFormat;
 use crate::metrics::RequestCounters;
 use crate::normalize::{Rewrite, normalize_path};
 use crate::routes::api::{self, body, openapi};
@@ -245,20 +247,31 @@ fn extractors(cfg: &mut web::ServiceConfig) {
 /// Skipped altogether when info logging is off (its bookkeeping costs on every request). The
 /// query string is left out: it can carry secrets (an invitation link's token, an upstream's
 /// own tokens in gateway mode).
+/// With `LOG_FORMAT=json` the line is a JSON object (`logging` merges it into the log line's).
 fn request_log(enabled: bool) -> Condition<Logger> {
-    Condition::new(
-        enabled,
-        Logger::new("%a \"%{line}xi\" %s %b %Dms %{caller}xo")
-            .custom_request_replace("line", |req| {
-                format!("{} {} {:?}", req.method(), req.path(), req.version())
-            })
-            .custom_response_replace("caller", |res| {
-                res.request()
-                    .extensions()
-                    .get::<LogTag>()
-                    .map_or_else(|| "-".to_owned(), LogTag::to_string)
-            }),
-    )
+    let caller = |res: &ServiceResponse| {
+        res.request()
+            .extensions()
+            .get::<LogTag>()
+            .map_or_else(|| "-".to_owned(), LogTag::to_string)
+    };
+    let logger = match LogFormat::current() {
+        LogFormat::Text => Logger::new("%a \"%{line}xi\" %s %b %Dms %{caller}xo").custom_request_replace("line", |req| {
+            format!("{} {} {:?}", req.method(), req.path(), req.version())
+        }),
+        LogFormat::Json => Logger::new(
+            r#"{"client":"%a","method":"%{method}xi","path":"%{path}xi","status":%s,"bytes":%b,"ms":%D,"caller":"%{caller}xo"}"#,
+        )
+        .custom_request_replace("method", |req| json_text(req.method().as_str()))
+        .custom_request_replace("path", |req| json_text(req.path())),
+    };
+    Condition::new(enabled, logger.custom_response_replace("caller", caller))
+}
+
+/// `text` as the inside of a JSON string (escaped, without the quotes).
+fn json_text(text: &str) -> String {
+    let quoted = serde_json::Value::from(text).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
 }
 
 /// Every route, and which stand behind the gate. The router tries them in this order:

@@ -182,6 +182,7 @@ fn a_bad_setting_stops_start_up_naming_the_variable_without_a_panic() {
         ("PORT", "eighty"),
         ("KEY_RATE_LIMIT", "10/fortnight"),
         ("SECRET_KEY", "short"),
+        ("LOG_FORMAT", "xml"),
     ] {
         let output = cli.run(&["migrate"], &[(var, value)]);
         assert_eq!(output.status.code(), Some(2), "{var}");
@@ -437,5 +438,71 @@ fn an_operator_sets_and_tops_up_credits_from_the_shell() {
         text(&nothing.stderr).contains("no credit balance"),
         "{}",
         text(&nothing.stderr)
+    );
+}
+
+/// `LOG_FORMAT=json`: every line on stderr is one JSON object, events and request lines alike;
+/// a request line carries its fields (and the key's id, never the key).
+#[actix_web::test]
+async fn with_log_format_json_every_line_is_a_json_object() {
+    let dir = std::env::temp_dir().join(format!("keygate-json-log-{}", crate::helpers::unique_suffix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let log_path = dir.join("log.txt");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .env_clear()
+        .current_dir(&dir)
+        .env("PORT", port.to_string())
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("LOG_FORMAT", "json")
+        .env("ADMIN_EMAIL", crate::helpers::ADMIN_EMAIL)
+        .env("ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup"))
+        .stderr(log)
+        .spawn()
+        .expect("start keygate");
+    let base = format!("http://127.0.0.1:{port}");
+    let server = crate::helpers::Process::logged_in(&base).await;
+    let created = server.create_key(serde_json::json!({"name": "logged"})).await;
+    let key = created["key"].as_str().expect("key").to_owned();
+    let answer = awc::Client::default()
+        .get(format!("{base}/api/whoami?x=%22quoted%22"))
+        .insert_header(("Api-Key", key.as_str()))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), 200);
+    crate::helpers::sigterm(&child);
+    assert!(child.wait().expect("exit").success());
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["ts"].is_string() && l["level"].is_string())
+    );
+    let request = lines
+        .iter()
+        .find(|l| l["path"] == "/api/whoami")
+        .unwrap_or_else(|| panic!("a request line: {log}"));
+    assert_eq!(request["status"], 200);
+    assert_eq!(request["method"], "GET");
+    assert_eq!(request["caller"], format!("key={}", created["id"]));
+    assert!(!log.contains(&key), "never the key");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"].as_str().is_some_and(|m| m.contains("stopped"))),
+        "{log}"
     );
 }
