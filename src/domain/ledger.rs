@@ -22,43 +22,47 @@ use crate::db::models::{ApiKey, CreditHolder, StoredCredits, User};
 use crate::db::{self, DbError, DbPool, UserId};
 use crate::limits::credits::{Adjustment, CreditOp, CreditState, Credits, Refill};
 use crate::limits::{
-    Ask, Bucket, Charged, CounterState, Decision, Limit, Limiter, LimiterError, Limits, Meter, Part, Policy,
-    Seeds,
+    Ask, Bucket, Charged, CounterState, Decision, Limiter, LimiterError, Limits, Meter, Part, Policy, Seeds,
 };
 use crate::striped::Striped;
 
+/// Credit terms as a row (a key's or a user's) stores them: none without a balance.
+fn terms(
+    remaining: Option<i64>,
+    amount: Option<i32>,
+    interval: Option<&str>,
+    day: Option<i32>,
+) -> Option<Credits> {
+    remaining?;
+    Some(Credits {
+        refill: Refill::of_columns(amount, interval, day),
+    })
+}
+
 /// A key's credit terms, if it has a balance.
 pub fn key_terms(key: &ApiKey) -> Option<Credits> {
-    key.remaining?;
-    let refill = Refill::of_columns(key.refill_amount, key.refill_interval.as_deref(), key.refill_day);
-    Some(Credits { refill })
+    terms(
+        key.remaining,
+        key.refill_amount,
+        key.refill_interval.as_deref(),
+        key.refill_day,
+    )
 }
 
 /// A user's plan's credit terms, if the plan has a balance.
 pub fn user_terms(user: &User) -> Option<Credits> {
-    user.remaining?;
-    let refill = Refill::of_columns(
+    terms(
+        user.remaining,
         user.refill_amount,
         user.refill_interval.as_deref(),
         user.refill_day,
-    );
-    Some(Credits { refill })
-}
-
-/// A user's plan: limits on the sum of all their keys' requests (limited windows only).
-pub fn plan_limits(user: &User) -> Limits {
-    Limits {
-        per_minute: Limit::of_column(user.rate_limit_per_minute),
-        per_hour: Limit::of_column(user.rate_limit_per_hour),
-        per_day: Limit::of_column(user.rate_limit_per_day),
-        per_month: Limit::of_column(user.rate_limit_per_month),
-    }
+    )
 }
 
 /// What the gate decides for `key` (counted under `policy`) when it has credits or its owner
 /// has a plan; `None` for a plain key (the limiter's single-caller path).
 pub fn ask_of(key: &ApiKey, owner: &User, policy: &Policy) -> Option<Ask> {
-    let windows: Vec<_> = plan_limits(owner)
+    let windows: Vec<_> = Limits::plan_of(owner)
         .windows()
         .into_iter()
         .filter(|(_, limit)| limit.is_some())
@@ -328,7 +332,7 @@ impl Ledger {
     /// A key's current windows (and credits, plan), counting nothing: read the way the gate
     /// counts it (an ask, under its owner's hash tag, when it has credits or a plan).
     pub async fn peek_key(&self, key: &ApiKey, owner: &User, now: Now) -> Result<Decision, LedgerError> {
-        let policy = Policy::new(Limits::of(key).in_use());
+        let policy = Limits::of(key).policy();
         match ask_of(key, owner, &policy) {
             Some(ask) => self.charge(&Arc::new(ask), 0, now).await,
             None => Ok(self.limiter.peek(Bucket::Key(key.id), &policy, now).await?),

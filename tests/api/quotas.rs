@@ -27,6 +27,7 @@ async fn spend(app: &TestApp, key: &Auth, n: usize) -> Vec<u16> {
 }
 
 on_both_backends!(
+    an_owner_cannot_give_their_key_credits_through_the_dashboard_form,
     a_top_up_with_an_idempotency_key_is_made_once,
     admins_set_credits_the_gate_spends_them_and_owners_cannot_touch_them,
     a_plan_limits_the_sum_of_a_users_keys,
@@ -355,9 +356,11 @@ async fn verify_spends_credits_and_says_usage_exceeded(app: TestApp) {
     );
     let empty = verify(0).await;
     assert_eq!(empty["code"], "USAGE_EXCEEDED");
+    let minute = empty["limits"]["minute"].as_i64().expect("a minute limit");
     assert_eq!(
-        empty["ratelimit"]["remaining"].as_i64().map(|r| r >= 0),
-        Some(true)
+        empty["ratelimit"]["remaining"].as_i64(),
+        Some(minute - 5),
+        "the windows counted what was spent (3 + 2), not the refused 3"
     );
 }
 
@@ -701,4 +704,33 @@ async fn a_route_rules_cost_is_spent_from_credits_before_the_upstream() {
         .get(&format!("/api/api-keys/{}/", created["id"]), &admin.auth())
         .await;
     assert_eq!(shown.body["remaining"], 1);
+}
+
+/// The dashboard's credits form is an admin's: an owner posting it for their own key, with a
+/// valid session and CSRF token, is refused and nothing changes.
+async fn an_owner_cannot_give_their_key_credits_through_the_dashboard_form(app: TestApp) {
+    let owner = app.user("form@example.com").await;
+    let created = app.create_key(&owner, json!({"name": "mine"})).await;
+    let id = created["id"].as_i64().expect("id");
+    let cookie =
+        crate::helpers::dashboard_session_as(&app, "form@example.com", crate::helpers::PASSWORD).await;
+    for fields in [
+        vec![
+            ("action", "set"),
+            ("remaining", "1000000"),
+            ("refill_interval", "none"),
+        ],
+        vec![("action", "add"), ("amount", "1000000")],
+    ] {
+        let (status, _, _) =
+            crate::helpers::dashboard_form(&app, &cookie, &format!("/admin/keys/{id}/credits"), &fields)
+                .await;
+        assert_eq!(status, 403, "{fields:?}");
+    }
+    let shown = app.get(&format!("/api/api-keys/{id}/"), &owner.auth()).await;
+    assert_eq!(
+        shown.body["remaining"],
+        Value::Null,
+        "still unlimited, not a million"
+    );
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::num::NonZeroU32;
 
-use super::{Rate, Window};
+use super::{Policy, Rate, Window};
 use crate::db::models::{ApiKey, User};
 
 /// A request count a window allows: 1 to 2,147,483,647 (what the databases' `INTEGER` columns
@@ -113,6 +113,21 @@ impl Limits {
             per_day: Limit::of_column(user.max_rate_limit_per_day),
             per_month: None,
         }
+    }
+
+    /// A user's plan: limits on the sum of all their keys' requests.
+    pub fn plan_of(user: &User) -> Limits {
+        Limits {
+            per_minute: Limit::of_column(user.rate_limit_per_minute),
+            per_hour: Limit::of_column(user.rate_limit_per_hour),
+            per_day: Limit::of_column(user.rate_limit_per_day),
+            per_month: Limit::of_column(user.rate_limit_per_month),
+        }
+    }
+
+    /// The policy a key with these limits is counted under (its windows in use).
+    pub fn policy(&self) -> Policy {
+        Policy::new(self.in_use())
     }
 
     /// The windows in use: minute, hour and day always (a key counts an unlimited one

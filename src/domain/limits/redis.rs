@@ -150,7 +150,7 @@ impl RedisStore {
         terms: Credits,
         now_ms: u64,
     ) -> RedisResult<Option<CreditState>> {
-        let key = credit_key(&self.credits, owner, bucket);
+        let key = ask_key(&self.credits, owner, bucket);
         let (code, n, seed) = match op {
             CreditOp::Forget => (0, 0, None),
             CreditOp::Change(Adjustment::Add(n), seed) => (1, n, Some(seed)),
@@ -223,10 +223,6 @@ fn seed_arg(seed: Option<CreditState>) -> i64 {
 /// cluster) holds all of them.
 fn ask_key(prefix: &str, owner: UserId, bucket: Bucket) -> String {
     format!("{prefix}{{u:{owner}}}:{bucket}")
-}
-
-fn credit_key(prefix: &str, owner: UserId, bucket: Bucket) -> String {
-    ask_key(prefix, owner, bucket)
 }
 
 #[derive(Clone)]
@@ -497,7 +493,7 @@ impl<'b> Call<'b> {
                     tag: terms.tag(),
                     seed: seeds.of(part),
                 };
-                entries[2 * slot + 1] = script.entry(credit_key(credits, ask.owner, meter.bucket), entry);
+                entries[2 * slot + 1] = script.entry(ask_key(credits, ask.owner, meter.bucket), entry);
                 if entries[2 * slot + 1].is_none() {
                     entries[2 * slot + 1] = Some(usize::MAX);
                 }

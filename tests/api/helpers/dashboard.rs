@@ -14,7 +14,12 @@ pub fn csrf_token_in(html: &str) -> String {
 
 /// Logs in to the dashboard with a plain HTTP client; returns the session cookie.
 pub async fn dashboard_session(app: &TestApp) -> String {
-    let (status, cookie) = dashboard_login(app, ADMIN_EMAIL, ADMIN_PASSWORD, None).await;
+    dashboard_session_as(app, ADMIN_EMAIL, ADMIN_PASSWORD).await
+}
+
+/// [`dashboard_session`] for another account.
+pub async fn dashboard_session_as(app: &TestApp, email: &str, password: &str) -> String {
+    let (status, cookie) = dashboard_login(app, email, password, None).await;
     assert_eq!(status, 303, "logged in");
     cookie.expect("a renewed session cookie")
 }

@@ -159,7 +159,7 @@ impl KeyInfo {
 
     /// The windows a key is counted in, with its limits (all three, limited or not).
     pub fn policy_of(key: &ApiKey) -> Policy {
-        Policy::new(Limits::of(key).in_use())
+        Limits::of(key).policy()
     }
 
     /// The key's status; a replaced secret past its grace period is expired.

@@ -43,7 +43,7 @@ struct UserView<'a> {
 impl<'a> UserView<'a> {
     fn of(user: &'a User, defaults: &Limits, now: Now) -> UserView<'a> {
         let ceiling = users::ceiling(user, defaults);
-        let plan = ledger::plan_limits(user);
+        let plan = Limits::plan_of(user);
         let refill = ledger::user_terms(user).and_then(|t| t.refill);
         UserView {
             rate_limit_per_minute: plan.per_minute,
@@ -207,7 +207,7 @@ pub async fn update(
         is_active: f.boolean("is_active"),
         is_admin: f.boolean("is_admin"),
         ceiling: ceiling_fields(&mut f, users::ceiling(&current, &state.key_defaults)),
-        plan: plan_fields(&mut f, ledger::plan_limits(&current)),
+        plan: plan_fields(&mut f, Limits::plan_of(&current)),
     };
     let credits = parse_credits(&mut f);
     f.finish()?;
