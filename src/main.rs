@@ -1,4 +1,4 @@
-//! The `keygate` command: `serve` (the default), `migrate`, `users …`, `keys …`.
+//! The `keygate` command: `serve` (the default), `migrate`, `users …`, `keys …`, `audit`.
 
 mod cli;
 
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use keygate::config::Settings;
 use keygate::startup::{self, Application};
 
+use cli::audit::AuditArgs;
 use cli::keys::KeysCommand;
 use cli::users::UsersCommand;
 
@@ -30,6 +31,8 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit log: who changed which key, user or webhook, newest first.
+    Audit(AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
         }
         Command::Users(command) => cli::users::run(command, settings).await,
         Command::Keys(command) => cli::keys::run(command, settings).await,
+        Command::Audit(args) => cli::audit::run(args, settings).await,
     }
 }
 

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use keygate::clock::Now;
 use keygate::config::Settings;
 use keygate::contract::{Contract, IpAllowlist, Meta, Scopes};
-use keygate::db::{DbPool, KeyId, UserId};
+use keygate::db::{DbPool, KeyId};
 use keygate::keys::service::{self, Actor, NewKey};
 use keygate::keys::{KeyName, KeyStatus};
 use std::sync::Arc;
@@ -127,11 +127,7 @@ fn grace(text: &str) -> Result<Duration, String> {
 
 pub async fn run(command: KeysCommand, settings: Settings) -> Result<(), String> {
     let (pool, _) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
-    // Whoever runs the CLI has the server's environment, so acts with admin rights.
-    let operator = Actor {
-        user_id: UserId(0),
-        is_admin: true,
-    };
+    let operator = Actor::CLI;
     let now = Now::read();
     let shell = Shell {
         pool: &pool,

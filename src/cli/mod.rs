@@ -2,6 +2,7 @@
 //! admin rights (whoever runs the CLI has the server's environment). Each command reads the
 //! clock once and passes that `Now` down, as a request does.
 
+pub mod audit;
 pub mod import;
 pub mod keys;
 pub mod users;

@@ -7,6 +7,7 @@ use keygate::db::DbPool;
 use keygate::db::models::User;
 use keygate::keys::cache::KeyCache;
 use keygate::limits::{Limit, Limits};
+use keygate::policy::Actor;
 use keygate::startup;
 use keygate::users;
 
@@ -62,7 +63,7 @@ pub async fn run(command: UsersCommand, settings: Settings) -> Result<(), String
         UsersCommand::SetPassword { email } => {
             let user = by_email(&pool, &email).await?;
             let password = read_password()?;
-            users::set_password(&pool, &cache, user.id, &password, now)
+            users::set_password(&pool, &cache, Actor::CLI, user.id, &password, now)
                 .await
                 .map_err(describe)?;
             println!(
@@ -81,7 +82,7 @@ async fn by_email(pool: &DbPool, email: &str) -> Result<User, String> {
 
 async fn switch(pool: &DbPool, cache: &KeyCache, email: &str, active: bool, now: Now) -> Result<(), String> {
     let user = by_email(pool, email).await?;
-    users::set_active(pool, cache, user.id, active, now)
+    users::set_active(pool, cache, Actor::CLI, user.id, active, now)
         .await
         .map_err(describe)?;
     if active {
@@ -154,7 +155,7 @@ async fn set_ceiling(
         ceiling: Some(ceiling),
         ..users::UserPatch::default()
     };
-    users::update(pool, cache, user.id, patch, now)
+    users::update(pool, cache, Actor::CLI, user.id, patch, now)
         .await
         .map_err(describe)?;
     println!(
@@ -169,9 +170,16 @@ async fn set_ceiling(
 
 async fn create(pool: &DbPool, email: &str, admin: bool, now: Now) -> Result<(), String> {
     let password = read_password()?;
-    let user = users::create(pool, email, &password, admin, now)
-        .await
-        .map_err(describe)?;
+    let user = users::create(
+        pool,
+        Actor::CLI,
+        (email, &password),
+        admin,
+        users::UserPatch::default(),
+        now,
+    )
+    .await
+    .map_err(describe)?;
     println!(
         "created user {} (id {}){}",
         user.email,

@@ -339,6 +339,32 @@ impl Ledger {
         }
     }
 
+    /// A key's live balance; `None` when it has no credits (unlimited).
+    pub async fn key_balance(&self, key: &ApiKey, now: Now) -> Result<Option<CreditState>, LedgerError> {
+        let Some(terms) = key_terms(key) else {
+            return Ok(None);
+        };
+        let holder = Holder {
+            owner: key.user_id,
+            bucket: Bucket::Key(key.id),
+            terms,
+        };
+        self.balance(holder, now).await
+    }
+
+    /// A user's live plan balance; `None` when the plan has no credits.
+    pub async fn plan_balance(&self, user: &User, now: Now) -> Result<Option<CreditState>, LedgerError> {
+        let Some(terms) = user_terms(user) else {
+            return Ok(None);
+        };
+        let holder = Holder {
+            owner: user.id,
+            bucket: Bucket::Plan(user.id),
+            terms,
+        };
+        self.balance(holder, now).await
+    }
+
     /// A holder's live balance (the store's, else the checkpoint's).
     pub async fn balance(&self, holder: Holder, now: Now) -> Result<Option<CreditState>, LedgerError> {
         let live = self

@@ -13,6 +13,8 @@
 //!   same refusal whether or not that account exists.
 //! - Users and key verification are admin-only.
 
+use std::net::IpAddr;
+
 use chrono::NaiveDateTime;
 
 use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
@@ -21,20 +23,74 @@ use crate::db::models::{ApiKey, User};
 use crate::ledger::CreditChange;
 use crate::limits::{Limit, Limits, Window};
 
+/// Where a change came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Api,
+    Dashboard,
+    Cli,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Api => "api",
+            Via::Dashboard => "dashboard",
+            Via::Cli => "cli",
+        }
+    }
+}
+
+/// The channel and client address of an actor's request (the CLI has no address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub via: Via,
+    pub ip: Option<IpAddr>,
+}
+
+impl Origin {
+    pub const CLI: Origin = Origin {
+        via: Via::Cli,
+        ip: None,
+    };
+
+    pub fn api(ip: Option<IpAddr>) -> Origin {
+        Origin { via: Via::Api, ip }
+    }
+
+    pub fn dashboard(ip: Option<IpAddr>) -> Origin {
+        Origin {
+            via: Via::Dashboard,
+            ip,
+        }
+    }
+}
+
 /// Who is acting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actor {
     pub user_id: UserId,
     pub is_admin: bool,
+    /// Where the request came from: the audit log records it with every change.
+    pub origin: Origin,
 }
 
 impl Actor {
-    pub fn of(user: &User) -> Actor {
+    pub fn of(user: &User, origin: Origin) -> Actor {
         Actor {
             user_id: user.id,
             is_admin: user.is_admin,
+            origin,
         }
     }
+
+    /// Whoever runs the CLI has the server's environment, so acts with admin rights, as
+    /// nobody in particular.
+    pub const CLI: Actor = Actor {
+        user_id: UserId(0),
+        is_admin: true,
+        origin: Origin::CLI,
+    };
 }
 
 /// What the policy judges of a change to a key: its limits, expiry and on/off switch (a
@@ -229,10 +285,12 @@ mod tests {
     const USER: Actor = Actor {
         user_id: UserId(2),
         is_admin: false,
+        origin: Origin::CLI,
     };
     const ADMIN: Actor = Actor {
         user_id: UserId(1),
         is_admin: true,
+        origin: Origin::CLI,
     };
     const CEILING: Limits = Limits {
         per_minute: Limit::new(60),

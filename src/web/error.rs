@@ -7,6 +7,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Map, Value, json};
 
+use crate::audit::AuditError;
 use crate::db::DbError;
 use crate::keys::service::KeyError;
 use crate::ledger::LedgerError;
@@ -219,6 +220,15 @@ impl From<KeyError> for ApiError {
     }
 }
 
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> ApiError {
+        match e {
+            AuditError::Forbidden(refusal) => ApiError::Forbidden(refusal.0),
+            AuditError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> ApiError {
         match e {
@@ -242,6 +252,8 @@ impl From<UserError> for ApiError {
             UserError::Throttled(retry_after) => ApiError::TooManyAttempts { retry_after },
             UserError::Db(e) => e.into(),
             UserError::Hash(e) => ApiError::internal(e),
+            UserError::Ledger(e) => e.into(),
+            UserError::Forbidden(refusal) => ApiError::Forbidden(refusal.0),
         }
     }
 }

@@ -50,6 +50,7 @@ async fn a_deactivated_user_can_neither_log_in_nor_use_an_old_token(app: TestApp
     keygate::users::set_active(
         &app.pool,
         &app.state.keys,
+        keygate::policy::Actor::CLI,
         ada.id,
         false,
         keygate::clock::Now::read(),

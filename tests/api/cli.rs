@@ -42,7 +42,7 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
     let migrate = cli.run(&["migrate"], &[]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     assert!(
-        text(&migrate.stdout).contains("applied 6 migration"),
+        text(&migrate.stdout).contains("applied 7 migration"),
         "{}",
         text(&migrate.stdout)
     );
@@ -172,6 +172,58 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
         text(&nobody.stderr).contains("no user has this email"),
         "{}",
         text(&nobody.stderr)
+    );
+
+    // Every change above is in the audit log, made by the command line (no user, no address),
+    // and none holds a secret.
+    let audit = cli.run(&["audit", "--json", "--limit", "200"], &[]);
+    assert!(audit.status.success(), "{}", text(&audit.stderr));
+    let entries: Vec<serde_json::Value> = text(&audit.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let mut actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    actions.reverse();
+    assert_eq!(
+        actions,
+        [
+            // The first admin, made by `migrate`.
+            "user.created",
+            "user.created",
+            "user.updated",
+            "user.deactivated",
+            "user.activated",
+            "user.password_changed",
+            "key.created",
+            "key.deactivated",
+        ],
+        "{}",
+        text(&audit.stdout)
+    );
+    for entry in &entries {
+        assert_eq!(
+            (&entry["via"], &entry["actor"], &entry["ip"]),
+            (&"cli".into(), &serde_json::Value::Null, &serde_json::Value::Null)
+        );
+    }
+    assert!(!text(&audit.stdout).contains(&key) && !text(&audit.stdout).contains("a-new-password-2"));
+    let of_key = cli.run(&["audit", "--target", &format!("key:{id}")], &[]);
+    let lines = text(&of_key.stdout);
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains(&format!("key:{id}")) && l.contains(" cli ")),
+        "{lines}"
+    );
+    let bad = cli.run(&["audit", "--limit", "0"], &[]);
+    assert!(
+        !bad.status.success() && text(&bad.stderr).contains("limit"),
+        "{}",
+        text(&bad.stderr)
     );
 }
 

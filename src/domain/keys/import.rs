@@ -12,6 +12,7 @@ use diesel::Connection;
 use super::KeyName;
 use super::cache::KeyCache;
 use super::secret::KeyHash;
+use crate::audit::{self, Change, Target};
 use crate::clock::Now;
 use crate::contract::{Contract, Meta};
 use crate::db::models::{ApiKey, NewApiKey, NewCredits, User};
@@ -66,7 +67,7 @@ pub async fn import(
 ) -> Result<ImportReport, KeyError> {
     policy::require_admin(actor, "import keys")?;
     let report = db::run(pool, move |conn| {
-        conn.transaction::<_, KeyError, _>(|conn| write(conn, lines, now.naive()))
+        conn.transaction::<_, KeyError, _>(|conn| write(conn, actor, lines, now))
     })
     .await?;
     if report.imported > 0 {
@@ -79,8 +80,9 @@ pub async fn import(
 
 fn write(
     conn: &mut DbConnection,
+    actor: Actor,
     lines: Vec<(usize, Result<ImportedKey, String>)>,
-    now: NaiveDateTime,
+    now: Now,
 ) -> Result<ImportReport, KeyError> {
     let mut report = ImportReport::default();
     let mut good = Vec::new();
@@ -115,7 +117,16 @@ fn write(
             report.unchanged += 1;
             continue;
         }
-        insert(conn, owner, &key, now)?;
+        let key = insert(conn, owner, &key, now.naive())?;
+        // One entry per key written, each as a creation would be.
+        let mut fields = audit::key_fields(&key);
+        fields.insert("imported".into(), true.into());
+        audit::record(
+            conn,
+            actor,
+            Change::created("key.imported", Target::Key(key.id), fields),
+            now,
+        )?;
         report.imported += 1;
     }
     report.errors.sort_by_key(|e| e.line);
@@ -159,7 +170,7 @@ fn insert(
     owner: UserId,
     key: &ImportedKey,
     now: NaiveDateTime,
-) -> Result<(), KeyError> {
+) -> Result<ApiKey, KeyError> {
     let (scopes, ip_allowlist) = (key.contract.scopes.column(), key.contract.ip_allowlist.column());
     ApiKey::insert(
         conn,
@@ -183,6 +194,6 @@ fn insert(
             // Imported keys start with unlimited credits; an admin sets them afterwards.
             credits: NewCredits::default(),
         },
-    )?;
-    Ok(())
+    )
+    .map_err(KeyError::from)
 }

@@ -7,6 +7,7 @@
 use chrono::{Duration, NaiveDateTime, Timelike};
 use diesel::Connection;
 
+use crate::audit::{self, Change, Fields, Noun, Target};
 use crate::clock::Now;
 use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use crate::db::models::{
@@ -18,7 +19,7 @@ use crate::keys::KeyName;
 use crate::keys::cache::KeyCache;
 use crate::keys::secret::IssuedKey;
 use crate::ledger::{self, CreditChange, Ledger, LedgerError};
-use crate::limits::credits::Refill;
+use crate::limits::credits::{CreditState, Refill};
 use crate::limits::{Bucket, Limit, Limits};
 use crate::policy::{self, Refusal};
 pub use crate::policy::{Actor, KeyChange};
@@ -99,45 +100,55 @@ pub async fn create(
     now: Now,
 ) -> Result<(KeyRecord, IssuedKey), KeyError> {
     db::run(pool, move |conn| {
-        let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
-        let ceiling = users::ceiling(&owner, &defaults);
-        policy::may_create(actor, &ceiling, &new.limits, &new.contract)?;
-        policy::may_change_credits(actor, &new.credits)?;
-        let issued = IssuedKey::generate();
-        let credits = new_credits(&new.credits, now.unix_ms());
-        let now = now.naive();
-        let (scopes, ip_allowlist) = (new.contract.scopes.column(), new.contract.ip_allowlist.column());
-        let key = ApiKey::insert(
-            conn,
-            &NewApiKey {
-                user_id: owner.id,
-                name: new.name.as_str(),
-                prefix: &issued.display_prefix(),
-                key_hash: issued.hash().as_str(),
-                rate_limit_per_minute: column(new.limits.per_minute),
-                rate_limit_per_hour: column(new.limits.per_hour),
-                rate_limit_per_day: column(new.limits.per_day),
-                rate_limit_per_month: column(new.limits.per_month),
-                expires_at: new.expires_at,
-                is_active: true,
-                created_at: now,
-                updated_at: now,
-                last_used_at: None,
-                meta: new.contract.meta.as_ref().map(Meta::as_str),
-                scopes: &scopes,
-                ip_allowlist: &ip_allowlist,
-                credits,
-            },
-        )?;
-        Ok((
-            KeyRecord {
-                key,
-                owner_email: owner.email,
-            },
-            issued,
-        ))
+        conn.transaction(|conn| {
+            let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
+            let ceiling = users::ceiling(&owner, &defaults);
+            policy::may_create(actor, &ceiling, &new.limits, &new.contract)?;
+            policy::may_change_credits(actor, &new.credits)?;
+            let issued = IssuedKey::generate();
+            let credits = new_credits(&new.credits, now.unix_ms());
+            let at = now.naive();
+            let (scopes, ip_allowlist) = (new.contract.scopes.column(), new.contract.ip_allowlist.column());
+            let key = ApiKey::insert(
+                conn,
+                &NewApiKey {
+                    user_id: owner.id,
+                    name: new.name.as_str(),
+                    prefix: &issued.display_prefix(),
+                    key_hash: issued.hash().as_str(),
+                    rate_limit_per_minute: column(new.limits.per_minute),
+                    rate_limit_per_hour: column(new.limits.per_hour),
+                    rate_limit_per_day: column(new.limits.per_day),
+                    rate_limit_per_month: column(new.limits.per_month),
+                    expires_at: new.expires_at,
+                    is_active: true,
+                    created_at: at,
+                    updated_at: at,
+                    last_used_at: None,
+                    meta: new.contract.meta.as_ref().map(Meta::as_str),
+                    scopes: &scopes,
+                    ip_allowlist: &ip_allowlist,
+                    credits,
+                },
+            )?;
+            audit::record(conn, actor, created(&key), now)?;
+            Ok((
+                KeyRecord {
+                    key,
+                    owner_email: owner.email,
+                },
+                issued,
+            ))
+        })
     })
     .await
+}
+
+/// The audit entry of a new key: its fields, with the balance it starts with.
+pub fn created(key: &ApiKey) -> Change {
+    let mut fields = audit::key_fields(key);
+    fields.insert("remaining".into(), key.remaining.into());
+    Change::created("key.created", Target::Key(key.id), fields)
 }
 
 /// A new key's credit columns: its balance, and its refill counted from the current period.
@@ -231,6 +242,14 @@ pub async fn update(
                 ..changes
             };
             let key = ApiKey::update(conn, id, &changes)?.ok_or(KeyError::NotFound)?;
+            let action = audit::switched(record.key.is_active, key.is_active, Noun::Key);
+            let change = Change::diff(
+                action,
+                Target::Key(id),
+                audit::key_fields(&record.key),
+                audit::key_fields(&key),
+            );
+            audit::record(conn, actor, change, now)?;
             Ok(KeyRecord { key, ..record })
         })
     })
@@ -278,23 +297,43 @@ pub async fn change_credits(
         return Ok((record, true));
     }
     let key = &record.key;
+    let before = credit_fields(key, ledger.key_balance(key, now).await?);
     let applied = ledger
         .apply(key.user_id, Bucket::Key(id), ledger::key_terms(key), change, now)
         .await;
-    if let Some(token) = idempotency {
-        let made = applied.is_ok();
-        db::run(pool, move |conn| {
-            match made {
-                true => row.done(conn, &token),
-                false => row.release(conn, &token),
+    let after = match &applied {
+        Ok(()) => {
+            let key = get(pool, actor, id).await?.key;
+            Some(credit_fields(&key, ledger.key_balance(&key, now).await?))
+        }
+        Err(_) => None,
+    };
+    // The balance lives in the counter store: its entry is written once the store has made
+    // the change, together with the idempotency key's completion.
+    let made = applied.is_ok();
+    db::run(pool, move |conn| {
+        conn.transaction::<_, DbError, _>(|conn| {
+            if let Some(after) = after {
+                let change = Change::diff("key.credits_changed", Target::Key(id), before, after);
+                audit::record(conn, actor, change, now)?;
             }
-            .map_err(DbError::Query)
+            if let Some(token) = idempotency {
+                match made {
+                    true => row.done(conn, &token)?,
+                    false => row.release(conn, &token)?,
+                };
+            }
+            Ok(())
         })
-        .await?;
-    }
+    })
+    .await?;
     applied?;
     cache.changed(id).await;
     Ok((get(pool, actor, id).await?, false))
+}
+
+fn credit_fields(key: &ApiKey, balance: Option<CreditState>) -> Fields {
+    audit::credit_fields(&audit::key_fields(key), balance.map(|b| b.remaining))
 }
 
 /// Claims an idempotency key for `change`: true when the change was made before (answer it
@@ -358,6 +397,13 @@ pub async fn roll(
                 ..ApiKeyChanges::default()
             };
             let key = ApiKey::update(conn, id, &changes)?.ok_or(KeyError::NotFound)?;
+            let change = Change::diff(
+                "key.rolled",
+                Target::Key(id),
+                audit::key_fields(&record.key),
+                audit::key_fields(&key),
+            );
+            audit::record(conn, actor, change, now)?;
             Ok(KeyRecord { key, ..record })
         })
     })

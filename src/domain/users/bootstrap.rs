@@ -7,6 +7,7 @@ use super::{Email, UserError, check_password, insert, password};
 use crate::clock::Now;
 use crate::db::models::User;
 use crate::db::{self, DbPool};
+use crate::policy::Actor;
 use crate::validation::FieldErrors;
 
 /// The admin account the configuration asks for (`ADMIN_EMAIL`, `ADMIN_PASSWORD`).
@@ -54,7 +55,9 @@ pub async fn bootstrap_admin(
         let hash = password::hash_bounded(&admin.password).await?;
         db::run(pool, move |conn| {
             if User::find_by_email(conn, email.as_str())?.is_none() {
-                insert(conn, &email, &hash, true, Now::read().naive())?;
+                let now = Now::read();
+                let user = insert(conn, &email, &hash, true, now.naive())?;
+                super::created(conn, Actor::CLI, &user, now)?;
                 log::info!("created admin user {}", email.as_str());
             }
             Ok::<_, UserError>(())
@@ -72,7 +75,9 @@ pub async fn bootstrap_admin(
             return Ok(None);
         }
         let email = Email(FIRST_RUN_ADMIN.to_owned());
-        insert(conn, &email, &hash, true, Now::read().naive())?;
+        let now = Now::read();
+        let user = insert(conn, &email, &hash, true, now.naive())?;
+        super::created(conn, Actor::CLI, &user, now)?;
         Ok(Some(GeneratedAdmin {
             email: email.0,
             password,

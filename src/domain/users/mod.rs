@@ -11,10 +11,16 @@ use std::net::IpAddr;
 
 use crate::db::models::{NewUser, RevokedSession, User, UserChanges};
 use chrono::NaiveDateTime;
+use diesel::Connection;
 
+use crate::audit::{self, Change, Noun, Origin, Target};
 use crate::clock::Now;
 use crate::db::{self, DbConnection, DbError, DbPool, UserId};
+use crate::ledger::{self, CreditChange, Ledger, LedgerError};
+use crate::limits::Bucket;
+use crate::limits::credits::CreditState;
 use crate::limits::{Limit, Limiter, Limits};
+use crate::policy::{self, Actor};
 use crate::validation::FieldErrors;
 
 pub use bootstrap::{AdminBootstrap, FIRST_RUN_ADMIN, GeneratedAdmin, bootstrap_admin, random_password};
@@ -35,6 +41,10 @@ pub enum UserError {
     Hash(#[from] password::HashError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Forbidden(#[from] policy::Refusal),
 }
 
 impl From<diesel::result::Error> for UserError {
@@ -116,13 +126,57 @@ pub(crate) fn insert(
     }
 }
 
+/// Creates a user (`patch` may give a ceiling and a plan at once; activity and admin rights
+/// are the arguments'). One transaction, one audit entry.
 pub async fn create(
     pool: &DbPool,
-    email: &str,
-    password: &str,
+    actor: Actor,
+    credentials: (&str, &str),
     is_admin: bool,
+    patch: UserPatch,
     now: Now,
 ) -> Result<User, UserError> {
+    let (email, hash) = checked(credentials).await?;
+    let limits = patch.ceiling.is_some() || patch.plan.is_some();
+    let changes = UserPatch {
+        is_active: None,
+        is_admin: None,
+        ..patch
+    }
+    .columns(now);
+    db::run(pool, move |conn| {
+        conn.transaction(|conn| {
+            let mut user = insert(conn, &email, &hash, is_admin, now.naive())?;
+            if limits {
+                user = User::update(conn, user.id, &changes, false)?.ok_or(UserError::NotFound)?;
+            }
+            created(conn, actor, &user, now)?;
+            Ok(user)
+        })
+    })
+    .await
+}
+
+/// A person signing themselves up (no admin rights): the new user is the entry's actor.
+pub async fn register(
+    pool: &DbPool,
+    origin: Origin,
+    credentials: (&str, &str),
+    now: Now,
+) -> Result<User, UserError> {
+    let (email, hash) = checked(credentials).await?;
+    db::run(pool, move |conn| {
+        conn.transaction(|conn| {
+            let user = insert(conn, &email, &hash, false, now.naive())?;
+            created(conn, Actor::of(&user, origin), &user, now)?;
+            Ok(user)
+        })
+    })
+    .await
+}
+
+/// A new account's email, checked, and its password, checked and hashed.
+async fn checked((email, password): (&str, &str)) -> Result<(Email, String), UserError> {
     let mut errors = FieldErrors::new();
     let email = Email::parse(email).map_err(|e| errors.add("email", e)).ok();
     if let Err(e) = check_password(password) {
@@ -131,11 +185,13 @@ pub async fn create(
     let (Some(email), true) = (email, errors.is_empty()) else {
         return Err(UserError::Invalid(errors));
     };
-    let hash = password::hash_bounded(password).await?;
-    db::run(pool, move |conn| {
-        insert(conn, &email, &hash, is_admin, now.naive())
-    })
-    .await
+    Ok((email, password::hash_bounded(password).await?))
+}
+
+/// The audit entry of a new user.
+fn created(conn: &mut DbConnection, actor: Actor, user: &User, now: Now) -> Result<(), DbError> {
+    let change = Change::created("user.created", Target::User(user.id), audit::user_fields(user));
+    audit::record(conn, actor, change, now)
 }
 
 /// Checks an email and password. Unknown emails cost the same argon2 work as wrong passwords,
@@ -223,32 +279,51 @@ fn column(limit: Option<Limit>) -> Option<i32> {
     limit.map(Limit::column)
 }
 
+impl UserPatch {
+    fn columns(&self, now: Now) -> UserChanges {
+        let (ceiling, plan) = (self.ceiling, self.plan);
+        UserChanges {
+            is_active: self.is_active,
+            is_admin: self.is_admin,
+            max_rate_limit_per_minute: ceiling.map(|c| column(c.per_minute)),
+            max_rate_limit_per_hour: ceiling.map(|c| column(c.per_hour)),
+            max_rate_limit_per_day: ceiling.map(|c| column(c.per_day)),
+            ceiling_set: ceiling.map(|_| true),
+            rate_limit_per_minute: plan.map(|p| column(p.per_minute)),
+            rate_limit_per_hour: plan.map(|p| column(p.per_hour)),
+            rate_limit_per_day: plan.map(|p| column(p.per_day)),
+            rate_limit_per_month: plan.map(|p| column(p.per_month)),
+            ..UserChanges::default_at(now.naive())
+        }
+    }
+}
+
 /// Applies `patch`. Switching a user off or on ends every token and session they hold, on
 /// every instance (their epoch moves and the change is announced).
 pub async fn update(
     pool: &DbPool,
     cache: &impl Standing,
+    actor: Actor,
     id: UserId,
     patch: UserPatch,
     now: Now,
 ) -> Result<User, UserError> {
-    let changes = UserChanges {
-        is_active: patch.is_active,
-        is_admin: patch.is_admin,
-        max_rate_limit_per_minute: patch.ceiling.map(|c| column(c.per_minute)),
-        max_rate_limit_per_hour: patch.ceiling.map(|c| column(c.per_hour)),
-        max_rate_limit_per_day: patch.ceiling.map(|c| column(c.per_day)),
-        ceiling_set: patch.ceiling.map(|_| true),
-        rate_limit_per_minute: patch.plan.map(|p| column(p.per_minute)),
-        rate_limit_per_hour: patch.plan.map(|p| column(p.per_hour)),
-        rate_limit_per_day: patch.plan.map(|p| column(p.per_day)),
-        rate_limit_per_month: patch.plan.map(|p| column(p.per_month)),
-        updated_at: Some(now.naive()),
-        ..UserChanges::default()
-    };
+    let changes = patch.columns(now);
     let end_sessions = patch.is_active.is_some() || patch.is_admin == Some(false);
     let user = db::run(pool, move |conn| {
-        User::update(conn, id, &changes, end_sessions)?.ok_or(UserError::NotFound)
+        conn.transaction(|conn| {
+            let before = User::find(conn, id)?.ok_or(UserError::NotFound)?;
+            let user = User::update(conn, id, &changes, end_sessions)?.ok_or(UserError::NotFound)?;
+            let action = audit::switched(before.is_active, user.is_active, Noun::User);
+            let change = Change::diff(
+                action,
+                Target::User(id),
+                audit::user_fields(&before),
+                audit::user_fields(&user),
+            );
+            audit::record(conn, actor, change, now)?;
+            Ok::<_, UserError>(user)
+        })
     })
     .await?;
     // Keys carry their owner's plan: they are read again after a change of it.
@@ -265,24 +340,23 @@ pub async fn update(
 pub async fn change_password(
     pool: &DbPool,
     (limiter, cache): (&Limiter, &impl Standing),
-    address: Option<IpAddr>,
-    user: &User,
-    current: &str,
-    new: &str,
+    actor: Actor,
+    (current, new): (&str, &str),
     now: Now,
 ) -> Result<User, UserError> {
-    throttled(limiter, address, &user.email, now).await?;
-    let stored = find(pool, user.id).await?;
+    let stored = find(pool, actor.user_id).await?;
+    throttled(limiter, actor.origin.ip, &stored.email, now).await?;
     if !password::verify_bounded(current, stored.password_hash).await {
         return Err(UserError::InvalidCredentials);
     }
-    set_password(pool, cache, user.id, new, now).await
+    set_password(pool, cache, actor, actor.user_id, new, now).await
 }
 
 /// Sets the password of user `id` (the CLI's reset); every token and session of theirs ends.
 pub async fn set_password(
     pool: &DbPool,
     cache: &impl Standing,
+    actor: Actor,
     id: UserId,
     new: &str,
     now: Now,
@@ -290,15 +364,60 @@ pub async fn set_password(
     check_password(new).map_err(|e| UserError::Invalid(FieldErrors::single("new_password", e)))?;
     let changes = UserChanges {
         password_hash: Some(password::hash_bounded(new).await?),
-        updated_at: Some(now.naive()),
-        ..UserChanges::default()
+        ..UserChanges::default_at(now.naive())
     };
     let user = db::run(pool, move |conn| {
-        User::update(conn, id, &changes, true)?.ok_or(UserError::NotFound)
+        conn.transaction(|conn| {
+            let user = User::update(conn, id, &changes, true)?.ok_or(UserError::NotFound)?;
+            // That it changed is all the entry says: never the password or its hash.
+            audit::record(
+                conn,
+                actor,
+                Change::bare("user.password_changed", Target::User(id)),
+                now,
+            )?;
+            Ok::<_, UserError>(user)
+        })
     })
     .await?;
     cache.user_changed(id).await;
     Ok(user)
+}
+
+/// An admin's change of a user's plan credits (balance, refill, top-up), applied by the ledger
+/// in the counter store and the database; the entry is written once it is made.
+pub async fn change_credits(
+    pool: &DbPool,
+    (ledger, cache): (&Ledger, &impl Standing),
+    actor: Actor,
+    user: User,
+    change: CreditChange,
+    now: Now,
+) -> Result<User, UserError> {
+    policy::may_change_credits(actor, &change)?;
+    let before = credit_fields(&user, ledger.plan_balance(&user, now).await?);
+    let terms = ledger::user_terms(&user);
+    ledger
+        .apply(user.id, Bucket::Plan(user.id), terms, change, now)
+        .await?;
+    cache.user_changed(user.id).await;
+    let user = find(pool, user.id).await?;
+    let after = credit_fields(&user, ledger.plan_balance(&user, now).await?);
+    let id = user.id;
+    db::run(pool, move |conn| {
+        audit::record(
+            conn,
+            actor,
+            Change::diff("user.credits_changed", Target::User(id), before, after),
+            now,
+        )
+    })
+    .await?;
+    Ok(user)
+}
+
+fn credit_fields(user: &User, balance: Option<CreditState>) -> audit::Fields {
+    audit::credit_fields(&audit::user_fields(user), balance.map(|b| b.remaining))
 }
 
 /// An argon2id hash of a random string nobody knows, with the default parameters.
@@ -318,6 +437,7 @@ pub async fn list(pool: &DbPool) -> Result<Vec<User>, UserError> {
 pub async fn set_active(
     pool: &DbPool,
     cache: &impl Standing,
+    actor: Actor,
     id: UserId,
     active: bool,
     now: Now,
@@ -326,7 +446,7 @@ pub async fn set_active(
         is_active: Some(active),
         ..UserPatch::default()
     };
-    update(pool, cache, id, patch, now).await
+    update(pool, cache, actor, id, patch, now).await
 }
 
 /// The user of a dashboard session, unless that session was ended by a logout (one database

@@ -7,9 +7,11 @@ use std::net::IpAddr;
 
 use chrono::Duration;
 use diesel::Connection;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{Email, UserError, check_password, insert, password};
+use crate::audit::{self, Change, Origin, Target};
 use crate::clock::Now;
 use crate::db::models::{Invitation, NewInvitation, User};
 use crate::db::{self, DbPool};
@@ -58,16 +60,27 @@ pub async fn invite(
         if User::find_by_email(conn, email.as_str())?.is_some() {
             return Err(UserError::EmailTaken);
         }
-        Ok(Invitation::insert(
-            conn,
-            &NewInvitation {
-                email: email.as_str(),
-                token_hash: &hash,
-                created_by: actor.user_id,
-                created_at: now.naive(),
-                expires_at: now.naive() + Duration::days(INVITATION_DAYS),
-            },
-        )?)
+        conn.transaction(|conn| {
+            let invitation = Invitation::insert(
+                conn,
+                &NewInvitation {
+                    email: email.as_str(),
+                    token_hash: &hash,
+                    created_by: actor.user_id,
+                    created_at: now.naive(),
+                    expires_at: now.naive() + Duration::days(INVITATION_DAYS),
+                },
+            )?;
+            let fields =
+                audit::into_fields(json!({"email": invitation.email, "invitation_id": invitation.id}));
+            audit::record(
+                conn,
+                actor,
+                Change::created("user.invited", Target::Invitation, fields),
+                now,
+            )?;
+            Ok(invitation)
+        })
     })
     .await?;
     Ok((invitation, token))
@@ -84,7 +97,13 @@ pub async fn invitation(pool: &DbPool, token: &str, now: Now) -> Result<Invitati
 
 /// Accepts an invitation: the person chooses a password and becomes a user (not an admin). The
 /// link works once, however many use it at the same moment.
-pub async fn accept(pool: &DbPool, token: &str, new_password: &str, now: Now) -> Result<User, UserError> {
+pub async fn accept(
+    pool: &DbPool,
+    origin: Origin,
+    token: &str,
+    new_password: &str,
+    now: Now,
+) -> Result<User, UserError> {
     check_password(new_password).map_err(|e| UserError::Invalid(FieldErrors::single("password", e)))?;
     let invitation = invitation(pool, token, now).await?;
     let hash = password::hash_bounded(new_password).await?;
@@ -93,7 +112,9 @@ pub async fn accept(pool: &DbPool, token: &str, new_password: &str, now: Now) ->
             if !Invitation::use_up(conn, invitation.id, now.naive())? {
                 return Err(UserError::NotFound);
             }
-            insert(conn, &Email(invitation.email.clone()), &hash, false, now.naive())
+            let user = insert(conn, &Email(invitation.email.clone()), &hash, false, now.naive())?;
+            super::created(conn, Actor::of(&user, origin), &user, now)?;
+            Ok(user)
         })
     })
     .await
@@ -104,10 +125,11 @@ pub async fn accept(pool: &DbPool, token: &str, new_password: &str, now: Now) ->
 pub async fn sign_up(
     pool: &DbPool,
     limiter: &Limiter,
-    address: Option<IpAddr>,
+    origin: Origin,
     (email, new_password): (&str, &str),
     now: Now,
 ) -> Result<User, UserError> {
+    let address = origin.ip;
     super::throttled(limiter, address, email, now).await?;
     let bucket = Bucket::SignupIp(Bucket::subscriber(address.unwrap_or(IpAddr::from([0, 0, 0, 0]))));
     let policy = Policy::new(vec![(Window::Hour, Some(SIGNUPS_PER_ADDRESS))]);
@@ -117,5 +139,5 @@ pub async fn sign_up(
     {
         return Err(UserError::Throttled(wait_ms.div_ceil(1000).max(1)));
     }
-    super::create(pool, email, new_password, false, now).await
+    super::register(pool, origin, (email, new_password), now).await
 }

@@ -76,6 +76,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_key_usage_daily (api_key_id, day) {
+        api_key_id -> BigInt,
+        day -> Timestamp,
+        allowed -> BigInt,
+        rejected -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor_id -> Nullable<BigInt>,
+        actor_email -> Nullable<Text>,
+        via -> Text,
+        ip -> Nullable<Text>,
+        action -> Text,
+        target_type -> Text,
+        target_id -> Nullable<BigInt>,
+        before_fields -> Nullable<Text>,
+        after_fields -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     invitations (id) {
         id -> BigInt,
         email -> Text,
@@ -100,4 +125,12 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(api_key_usage -> api_keys (api_key_id));
-diesel::allow_tables_to_appear_in_same_query!(users, api_keys, api_key_usage, revoked_sessions, invitations);
+diesel::joinable!(api_key_usage_daily -> api_keys (api_key_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    api_keys,
+    api_key_usage,
+    api_key_usage_daily,
+    revoked_sessions,
+    invitations
+);

@@ -18,6 +18,7 @@ pub mod assets;
 pub mod gateway;
 pub mod health;
 pub mod metrics;
+pub mod params;
 
 /// Routes HEAD as GET, as a [`Rewrite`](crate::normalize::Rewrite) on keygate's own
 /// resources (never the gateway, whose upstream sees the method as sent). The connection still

@@ -210,9 +210,16 @@ impl TestApp {
 
     /// Creates a user through the domain and logs in through HTTP.
     pub async fn user(&self, email: &str) -> Persona {
-        let user = keygate::users::create(&self.pool, email, PASSWORD, false, keygate::clock::Now::read())
-            .await
-            .expect("create user");
+        let user = keygate::users::create(
+            &self.pool,
+            keygate::policy::Actor::CLI,
+            (email, PASSWORD),
+            false,
+            keygate::users::UserPatch::default(),
+            keygate::clock::Now::read(),
+        )
+        .await
+        .expect("create user");
         self.persona(user.id, email, PASSWORD).await
     }
 
@@ -226,6 +233,7 @@ impl TestApp {
         keygate::users::update(
             &self.pool,
             &self.state.keys,
+            keygate::policy::Actor::CLI,
             persona.id,
             patch,
             keygate::clock::Now::read(),

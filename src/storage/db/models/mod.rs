@@ -2,6 +2,7 @@
 //! backends.
 
 mod api_key;
+mod audit;
 mod credit;
 mod invitation;
 mod session;
@@ -11,6 +12,7 @@ mod user;
 pub use api_key::{
     ApiKey, ApiKeyChanges, KeyFilter, KeyOrder, KeySearch, KeyStatusFilter, NewApiKey, NewCredits,
 };
+pub use audit::{AuditFilter, AuditRow, NewAuditRow};
 pub use credit::{Claim, CreditHolder, StoredCredits};
 pub use invitation::{Invitation, NewInvitation};
 pub use session::RevokedSession;

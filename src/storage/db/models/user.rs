@@ -81,6 +81,16 @@ pub struct UserChanges {
     pub updated_at: Option<NaiveDateTime>,
 }
 
+impl UserChanges {
+    /// No change but `updated_at`.
+    pub fn default_at(now: NaiveDateTime) -> UserChanges {
+        UserChanges {
+            updated_at: Some(now),
+            ..UserChanges::default()
+        }
+    }
+}
+
 impl User {
     pub fn insert(conn: &mut DbConnection, new: &NewUser<'_>) -> QueryResult<User> {
         diesel::insert_into(users::table).values(new).get_result(conn)

@@ -159,7 +159,6 @@ fn plan(state: &AppState, member: &Member) -> String {
 /// `POST /admin/account/password`: the user's own password; every session and token of theirs
 /// ends (this one too), so they log in again.
 pub async fn change_password(
-    req: HttpRequest,
     state: web::Data<AppState>,
     member: Member,
     form: Form,
@@ -177,9 +176,8 @@ pub async fn change_password(
         };
         render(&page, status)
     };
-    let address = client_ip(&state, &req);
     let stores = (&*state.limiter, &*state.keys);
-    match users::change_password(&state.pool, stores, address, &admin.user, &current, &new, now).await {
+    match users::change_password(&state.pool, stores, admin.actor(), (&current, &new), now).await {
         Ok(_) => {
             admin.session.purge();
             Ok(redirect("/admin/login?password_changed=1"))

@@ -83,6 +83,8 @@ impl From<UserError> for AdminError {
             )),
             UserError::Db(e) => e.into(),
             UserError::Hash(e) => AdminError::internal(e),
+            UserError::Forbidden(refusal) => AdminError::Refused(refusal.0),
+            UserError::Ledger(e) => KeyError::Ledger(e).into(),
         }
     }
 }

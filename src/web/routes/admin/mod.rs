@@ -3,6 +3,7 @@
 //! messages. Handlers stay thin: read the form, call the domain (whose authorization policy
 //! decides what each may do), render.
 
+pub mod audit;
 pub mod auth;
 mod error;
 pub mod keys;
@@ -114,6 +115,7 @@ pub fn scope(
         .service(resource!("/keys/{id}/roll", post => keys::roll))
         .service(resource!("/keys/{id}/credits", post => keys::credits))
         .service(resource!("/keys/{id}/{switch}", post => keys::switch))
+        .service(resource!("/audit", get => audit::list))
         .service(resource!("/users", get => users::list, post => users::create))
         .service(resource!("/users/{id}/ceiling", post => users::ceiling))
         .service(resource!("/users/{id}/{switch}", post => users::switch))

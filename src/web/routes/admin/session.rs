@@ -11,9 +11,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, web};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Origin;
 use crate::clock::Now;
 use crate::db::UserId;
 use crate::db::models::User;
+use crate::gate::client_ip;
 use crate::keys::service::Actor;
 use crate::routes::admin::AdminError;
 use crate::state::AppState;
@@ -129,6 +131,8 @@ pub async fn session_user(state: &AppState, session: &Session) -> Result<Option<
 pub struct Member {
     pub user: User,
     pub session: Session,
+    /// The dashboard, and the client's address: what the audit log records of a change.
+    pub origin: Origin,
 }
 
 /// A logged-in admin: the pages only admins have (users, invitations). A user gets a 403 page.
@@ -144,7 +148,7 @@ impl std::ops::Deref for Admin {
 
 impl Member {
     pub fn actor(&self) -> Actor {
-        Actor::of(&self.user)
+        Actor::of(&self.user, self.origin)
     }
 
     pub fn is_admin(&self) -> bool {
@@ -167,11 +171,16 @@ impl FromRequest for Member {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let session = req.get_session();
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let origin = Origin::dashboard(state.as_ref().and_then(|s| client_ip(s, req)));
         Box::pin(async move {
             let state = state
                 .ok_or_else(|| AdminError::internal(std::io::Error::other("AppState is not registered")))?;
             match session_user(&state, &session).await? {
-                Some(user) => Ok(Member { user, session }),
+                Some(user) => Ok(Member {
+                    user,
+                    session,
+                    origin,
+                }),
                 None => Err(AdminError::LoginRequired),
             }
         })

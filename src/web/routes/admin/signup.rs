@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
+use crate::audit::Origin;
 use crate::clock::Now;
 use crate::gate::client_ip;
 use crate::routes::admin::{
@@ -149,7 +150,8 @@ async fn create_account(
                 Err(UserError::NotFound) => return Err(used_up()),
                 Err(e) => return Err(e.into()),
             };
-            let created = signup::accept(&state.pool, &token, &password, now).await;
+            let origin = Origin::dashboard(client_ip(state, req));
+            let created = signup::accept(&state.pool, origin, &token, &password, now).await;
             Ok(Attempt {
                 created,
                 invitation: Some((token, email.clone())),
@@ -158,9 +160,9 @@ async fn create_account(
         }
         SignupMode::Open => {
             let email = field(form, "email").to_owned();
-            let address = client_ip(state, req);
+            let origin = Origin::dashboard(client_ip(state, req));
             let created =
-                signup::sign_up(&state.pool, &state.limiter, address, (&email, &password), now).await;
+                signup::sign_up(&state.pool, &state.limiter, origin, (&email, &password), now).await;
             Ok(Attempt {
                 created,
                 invitation: None,

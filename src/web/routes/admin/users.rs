@@ -96,7 +96,17 @@ pub async fn create(
     let email = field(&form, "email").to_owned();
     let is_admin = form.contains_key("is_admin");
     let password = form.get("password").cloned().unwrap_or_default();
-    match users::create(&state.pool, &email, &password, is_admin, now).await {
+    let patch = users::UserPatch::default();
+    match users::create(
+        &state.pool,
+        admin.actor(),
+        (&email, &password),
+        is_admin,
+        patch,
+        now,
+    )
+    .await
+    {
         Ok(user) => {
             admin.flash(
                 "success",
@@ -154,7 +164,7 @@ pub async fn switch(
     if let Some(page) = confirmation.ask(&admin, &form) {
         return page;
     }
-    users::set_active(&state.pool, &state.keys, id, switch.active(), now).await?;
+    users::set_active(&state.pool, &state.keys, admin.actor(), id, switch.active(), now).await?;
     admin.flash("success", format!("{}d {}.", switch.title(), user.email));
     Ok(redirect("/admin/users"))
 }
@@ -204,7 +214,7 @@ pub async fn ceiling(
         ceiling: Some(ceiling),
         ..users::UserPatch::default()
     };
-    users::update(&state.pool, &state.keys, user.id, patch, now).await?;
+    users::update(&state.pool, &state.keys, admin.actor(), user.id, patch, now).await?;
     admin.flash("success", format!("Saved the ceiling of {}.", user.email));
     Ok(redirect("/admin/users"))
 }

@@ -40,7 +40,6 @@ pub async fn token(
 }
 
 pub async fn password(
-    req: HttpRequest,
     state: web::Data<AppState>,
     who: Principal,
     body: JsonObject,
@@ -55,9 +54,8 @@ pub async fn password(
             "current_password and new_password are required".into(),
         ));
     };
-    let address = client_ip(&state, &req);
     let stores = (&*state.limiter, &*state.keys);
-    match users::change_password(&state.pool, stores, address, &who.0, &current, &new, now).await {
+    match users::change_password(&state.pool, stores, who.actor(), (&current, &new), now).await {
         Ok(_) => Ok(HttpResponse::NoContent().finish()),
         Err(UserError::InvalidCredentials) => Err(ApiError::Forbidden(
             "The current password is wrong; the password was not changed.".into(),

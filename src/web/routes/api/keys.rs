@@ -13,8 +13,7 @@ use crate::error::ApiError;
 use crate::keys::secret::IssuedKey;
 use crate::keys::service::{self, CreditRequest, KeyChange, KeyPatch, KeyRecord, NewKey};
 use crate::keys::{KeyName, KeyStatus};
-use crate::ledger::{self, CreditChange, Holder};
-use crate::limits::Bucket;
+use crate::ledger::{self, CreditChange};
 use crate::limits::credits::{Adjustment, CreditState, Interval, Refill};
 use crate::limits::{Limit, Limits};
 use crate::policy;
@@ -172,15 +171,7 @@ impl<'a> KeyView<'a> {
 
 /// A key's live balance, for the views that show one key.
 async fn balance(state: &AppState, key: &ApiKey, now: Now) -> Result<Option<CreditState>, ApiError> {
-    let Some(terms) = ledger::key_terms(key) else {
-        return Ok(None);
-    };
-    let holder = Holder {
-        owner: key.user_id,
-        bucket: Bucket::Key(key.id),
-        terms,
-    };
-    Ok(state.ledger.balance(holder, now).await?)
+    Ok(state.ledger.key_balance(key, now).await?)
 }
 
 /// One key as the API shows it, with its live balance.

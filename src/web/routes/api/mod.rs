@@ -1,5 +1,6 @@
 //! The JSON API under `/api`.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod caller;

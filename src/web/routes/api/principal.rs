@@ -9,6 +9,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 
+use crate::audit::Origin;
 use crate::credentials::{self, Credential};
 use crate::db::models::User;
 use crate::error::ApiError;
@@ -18,11 +19,12 @@ use crate::keys::service::Actor;
 use crate::state::AppState;
 use crate::users::{self, UserError};
 
-pub struct Principal(pub User);
+/// The user, and where the request came from (what the audit log records of a change).
+pub struct Principal(pub User, pub Origin);
 
 impl Principal {
     pub fn actor(&self) -> Actor {
-        Actor::of(&self.0)
+        Actor::of(&self.0, self.1)
     }
 }
 
@@ -38,6 +40,7 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let now = crate::gate::now_of(req);
+        let origin = Origin::api(state.as_ref().and_then(|s| crate::gate::client_ip(s, req)));
         let token = match credentials::of(req.headers()) {
             Credential::Token(token) => Ok(token.to_owned()),
             Credential::ApiKey(_) | Credential::Invalid(_) => {
@@ -62,7 +65,7 @@ impl FromRequest for Principal {
             });
             token_standing(&claims, standing)?;
             // `token_standing` refused a missing user already.
-            user.map(Principal)
+            user.map(|user| Principal(user, origin))
                 .ok_or_else(|| ApiError::InvalidToken("its user is no longer active".into()))
         })
     }

@@ -12,12 +12,12 @@ use crate::error::ApiError;
 use crate::ledger::{self, CreditChange, Holder};
 use crate::limits::Bucket;
 use crate::limits::{Limit, Limits};
-use crate::policy;
+use crate::policy::{self, Actor};
 use crate::routes::api::body::{Fields, JsonObject};
 use crate::routes::api::keys::{RefillView, next_refill_at, parse_credits};
 use crate::routes::api::principal::Principal;
 use crate::state::AppState;
-use crate::users::{self, Standing, UserPatch};
+use crate::users::{self, UserPatch};
 
 #[derive(Serialize)]
 struct UserView<'a> {
@@ -123,6 +123,7 @@ fn plan_fields(f: &mut Fields, current: Limits) -> Option<Limits> {
 /// Applies a change of the plan's credits, then has every instance read the user's keys again.
 async fn change_credits(
     state: &AppState,
+    actor: Actor,
     user: User,
     change: CreditChange,
     now: Now,
@@ -130,13 +131,15 @@ async fn change_credits(
     if change.is_empty() {
         return Ok(user);
     }
-    let terms = ledger::user_terms(&user);
-    state
-        .ledger
-        .apply(user.id, Bucket::Plan(user.id), terms, change, now)
-        .await?;
-    state.keys.user_changed(user.id).await;
-    Ok(users::find(&state.pool, user.id).await?)
+    Ok(users::change_credits(
+        &state.pool,
+        (&state.ledger, &*state.keys),
+        actor,
+        user,
+        change,
+        now,
+    )
+    .await?)
 }
 
 pub async fn list(state: web::Data<AppState>, who: Principal, now: Now) -> Result<HttpResponse, ApiError> {
@@ -178,16 +181,21 @@ pub async fn create(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::InvalidJson("email and password are required".into()));
     };
-    let mut user = users::create(&state.pool, &email, &password, is_admin, now).await?;
-    if ceiling.is_some() || plan.is_some() {
-        let patch = UserPatch {
-            ceiling,
-            plan,
-            ..UserPatch::default()
-        };
-        user = users::update(&state.pool, &state.keys, user.id, patch, now).await?;
-    }
-    let user = change_credits(&state, user, credits, now).await?;
+    let patch = UserPatch {
+        ceiling,
+        plan,
+        ..UserPatch::default()
+    };
+    let user = users::create(
+        &state.pool,
+        who.actor(),
+        (&email, &password),
+        is_admin,
+        patch,
+        now,
+    )
+    .await?;
+    let user = change_credits(&state, who.actor(), user, credits, now).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/users/{}/", user.id)))
         .json(shown(&state, &user, now).await?))
@@ -217,7 +225,7 @@ pub async fn update(
                 .into(),
         ));
     }
-    let user = users::update(&state.pool, &state.keys, *id, patch, now).await?;
-    let user = change_credits(&state, user, credits, now).await?;
+    let user = users::update(&state.pool, &state.keys, who.actor(), *id, patch, now).await?;
+    let user = change_credits(&state, who.actor(), user, credits, now).await?;
     Ok(HttpResponse::Ok().json(shown(&state, &user, now).await?))
 }

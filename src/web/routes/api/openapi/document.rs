@@ -170,6 +170,7 @@ fn schemas() -> Value {
             "history": {"type": "array", "maxItems": 24, "items": {"type": "object", "required": ["hour", "allowed", "rejected"]}}}}
     });
     // Apart from the rest: one json! of everything exceeds the macro recursion limit.
+    insight(&mut schemas);
     // What Refill::parse takes: a daily refill has no day of the month.
     let amount = json!({"type": "integer", "minimum": 1, "maximum": 2147483647});
     schemas["Refill"] = json!({"oneOf": [
@@ -257,6 +258,33 @@ fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static s
 }
 
 /// The OpenAPI 3.1 document of [`OPERATIONS`].
+/// The audit log's (and usage export's) schemas.
+fn insight(schemas: &mut Value) {
+    let more = json!({
+        "AuditLog": {"type": "object", "required": ["entries", "next_cursor"], "properties": {
+            "entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
+            "next_cursor": {"type": ["string", "null"], "description": "pass as cursor for the next page; null: no more"}}},
+        "AuditEntry": {"type": "object",
+            "required": ["id", "at", "actor", "via", "ip", "action", "target", "before", "after"],
+            "properties": {
+                "id": {"type": "integer"},
+                "at": {"type": "string", "format": "date-time"},
+                "actor": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["id", "email"],
+                    "properties": {"id": {"type": "integer"}, "email": {"type": ["string", "null"]}}}],
+                    "description": "null: the CLI"},
+                "via": {"enum": ["api", "dashboard", "cli"]},
+                "ip": {"type": ["string", "null"]},
+                "action": {"type": "string", "description": "key.created, key.updated, key.deactivated, key.activated, key.rolled, key.credits_changed, key.imported, user.created, user.updated, user.deactivated, user.activated, user.password_changed, user.credits_changed, user.invited, webhook.created, webhook.updated, webhook.deleted"},
+                "target": {"type": "object", "required": ["type", "id"], "properties": {
+                    "type": {"enum": ["key", "user", "webhook"]}, "id": {"type": ["integer", "null"]}}},
+                "before": {"type": ["object", "null"], "description": "the fields that changed, as they were (null: created)"},
+                "after": {"type": ["object", "null"], "description": "the fields that changed, as they are"}}}
+    });
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), more) {
+        all.extend(more);
+    }
+}
+
 pub fn document() -> Value {
     let mut paths = Map::new();
     for op in OPERATIONS {
@@ -295,12 +323,16 @@ fn operation(op: &Operation) -> Value {
         "security": security,
         "responses": responses(op),
     });
+    let mut parameters = Vec::new();
     if op.path.contains("{id}") {
-        operation["parameters"] =
-            json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}]);
+        parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}));
     }
-    if op.path == "/api/api-keys" && op.method == "get" {
-        operation["parameters"] = json!([{"name": "active", "in": "query", "schema": {"type": "boolean"}}]);
+    for (name, schema) in op.query {
+        let schema: Value = serde_json::from_str(schema).expect("a query parameter's schema is JSON");
+        parameters.push(json!({"name": name, "in": "query", "schema": schema}));
+    }
+    if !parameters.is_empty() {
+        operation["parameters"] = Value::Array(parameters);
     }
     if let Some(body) = op.request {
         operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});

@@ -10,7 +10,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, Route, web};
 
 use crate::error::ApiError;
-use crate::routes::api::{auth, caller, import, keys, users, verify};
+use crate::routes::api::{audit, auth, caller, import, keys, users, verify};
 use crate::routes::health;
 use crate::routes::metrics;
 
@@ -52,6 +52,8 @@ pub struct Operation {
     pub gate: Gate,
     /// The JSON body's schema name in `components.schemas`, if there is a body.
     pub request: Option<&'static str>,
+    /// Query parameters: name and JSON Schema (as JSON text), exactly what the handler parses.
+    pub query: &'static [(&'static str, &'static str)],
     /// Documented answers: status, description, response schema name.
     pub responses: &'static [(u16, &'static str, Option<&'static str>)],
     pub route: fn() -> Route,
@@ -71,6 +73,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Open,
         gate: Gate::Exempt,
         request: None,
+        query: &[],
         responses: &[
             (200, "Healthy", Some("Health")),
             (503, "The database is unreachable", Some("Health")),
@@ -84,6 +87,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Open,
         gate: Gate::Exempt,
         request: None,
+        query: &[],
         responses: &[
             (200, "Prometheus text format", None),
             (401, "METRICS_TOKEN is set and was not sent", Some("Error")),
@@ -97,6 +101,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Gated,
         gate: Gate::Counts(1),
         request: None,
+        query: &[],
         responses: &[(200, "The OpenAPI 3.1 document", None)],
         route: || web::get().to(openapi),
     },
@@ -107,6 +112,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Gated,
         gate: Gate::Counts(1),
         request: Some("Credentials"),
+        query: &[],
         responses: &[
             (200, "A bearer token", Some("Token")),
             (400, "The body is not valid", Some("Error")),
@@ -121,6 +127,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Gated,
         gate: Gate::Counts(1),
         request: None,
+        query: &[],
         responses: &[
             (200, "The caller", Some("WhoAmI")),
             (401, "A bad API key or token", Some("Error")),
@@ -134,6 +141,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Gated,
         gate: Gate::Counts(0),
         request: None,
+        query: &[],
         responses: &[
             (200, "The caller's windows", Some("RateLimitStatus")),
             (401, "A bad API key or token", Some("Error")),
@@ -147,6 +155,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Verifier,
         gate: Gate::Exempt,
         request: Some("VerifyRequest"),
+        query: &[],
         responses: &[
             (200, "The verdict", Some("Verification")),
             (400, "The body is not valid", Some("Error")),
@@ -162,6 +171,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::User,
         gate: Gate::Counts(1),
         request: None,
+        query: &[("active", r#"{"type": "boolean"}"#)],
         responses: &[
             (200, "Keys", Some("KeyList")),
             (400, "A bad `active` filter", Some("Error")),
@@ -176,6 +186,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::User,
         gate: Gate::Counts(1),
         request: Some("NewKey"),
+        query: &[],
         responses: &[
             (201, "The key, with its secret", Some("CreatedKey")),
             (400, "Fields are not valid", Some("Error")),
@@ -199,6 +210,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         gate: Gate::Counts(1),
         request: Some("KeyImport"),
+        query: &[],
         responses: &[
             (
                 200,
@@ -218,6 +230,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::User,
         gate: Gate::Counts(1),
         request: None,
+        query: &[],
         responses: &[
             (200, "The key", Some("Key")),
             (401, "Not a user", Some("Error")),
@@ -232,6 +245,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::User,
         gate: Gate::Counts(1),
         request: Some("KeyPatch"),
+        query: &[],
         responses: &[
             (200, "The changed key", Some("Key")),
             (400, "Fields are not valid", Some("Error")),
@@ -252,6 +266,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::User,
         gate: Gate::Counts(1),
         request: None,
+        query: &[],
         responses: &[
             (204, "Deactivated", None),
             (401, "Not a user", Some("Error")),
@@ -266,6 +281,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::User,
         gate: Gate::Counts(1),
         request: Some("KeyRoll"),
+        query: &[],
         responses: &[
             (201, "The key, with its new secret", Some("CreatedKey")),
             (400, "Fields are not valid", Some("Error")),
@@ -281,6 +297,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::User,
         gate: Gate::Counts(1),
         request: None,
+        query: &[],
         responses: &[
             (200, "Usage", Some("KeyStats")),
             (401, "Not a user", Some("Error")),
@@ -295,6 +312,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         gate: Gate::Counts(1),
         request: Some("CreditChange"),
+        query: &[],
         responses: &[
             (200, "The key, with its balance", Some("Key")),
             (
@@ -315,6 +333,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::User,
         gate: Gate::Counts(1),
         request: Some("PasswordChange"),
+        query: &[],
         responses: &[
             (204, "Changed", None),
             (400, "The new password is not valid", Some("Error")),
@@ -331,6 +350,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         gate: Gate::Counts(1),
         request: None,
+        query: &[],
         responses: &[
             (200, "Users", Some("UserList")),
             (401, "Not a user", Some("Error")),
@@ -345,6 +365,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         gate: Gate::Counts(1),
         request: Some("NewUser"),
+        query: &[],
         responses: &[
             (201, "The user", Some("User")),
             (409, "A user with this email exists", Some("Error")),
@@ -361,6 +382,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         gate: Gate::Counts(1),
         request: None,
+        query: &[],
         responses: &[
             (200, "The user", Some("User")),
             (401, "Not a user", Some("Error")),
@@ -376,6 +398,7 @@ pub static OPERATIONS: &[Operation] = &[
         access: Access::Admin,
         gate: Gate::Counts(1),
         request: Some("UserPatch"),
+        query: &[],
         responses: &[
             (200, "The changed user", Some("User")),
             (400, "Fields are not valid", Some("Error")),
@@ -388,6 +411,22 @@ pub static OPERATIONS: &[Operation] = &[
             (404, "No such user", Some("Error")),
         ],
         route: || web::patch().to(users::update),
+    },
+    Operation {
+        method: "get",
+        path: "/api/audit-log",
+        summary: "Who changed which key, user or webhook, from where, with the fields before and after; newest first, a page at a time (next_cursor)",
+        access: Access::Admin,
+        gate: Gate::Counts(1),
+        request: None,
+        query: audit::QUERY,
+        responses: &[
+            (200, "A page of entries", Some("AuditLog")),
+            (400, "A query parameter is not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+        ],
+        route: || web::get().to(audit::list),
     },
 ];
 

@@ -1,0 +1,5 @@
+DROP INDEX api_key_usage_hour;
+DROP TABLE api_key_usage_daily;
+DROP TRIGGER audit_log_no_update ON audit_log;
+DROP FUNCTION audit_log_append_only();
+DROP TABLE audit_log;
