@@ -8,7 +8,9 @@ pub mod domain;
 pub mod storage;
 pub mod web;
 
-pub use domain::{audit, clock, contract, keys, ledger, limits, policy, rules, usage, users, validation};
+pub use domain::{
+    analytics, audit, clock, contract, keys, ledger, limits, policy, rules, usage, users, validation,
+};
 pub use storage::{db, shared_redis, striped};
 pub use web::{
     caller, config, credentials, error, gate, logging, metrics, normalize, routes, sessions, startup, state,

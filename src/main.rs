@@ -1,4 +1,4 @@
-//! The `keygate` command: `serve` (the default), `migrate`, `users …`, `keys …`, `audit`.
+//! The `keygate` command: `serve` (the default), `migrate`, `users …`, `keys …`, `audit`, `usage export`.
 
 mod cli;
 
@@ -10,6 +10,7 @@ use keygate::startup::{self, Application};
 
 use cli::audit::AuditArgs;
 use cli::keys::KeysCommand;
+use cli::usage::UsageCommand;
 use cli::users::UsersCommand;
 
 #[derive(Parser)]
@@ -33,6 +34,9 @@ enum Command {
     Keys(KeysCommand),
     /// Read the audit log: who changed which key, user or webhook, newest first.
     Audit(AuditArgs),
+    /// Export usage for billing.
+    #[command(subcommand)]
+    Usage(UsageCommand),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), String> {
         Command::Users(command) => cli::users::run(command, settings).await,
         Command::Keys(command) => cli::keys::run(command, settings).await,
         Command::Audit(args) => cli::audit::run(args, settings).await,
+        Command::Usage(command) => cli::usage::run(command, settings).await,
     }
 }
 

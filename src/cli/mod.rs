@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod import;
 pub mod keys;
+pub mod usage;
 pub mod users;
 
 use std::io::{BufRead, IsTerminal, Write};

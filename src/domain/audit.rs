@@ -132,9 +132,10 @@ pub fn key_fields(key: &ApiKey) -> Fields {
         "rate_limit_per_month": key.rate_limit_per_month,
         "expires_at": time(key.expires_at),
         "is_active": key.is_active,
-        "meta": key.meta,
-        "scopes": key.scopes,
-        "ip_allowlist": key.ip_allowlist,
+        "meta": key.meta.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        // Stored space-separated; shown as the API shows them.
+        "scopes": key.scopes.split_whitespace().collect::<Vec<_>>(),
+        "ip_allowlist": key.ip_allowlist.split_whitespace().collect::<Vec<_>>(),
         "previous_key_expires_at": time(key.previous_expires_at),
         "refill_amount": key.refill_amount,
         "refill_interval": key.refill_interval,

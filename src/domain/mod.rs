@@ -1,6 +1,7 @@
 //! The domain: keys, users, rate limits, usage, and the authorization policy. It may use storage,
 //! never the web edge or the HTTP framework (`tests/api/architecture.rs` checks).
 
+pub mod analytics;
 pub mod audit;
 pub mod clock;
 pub mod contract;

@@ -244,6 +244,7 @@ fn write(conn: &mut DbConnection, rows: &HashMap<KeyId, Pending>) -> Result<u64,
                 statements += 1;
             }
         }
+        // With the days they fall in (see `UsageRow::add_all`).
         statements += UsageRow::add_all(conn, &hours)? as u64;
         Ok(statements)
     })

@@ -158,6 +158,8 @@ impl Application {
         }
         let (listener, port) = bind(&settings)?;
 
+        // Hours kept 35 days, days 400, audit entries AUDIT_RETENTION_DAYS (or forever).
+        crate::analytics::spawn_retention(pool.clone(), settings.audit_retention_days);
         let state = gate_state(&settings, pool).await;
         let app_state = state.clone();
         let upstream = settings

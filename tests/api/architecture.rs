@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 const STORAGE: &[&str] = &["db", "shared_redis", "striped"];
 const DOMAIN: &[&str] = &[
+    "analytics",
     "audit",
     "clock",
     "contract",

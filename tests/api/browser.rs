@@ -750,6 +750,14 @@ async fn every_page_is_accessible_and_fits_a_phone() {
     for _ in 0..3 {
         api_status(&app, &key).await;
     }
+    // A second key with refusals, so the overview has two bars and both top lists.
+    let tight = app
+        .create_key(&ada, json!({"name": "nightly sync", "rate_limit_per_minute": 2}))
+        .await;
+    for _ in 0..5 {
+        api_status(&app, tight["key"].as_str().expect("key")).await;
+    }
+    app.state.usage.flush().await.expect("usage written");
     let mut problems = Vec::new();
     for width in [1280, 375] {
         browser.client.set_window_size(width, 900).await.expect("resize");
@@ -762,6 +770,9 @@ async fn every_page_is_accessible_and_fits_a_phone() {
         browser.click("form.stack button[type=submit]").await;
         pages.push(browser.audit(&axe, "key_created", width).await);
         for (name, path) in [
+            ("overview", "/admin/".to_owned()),
+            ("overview_30d", "/admin/?span=30d".to_owned()),
+            ("audit", "/admin/audit".to_owned()),
             ("keys", "/admin/keys".to_owned()),
             ("key_new", "/admin/keys/new".to_owned()),
             ("key_detail", format!("/admin/keys/{}", used["id"])),

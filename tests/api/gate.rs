@@ -248,7 +248,7 @@ async fn usage_is_recorded_with_a_few_writes_not_one_per_request(app: TestApp) {
     println!("{requests} requests in {elapsed:.2?} were written with {statements} statements");
     assert!(statements >= 2, "usage was written");
     assert!(
-        (statements as f64) <= 2.0 * flushes_possible,
+        (statements as f64) <= 3.0 * flushes_possible,
         "{statements} statements for {requests} requests"
     );
 

@@ -1,8 +1,8 @@
 //! The key life cycle over HTTP, and who may see what.
 
 use chrono::{Duration, Utc};
+use keygate::analytics::hour_of;
 use keygate::db::models::UsageRow;
-use keygate::keys::service::hour_of;
 use serde_json::{Value, json};
 
 use crate::helpers::{Auth, TestApp, assert_key_format, on_both_backends};

@@ -15,6 +15,7 @@ mod gate;
 mod gateway;
 mod health;
 mod hostile;
+mod insight;
 mod keys;
 mod limits;
 mod migrations;

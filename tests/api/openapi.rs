@@ -80,6 +80,16 @@ fn documented(doc: &Value, method: &str, path: &str, reply: &Reply) {
         reply.status,
         reply.text
     );
+    if reply
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/csv"))
+    {
+        assert!(
+            response["content"]["text/csv"].is_object(),
+            "{method} {path} answered CSV, which is not documented"
+        );
+        return;
+    }
     if let Some(schema) = response["content"]["application/json"].get("schema")
         && let Err(problem) = conforms(&reply.body, schema, doc, "body")
     {
@@ -381,6 +391,18 @@ async fn every_operation_answers_as_the_document_says_and_nothing_else_answers()
         .await,
     );
 
+    for (query, who) in [
+        ("?granularity=month", &admin),
+        ("?format=csv", &user),
+        ("?granularity=week", &user),
+        ("?owner=admin@example.com", &user),
+    ] {
+        check(
+            "get",
+            "/api/usage",
+            app.get(&format!("/api/usage{query}"), &who.auth()).await,
+        );
+    }
     check(
         "get",
         "/api/audit-log",

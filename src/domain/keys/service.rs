@@ -4,15 +4,13 @@
 //! change is the authorization policy's to say (`crate::policy`), asked inside the transaction
 //! that makes the change.
 
-use chrono::{Duration, NaiveDateTime, Timelike};
+use chrono::{Duration, NaiveDateTime};
 use diesel::Connection;
 
 use crate::audit::{self, Change, Fields, Noun, Target};
 use crate::clock::Now;
 use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
-use crate::db::models::{
-    ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewCredits, UsageRow, UsageTotals, User,
-};
+use crate::db::models::{ApiKey, ApiKeyChanges, KeyFilter, NewApiKey, NewCredits, User};
 use crate::db::models::{Claim, CreditHolder};
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
 use crate::keys::KeyName;
@@ -77,13 +75,6 @@ pub struct NewKey {
 pub struct KeyPatch {
     pub name: Option<KeyName>,
     pub change: KeyChange,
-}
-
-/// Hourly usage of one key: the last 24 clock hours (oldest first, zero-filled) and totals.
-#[derive(Debug, Clone)]
-pub struct KeyUsage {
-    pub totals: UsageTotals,
-    pub history: Vec<UsageRow>,
 }
 
 fn column(limit: Option<Limit>) -> Option<i32> {
@@ -455,44 +446,5 @@ pub async fn deactivate(
         },
         now,
     )
-    .await
-}
-
-/// The start of the clock hour containing `at`.
-pub fn hour_of(at: NaiveDateTime) -> NaiveDateTime {
-    at.with_minute(0)
-        .and_then(|t| t.with_second(0))
-        .and_then(|t| t.with_nanosecond(0))
-        .unwrap_or(at)
-}
-
-pub async fn usage(
-    pool: &DbPool,
-    actor: Actor,
-    id: KeyId,
-    now: Now,
-) -> Result<(KeyRecord, KeyUsage), KeyError> {
-    let first_hour = hour_of(now.naive()) - Duration::hours(23);
-    db::run(pool, move |conn| {
-        let record = visible(conn, actor, id)?;
-        let totals = UsageRow::totals(conn, id)?;
-        let stored = UsageRow::since(conn, id, first_hour)?;
-        let history = (0..24)
-            .map(|i| {
-                let hour = first_hour + Duration::hours(i);
-                stored
-                    .iter()
-                    .find(|row| row.hour == hour)
-                    .cloned()
-                    .unwrap_or(UsageRow {
-                        api_key_id: id,
-                        hour,
-                        allowed: 0,
-                        rejected: 0,
-                    })
-            })
-            .collect();
-        Ok((record, KeyUsage { totals, history }))
-    })
     .await
 }

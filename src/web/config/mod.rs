@@ -120,6 +120,8 @@ pub struct Settings {
     pub upstream_forward_meta: bool,
     /// How people get a dashboard account.
     pub signup: SignupMode,
+    /// Audit entries older than this many days are deleted (`None`: kept forever).
+    pub audit_retention_days: Option<u32>,
 }
 
 pub const DEFAULT_ANON_LIMIT_MESSAGE: &str =
@@ -176,6 +178,9 @@ impl Settings {
             upstream_routes: upstream_routes(get)?,
             upstream_forward_meta: flag(get, "UPSTREAM_FORWARD_META")?,
             signup: signup(get)?,
+            audit_retention_days: get("AUDIT_RETENTION_DAYS")
+                .map(|_| positive(get, "AUDIT_RETENTION_DAYS", 1))
+                .transpose()?,
         };
         Ok(settings)
     }

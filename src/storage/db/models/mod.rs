@@ -16,5 +16,5 @@ pub use audit::{AuditFilter, AuditRow, NewAuditRow};
 pub use credit::{Claim, CreditHolder, StoredCredits};
 pub use invitation::{Invitation, NewInvitation};
 pub use session::RevokedSession;
-pub use usage::{UsageRow, UsageTotals};
+pub use usage::{Counted, DayRow, UsageFilter, UsageRow, UsageTotals};
 pub use user::{NewUser, User, UserChanges};

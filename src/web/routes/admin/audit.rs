@@ -55,8 +55,11 @@ impl Row {
             Some(other) => other.to_string(),
         };
         let after = entry.after.as_object().cloned().unwrap_or_default();
+        // A creation lists what was set, not every empty field.
+        let created = entry.before.is_null();
         let changes = after
             .iter()
+            .filter(|(_, value)| !(created && (value.is_null() || *value == &serde_json::json!([]))))
             .map(|(name, value)| (name.clone(), shown(entry.before.get(name)), shown(Some(value))))
             .collect();
         Row {

@@ -5,8 +5,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod chart;
 mod error;
 pub mod keys;
+pub mod overview;
 mod page;
 mod session;
 pub mod signup;
@@ -100,7 +102,8 @@ pub fn scope(
         .wrap(actix_web::middleware::from_fn(navigations_only))
         .wrap(actix_web::middleware::from_fn(secure_cookies))
         .wrap(headers)
-        .service(resource!("", get => index))
+        .service(resource!("", get => overview::index))
+        .service(resource!("/", get => overview::index))
         .service(resource!("/login", get => auth::form, post => auth::submit))
         .service(resource!("/logout", post => auth::logout))
         .service(resource!("/account", get => auth::account))
@@ -120,11 +123,6 @@ pub fn scope(
         .service(resource!("/users/{id}/ceiling", post => users::ceiling))
         .service(resource!("/users/{id}/{switch}", post => users::switch))
         .default_service(web::to(not_found))
-}
-
-/// `/admin` → the keys list.
-pub async fn index() -> HttpResponse {
-    redirect("/admin/keys")
 }
 
 pub async fn not_found() -> Result<HttpResponse, AdminError> {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::analytics::Span;
 use crate::clock::Now;
 use crate::contract::{Contract, IpAllowlist, Meta, Scopes};
 use crate::db::models::ApiKey;
@@ -457,7 +458,7 @@ pub async fn stats(
     id: web::Path<KeyId>,
     now: Now,
 ) -> Result<HttpResponse, ApiError> {
-    let (record, usage) = service::usage(&state.pool, who.actor(), *id, now).await?;
+    let (record, usage) = crate::analytics::key_usage(&state.pool, who.actor(), *id, Span::Day, now).await?;
     // Live counts of the current windows, read from the counter store without counting.
     let owner = crate::users::find(&state.pool, record.key.user_id).await?;
     let current = state.ledger.peek_key(&record.key, &owner, now).await?;
@@ -488,7 +489,7 @@ pub async fn stats(
     let history: Vec<_> = usage
         .history
         .iter()
-        .map(|row| json!({"hour": utc(row.hour), "allowed": row.allowed, "rejected": row.rejected}))
+        .map(|row| json!({"hour": utc(row.start), "allowed": row.allowed, "rejected": row.rejected}))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "id": record.key.id,

@@ -8,6 +8,7 @@ pub mod import;
 pub mod keys;
 pub mod openapi;
 pub mod principal;
+pub mod usage;
 pub mod users;
 pub mod verify;
 

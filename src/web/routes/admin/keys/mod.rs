@@ -9,7 +9,7 @@ pub use form::KeyForm;
 use form::{ListQuery, PER_PAGE};
 pub use lifecycle::{created, roll, switch};
 use view::utc;
-pub use view::{Chart, ChartBar, KeyRow, UsageBar, thousands};
+pub use view::{KeyRow, UsageBar, thousands};
 
 use std::collections::HashMap;
 
@@ -17,6 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
+use crate::analytics::Span;
 use crate::clock::Now;
 use crate::db::KeyId;
 use crate::db::models::{ApiKey, User};
@@ -26,6 +27,7 @@ use crate::ledger::{self, CreditChange};
 use crate::limits::Limits;
 use crate::limits::credits::{Adjustment, Interval, Refill};
 use crate::routes::admin::AdminError;
+use crate::routes::admin::chart::Chart;
 use crate::routes::admin::{Form, Layout, Member, redirect, render};
 use crate::state::AppState;
 use crate::users;
@@ -226,10 +228,11 @@ async fn detail_page(
     state: &AppState,
     member: &Member,
     record: &KeyRecord,
-    form: KeyForm,
+    (form, span): (KeyForm, Span),
     now: Now,
 ) -> Result<DetailPage, AdminError> {
-    let (_, usage) = service::usage(&state.pool, member.actor(), record.key.id, now).await?;
+    let (_, usage) =
+        crate::analytics::key_usage(&state.pool, member.actor(), record.key.id, span, now).await?;
     let owner = crate::users::find(&state.pool, record.key.user_id).await?;
     let current = state.ledger.peek_key(&record.key, &owner, now).await.ok();
     let bars = current
@@ -248,7 +251,7 @@ async fn detail_page(
         is_active: record.key.is_active,
         form,
         bars,
-        chart: Chart::of(&usage.history),
+        chart: Chart::of(&usage.history, span),
         allowed: usage.totals.allowed,
         rejected: usage.totals.rejected,
         credits,
@@ -396,16 +399,29 @@ fn credit_change(form: &std::collections::HashMap<String, String>) -> Result<Cre
     }
 }
 
+/// `?span=24h|7d|30d`: the chart's period (anything else: 24 hours).
+#[derive(serde::Deserialize)]
+pub struct SpanQuery {
+    span: Option<String>,
+}
+
+impl SpanQuery {
+    pub fn span(&self) -> Span {
+        self.span.as_deref().and_then(Span::parse).unwrap_or_default()
+    }
+}
+
 pub async fn detail(
     state: web::Data<AppState>,
     member: Member,
     id: web::Path<KeyId>,
+    query: web::Query<SpanQuery>,
     now: Now,
 ) -> Result<HttpResponse, AdminError> {
     let record = service::get(&state.pool, member.actor(), *id).await?;
     let form = KeyForm::of(&record.key);
     render(
-        &detail_page(&state, &member, &record, form, now).await?,
+        &detail_page(&state, &member, &record, (form, query.span()), now).await?,
         StatusCode::OK,
     )
 }
@@ -421,7 +437,7 @@ pub async fn update(
     let record = service::get(&state.pool, member.actor(), *id).await?;
     let mut key_form = KeyForm::read(&form);
     let Some(parsed) = key_form.parse() else {
-        let page = detail_page(&state, &member, &record, key_form, now).await?;
+        let page = detail_page(&state, &member, &record, (key_form, Span::Day), now).await?;
         return render(&page, StatusCode::BAD_REQUEST);
     };
     let (limits, contract) = (parsed.limits, parsed.contract);

@@ -1,7 +1,7 @@
 //! What the key pages show: rows of the list, usage bars, the 24-hour chart, and the number and
 //! time formats they use.
 
-use chrono::{NaiveDateTime, Timelike};
+use chrono::NaiveDateTime;
 
 use crate::clock::Now;
 use crate::db::KeyId;
@@ -89,64 +89,6 @@ impl UsageBar {
                 _ => "full",
             },
             resets_in: duration_text(count.reset_ms().div_ceil(1000)),
-        }
-    }
-}
-
-/// One hour of the 24-hour chart, in SVG coordinates.
-pub struct ChartBar {
-    pub x: u32,
-    pub allowed_y: u32,
-    pub allowed_h: u32,
-    pub rejected_y: u32,
-    pub rejected_h: u32,
-    pub label: String,
-    pub title: String,
-}
-
-pub struct Chart {
-    pub bars: Vec<ChartBar>,
-    pub max: i64,
-    pub empty: bool,
-}
-
-const CHART_HEIGHT: u32 = 140;
-
-impl Chart {
-    pub(super) fn of(history: &[crate::db::models::UsageRow]) -> Chart {
-        let max = history.iter().map(|h| h.allowed + h.rejected).max().unwrap_or(0);
-        let scale = |n: i64| {
-            if max == 0 {
-                0
-            } else {
-                ((n as f64 / max as f64) * f64::from(CHART_HEIGHT)).round() as u32
-            }
-        };
-        let bars = history
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let (allowed_h, rejected_h) = (scale(h.allowed), scale(h.rejected));
-                let hour = h.hour.hour();
-                ChartBar {
-                    x: 40 + i as u32 * 28,
-                    allowed_y: CHART_HEIGHT + 10 - allowed_h,
-                    allowed_h,
-                    rejected_y: CHART_HEIGHT + 10 - allowed_h - rejected_h,
-                    rejected_h,
-                    label: if i % 3 == 0 {
-                        format!("{hour:02}:00")
-                    } else {
-                        String::new()
-                    },
-                    title: format!("{hour:02}:00 UTC: {} allowed, {} rejected", h.allowed, h.rejected),
-                }
-            })
-            .collect();
-        Chart {
-            bars,
-            max,
-            empty: max == 0,
         }
     }
 }

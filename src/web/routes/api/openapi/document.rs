@@ -261,6 +261,13 @@ fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static s
 /// The audit log's (and usage export's) schemas.
 fn insight(schemas: &mut Value) {
     let more = json!({
+        "UsageReport": {"type": "object", "required": ["rows"], "properties": {
+            "rows": {"type": "array", "items": {"type": "object",
+                "required": ["key_id", "period_start", "allowed", "rejected"], "properties": {
+                    "key_id": {"type": "integer"},
+                    "period_start": {"type": "string", "format": "date-time"},
+                    "allowed": {"type": "integer", "minimum": 0},
+                    "rejected": {"type": "integer", "minimum": 0}}}}}},
         "AuditLog": {"type": "object", "required": ["entries", "next_cursor"], "properties": {
             "entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}},
             "next_cursor": {"type": ["string", "null"], "description": "pass as cursor for the next page; null: no more"}}},
@@ -348,6 +355,10 @@ fn responses(op: &Operation) -> Map<String, Value> {
         if let Some(schema) = schema {
             response["content"] =
                 json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
+            if *schema == "UsageReport" {
+                response["content"]["text/csv"] = json!({"schema": {"type": "string",
+                    "description": "key_id,period_start,allowed,rejected and a line per row"}});
+            }
         }
         if *status == 429 || *status == 503 {
             response["headers"] = json!({"Retry-After": {"schema": {"type": "integer"}}});

@@ -10,7 +10,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, Route, web};
 
 use crate::error::ApiError;
-use crate::routes::api::{audit, auth, caller, import, keys, users, verify};
+use crate::routes::api::{audit, auth, caller, import, keys, usage, users, verify};
 use crate::routes::health;
 use crate::routes::metrics;
 
@@ -411,6 +411,22 @@ pub static OPERATIONS: &[Operation] = &[
             (404, "No such user", Some("Error")),
         ],
         route: || web::patch().to(users::update),
+    },
+    Operation {
+        method: "get",
+        path: "/api/usage",
+        summary: "Usage for billing: allowed and refused requests per key and hour, day or month, as JSON or CSV (format=csv or Accept: text/csv), streamed; users see their own keys",
+        access: Access::User,
+        gate: Gate::Counts(1),
+        request: None,
+        query: usage::QUERY,
+        responses: &[
+            (200, "The rows, in key and period order", Some("UsageReport")),
+            (400, "A query parameter is not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (403, "A user naming another owner", Some("Error")),
+        ],
+        route: || web::get().to(usage::list),
     },
     Operation {
         method: "get",
