@@ -225,6 +225,60 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
         "{}",
         text(&bad.stderr)
     );
+
+    // Usage for billing: a month's rows, as the API exports them.
+    let now = keygate::clock::Now::read().naive();
+    let key_id = keygate::db::KeyId(id.parse().expect("an id"));
+    {
+        use keygate::db::models::UsageRow;
+        let mut conn = keygate::db::establish(&cli.db.url).expect("the CLI's database");
+        let hour = keygate::analytics::hour_of(now);
+        let long_ago = hour - chrono::Duration::days(40);
+        let rows = [
+            UsageRow {
+                api_key_id: key_id,
+                hour,
+                allowed: 40,
+                rejected: 2,
+            },
+            UsageRow {
+                api_key_id: key_id,
+                hour: long_ago,
+                allowed: 7,
+                rejected: 0,
+            },
+        ];
+        UsageRow::add_all(&mut conn, &rows).expect("usage");
+    }
+    let month = now.format("%Y-%m").to_string();
+    let export = cli.run(&["usage", "export", "--month", &month, "--format", "csv"], &[]);
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let expected = format!("key_id,period_start,allowed,rejected\n{id},{month}-01T00:00:00Z,40,2\n");
+    assert_eq!(text(&export.stdout), expected, "only this month, summed");
+    let daily = cli.run(
+        &[
+            "usage",
+            "export",
+            "--month",
+            &month,
+            "--granularity",
+            "day",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    let line: serde_json::Value = serde_json::from_str(text(&daily.stdout).trim()).expect("one JSON line");
+    assert_eq!(
+        (line["allowed"].as_i64(), line["rejected"].as_i64()),
+        (Some(40), Some(2))
+    );
+    let bad = cli.run(&["usage", "export", "--month", "2026-13"], &[]);
+    assert!(
+        !bad.status.success() && text(&bad.stderr).contains("--month"),
+        "{}",
+        text(&bad.stderr)
+    );
 }
 
 #[test]
