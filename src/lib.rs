@@ -9,9 +9,11 @@ pub mod storage;
 pub mod web;
 
 pub use domain::{
-    analytics, audit, clock, contract, keys, ledger, limits, policy, rules, usage, users, validation,
+    analytics, audit, clock, contract, events, keys, ledger, limits, policy, rules, usage, users, validation,
+    webhooks,
 };
 pub use storage::{db, shared_redis, striped};
 pub use web::{
-    caller, config, credentials, error, gate, logging, metrics, normalize, routes, sessions, startup, state,
+    caller, config, credentials, deliveries, error, gate, logging, metrics, normalize, routes, sessions,
+    startup, state,
 };

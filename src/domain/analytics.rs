@@ -9,7 +9,9 @@ use std::time::Duration as StdDuration;
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use crate::clock::Now;
-use crate::db::models::{ApiKey, Counted, DayRow, KeyFilter, UsageFilter, UsageRow, UsageTotals};
+use crate::db::models::{
+    ApiKey, Counted, DayRow, Delivery, KeyFilter, Signal, UsageFilter, UsageRow, UsageTotals,
+};
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
 use crate::keys::KeyStatus;
 use crate::keys::service::{self, KeyError, KeyRecord};
@@ -386,6 +388,9 @@ pub async fn prune(
     let (hours, days) = db::run(pool, move |conn| {
         let hours = UsageRow::prune(conn, hour_of(at) - Duration::days(HOURS_KEPT_DAYS))?;
         let days = DayRow::prune(conn, day_of(at) - Duration::days(DAYS_KEPT_DAYS))?;
+        // Finished webhook deliveries after 30 days; once-per-period conditions after 40.
+        Delivery::prune(conn, at - Duration::days(30))?;
+        Signal::prune(conn, at - crate::events::SIGNALS_KEPT)?;
         Ok::<_, DbError>((hours, days))
     })
     .await?;

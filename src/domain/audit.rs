@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::clock::Now;
 use crate::db::models::{ApiKey, AuditFilter, AuditRow, NewAuditRow, User};
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId, UserId};
+use crate::events;
 use crate::policy::{self, Actor, Refusal};
 pub use crate::policy::{Origin, Via};
 
@@ -95,6 +96,11 @@ pub fn record(conn: &mut DbConnection, actor: Actor, change: Change, now: Now) -
         _ => User::find(conn, actor.user_id)?.map(|user| user.email),
     };
     let (target_type, target_id) = change.target.parts();
+    // The webhook event of the change, in the same transaction (see `events`).
+    if let (Some(event), Some(id)) = (events::of_action(change.action), target_id) {
+        let data = json!({"key_id": id, "before": change.before, "after": change.after});
+        events::emit(conn, event, data, now)?;
+    }
     let text = |fields: Option<Fields>| fields.map(|f| Value::Object(f).to_string());
     AuditRow::insert(
         conn,

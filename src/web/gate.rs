@@ -162,6 +162,7 @@ async fn admit(state: &AppState, req: &ServiceRequest, charge: Charge) -> Result
         && cost > 0
     {
         state.usage.record(info.id, decision.allowed, now);
+        state.signals.observe(info.id, &decision, u64::from(cost));
     }
     let headers = RateLimitHeaders::of(&decision, policy);
     if !decision.allowed {

@@ -5,6 +5,7 @@
 pub mod caller;
 pub mod config;
 pub mod credentials;
+pub mod deliveries;
 pub mod error;
 pub mod gate;
 pub mod logging;

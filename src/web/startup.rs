@@ -123,6 +123,15 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
     usage.spawn_flusher(settings.usage_flush_interval);
     let ledger = Arc::new(Ledger::new(pool.clone(), limiter.clone()));
     ledger.spawn_checkpoints(settings.usage_flush_interval);
+    let (signals, sightings) = crate::events::Signals::new();
+    crate::events::spawn_writer(pool.clone(), sightings);
+    let signals = Arc::new(signals);
+    let deliverer = Arc::new(crate::deliveries::Deliverer {
+        pool: pool.clone(),
+        signals: signals.clone(),
+        allow_private: settings.webhook_allow_private,
+    });
+    deliverer.spawn();
 
     web::Data::new(AppState {
         pool: pool.clone(),
@@ -147,6 +156,9 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
         route_rules: settings.upstream_routes.clone(),
         forward_meta: settings.upstream_forward_meta,
         signup: settings.signup,
+        signals,
+        webhook_allow_private: settings.webhook_allow_private,
+        deliverer,
     })
 }
 

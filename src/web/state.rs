@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, web};
 
 use crate::db::DbPool;
 use crate::error::ApiError;
+use crate::events::Signals;
 use crate::keys::cache::KeyCache;
 use crate::keys::handoff::Handoff;
 use crate::ledger::Ledger;
@@ -51,6 +52,12 @@ pub struct AppState {
     pub forward_meta: bool,
     /// `SIGNUP`: how people get a dashboard account.
     pub signup: SignupMode,
+    /// What the gate tells webhooks (refusals, thresholds).
+    pub signals: Arc<Signals>,
+    /// `WEBHOOK_ALLOW_PRIVATE`.
+    pub webhook_allow_private: bool,
+    /// The delivery loop runs while this is held.
+    pub deliverer: Arc<crate::deliveries::Deliverer>,
 }
 
 impl AppState {

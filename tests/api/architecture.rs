@@ -14,6 +14,7 @@ const DOMAIN: &[&str] = &[
     "audit",
     "clock",
     "contract",
+    "events",
     "keys",
     "ledger",
     "users",
@@ -22,6 +23,7 @@ const DOMAIN: &[&str] = &[
     "policy",
     "rules",
     "validation",
+    "webhooks",
 ];
 /// Crates of the web edge: the domain and storage never name them.
 const FRAMEWORK: &[&str] = &["actix_web", "actix_http", "actix_session", "askama", "awc"];

@@ -758,6 +758,17 @@ async fn every_page_is_accessible_and_fits_a_phone() {
         api_status(&app, tight["key"].as_str().expect("key")).await;
     }
     app.state.usage.flush().await.expect("usage written");
+    let admin = app.admin().await;
+    let hook = app
+        .post(
+            "/api/webhooks",
+            &admin.auth(),
+            json!({"url": "https://hooks.example.com/keygate", "events": ["key.created", "quota.threshold"]}),
+        )
+        .await;
+    assert_eq!(hook.status, 201, "{}", hook.text);
+    // An event for it, so its page lists a delivery (the name does not resolve here: pending).
+    app.create_key(&admin, json!({"name": "announced"})).await;
     let mut problems = Vec::new();
     for width in [1280, 375] {
         browser.client.set_window_size(width, 900).await.expect("resize");
@@ -773,6 +784,8 @@ async fn every_page_is_accessible_and_fits_a_phone() {
             ("overview", "/admin/".to_owned()),
             ("overview_30d", "/admin/?span=30d".to_owned()),
             ("audit", "/admin/audit".to_owned()),
+            ("webhooks", "/admin/webhooks".to_owned()),
+            ("webhook", format!("/admin/webhooks/{}", hook.body["id"])),
             ("keys", "/admin/keys".to_owned()),
             ("key_new", "/admin/keys/new".to_owned()),
             ("key_detail", format!("/admin/keys/{}", used["id"])),

@@ -42,7 +42,7 @@ fn an_operator_creates_a_user_and_manages_keys_from_the_shell() {
     let migrate = cli.run(&["migrate"], &[]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     assert!(
-        text(&migrate.stdout).contains("applied 7 migration"),
+        text(&migrate.stdout).contains("applied 8 migration"),
         "{}",
         text(&migrate.stdout)
     );

@@ -28,3 +28,4 @@ mod repository;
 mod scale;
 mod semantics;
 mod trust;
+mod webhooks;

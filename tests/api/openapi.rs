@@ -391,6 +391,77 @@ async fn every_operation_answers_as_the_document_says_and_nothing_else_answers()
         .await,
     );
 
+    let hook = app
+        .post(
+            "/api/webhooks",
+            &admin.auth(),
+            json!({"url": "https://hooks.example.com/keygate", "events": ["key.created"]}),
+        )
+        .await;
+    let hook_id = hook.body["id"].clone();
+    check("post", "/api/webhooks", hook);
+    check(
+        "post",
+        "/api/webhooks",
+        app.post(
+            "/api/webhooks",
+            &admin.auth(),
+            json!({"url": "ftp://x", "events": []}),
+        )
+        .await,
+    );
+    check(
+        "get",
+        "/api/webhooks",
+        app.get("/api/webhooks", &admin.auth()).await,
+    );
+    check(
+        "get",
+        "/api/webhooks",
+        app.get("/api/webhooks", &user.auth()).await,
+    );
+    check(
+        "get",
+        "/api/webhooks/{id}",
+        app.get(&format!("/api/webhooks/{hook_id}"), &admin.auth()).await,
+    );
+    check(
+        "get",
+        "/api/webhooks/{id}",
+        app.get("/api/webhooks/424242", &admin.auth()).await,
+    );
+    check(
+        "patch",
+        "/api/webhooks/{id}",
+        app.patch(
+            &format!("/api/webhooks/{hook_id}"),
+            &admin.auth(),
+            json!({"enabled": false}),
+        )
+        .await,
+    );
+    check(
+        "patch",
+        "/api/webhooks/{id}",
+        app.patch(
+            &format!("/api/webhooks/{hook_id}"),
+            &admin.auth(),
+            json!({"events": ["nope"]}),
+        )
+        .await,
+    );
+    check(
+        "delete",
+        "/api/webhooks/{id}",
+        app.delete(&format!("/api/webhooks/{hook_id}"), &admin.auth())
+            .await,
+    );
+    check(
+        "delete",
+        "/api/webhooks/{id}",
+        app.delete(&format!("/api/webhooks/{hook_id}"), &admin.auth())
+            .await,
+    );
     for (query, who) in [
         ("?granularity=month", &admin),
         ("?format=csv", &user),

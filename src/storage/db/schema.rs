@@ -101,6 +101,44 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhooks (id) {
+        id -> BigInt,
+        url -> Text,
+        events -> Text,
+        secret -> Text,
+        enabled -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> BigInt,
+        webhook_id -> BigInt,
+        event_id -> Text,
+        event_type -> Text,
+        payload -> Text,
+        created_at -> Timestamp,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        last_status -> Nullable<Integer>,
+        last_error -> Nullable<Text>,
+        last_latency_ms -> Nullable<Integer>,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_signals (dedup_key) {
+        dedup_key -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     invitations (id) {
         id -> BigInt,
         email -> Text,
@@ -126,11 +164,14 @@ diesel::table! {
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(api_key_usage -> api_keys (api_key_id));
 diesel::joinable!(api_key_usage_daily -> api_keys (api_key_id));
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     api_keys,
     api_key_usage,
     api_key_usage_daily,
     revoked_sessions,
-    invitations
+    invitations,
+    webhooks,
+    webhook_deliveries
 );

@@ -122,6 +122,9 @@ pub struct Settings {
     pub signup: SignupMode,
     /// Audit entries older than this many days are deleted (`None`: kept forever).
     pub audit_retention_days: Option<u32>,
+    /// `WEBHOOK_ALLOW_PRIVATE=1`: webhooks may reach private, loopback and link-local
+    /// addresses (refused by default: SSRF).
+    pub webhook_allow_private: bool,
 }
 
 pub const DEFAULT_ANON_LIMIT_MESSAGE: &str =
@@ -178,6 +181,7 @@ impl Settings {
             upstream_routes: upstream_routes(get)?,
             upstream_forward_meta: flag(get, "UPSTREAM_FORWARD_META")?,
             signup: signup(get)?,
+            webhook_allow_private: flag(get, "WEBHOOK_ALLOW_PRIVATE")?,
             audit_retention_days: get("AUDIT_RETENTION_DAYS")
                 .map(|_| positive(get, "AUDIT_RETENTION_DAYS", 1))
                 .transpose()?,

@@ -109,6 +109,11 @@ impl AppBuilder {
         self.set("SIGNUP", mode)
     }
 
+    /// `WEBHOOK_ALLOW_PRIVATE=1`: webhooks may reach 127.0.0.1 (the tests' receivers).
+    pub fn webhook_allow_private(self) -> AppBuilder {
+        self.set("WEBHOOK_ALLOW_PRIVATE", "1")
+    }
+
     pub fn client_timeout_ms(self, ms: u64) -> AppBuilder {
         self.set("CLIENT_TIMEOUT_MS", ms)
     }

@@ -246,6 +246,20 @@ impl ApiKey {
             .optional()
     }
 
+    /// Active keys whose expiry fell in `(from, to]`: the ones to announce as expired.
+    pub fn expired_between(
+        conn: &mut DbConnection,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    ) -> QueryResult<Vec<ApiKey>> {
+        api_keys::table
+            .filter(api_keys::is_active.eq(true))
+            .filter(api_keys::expires_at.gt(from))
+            .filter(api_keys::expires_at.le(to))
+            .select(ApiKey::as_select())
+            .load(conn)
+    }
+
     /// Keys with their owners' emails, newest first.
     pub fn list(conn: &mut DbConnection, filter: KeyFilter) -> QueryResult<Vec<(ApiKey, String)>> {
         let mut query = api_keys::table

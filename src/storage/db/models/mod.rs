@@ -8,6 +8,7 @@ mod invitation;
 mod session;
 mod usage;
 mod user;
+mod webhook;
 
 pub use api_key::{
     ApiKey, ApiKeyChanges, KeyFilter, KeyOrder, KeySearch, KeyStatusFilter, NewApiKey, NewCredits,
@@ -18,3 +19,4 @@ pub use invitation::{Invitation, NewInvitation};
 pub use session::RevokedSession;
 pub use usage::{Counted, DayRow, UsageFilter, UsageRow, UsageTotals};
 pub use user::{NewUser, User, UserChanges};
+pub use webhook::{Attempt, Delivery, NewDelivery, NewWebhook, Outcome, Signal, Webhook, WebhookChanges};

@@ -13,6 +13,7 @@ mod page;
 mod session;
 pub mod signup;
 pub mod users;
+pub mod webhooks;
 
 pub use error::AdminError;
 pub use page::{Confirmation, Form, Layout, Switch, ago, error_page, field, redirect, render};
@@ -119,6 +120,10 @@ pub fn scope(
         .service(resource!("/keys/{id}/credits", post => keys::credits))
         .service(resource!("/keys/{id}/{switch}", post => keys::switch))
         .service(resource!("/audit", get => audit::list))
+        .service(resource!("/webhooks", get => webhooks::list, post => webhooks::create))
+        .service(resource!("/webhooks/{id}", get => webhooks::detail))
+        .service(resource!("/webhooks/{id}/deliveries/{delivery}/resend", post => webhooks::resend))
+        .service(resource!("/webhooks/{id}/{action}", post => webhooks::switch))
         .service(resource!("/users", get => users::list, post => users::create))
         .service(resource!("/users/{id}/ceiling", post => users::ceiling))
         .service(resource!("/users/{id}/{switch}", post => users::switch))

@@ -11,6 +11,7 @@ pub mod principal;
 pub mod usage;
 pub mod users;
 pub mod verify;
+pub mod webhooks;
 
 use actix_web::HttpResponse;
 

@@ -260,7 +260,31 @@ fn common_responses(op: &Operation) -> Vec<(u16, &'static str, Option<&'static s
 /// The OpenAPI 3.1 document of [`OPERATIONS`].
 /// The audit log's (and usage export's) schemas.
 fn insight(schemas: &mut Value) {
+    let events = json!({"type": "array", "minItems": 1, "items": {"enum": crate::events::EVENTS}});
+    // What EndpointUrl takes, narrowed to names (a literal address may be refused).
+    let url = json!({"type": "string", "maxLength": 2048,
+        "pattern": "^https?://([A-Za-z0-9-]{1,63}\\.)*[A-Za-z][A-Za-z0-9-]{0,62}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$",
+        "description": "http:// or https://; private, loopback and link-local destinations are refused unless WEBHOOK_ALLOW_PRIVATE=1"});
+    let webhook = json!({"type": "object", "required": ["id", "url", "events", "enabled", "created_at", "updated_at"],
+        "properties": {"id": {"type": "integer"}, "url": {"type": "string"}, "events": {"type": "array", "items": {"type": "string"}},
+            "enabled": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"}}});
+    let delivery = json!({"type": "object", "required": ["id", "event_id", "event_type", "status", "attempts"],
+        "properties": {"id": {"type": "integer"}, "event_id": {"type": "string"}, "event_type": {"type": "string"},
+            "status": {"enum": ["pending", "delivered", "failed"]}, "attempts": {"type": "integer"},
+            "last_status": {"type": ["integer", "null"]}, "last_error": {"type": ["string", "null"]},
+            "last_latency_ms": {"type": ["integer", "null"]}}});
     let more = json!({
+        "Webhook": webhook,
+        "WebhookList": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
+        "WebhookCreated": {"allOf": [{"$ref": "#/components/schemas/Webhook"}, {"type": "object", "required": ["secret"],
+            "properties": {"secret": {"type": "string", "description": "whsec_…: signs every delivery; shown once"}}}]},
+        "WebhookDetail": {"allOf": [{"$ref": "#/components/schemas/Webhook"}, {"type": "object", "required": ["deliveries"],
+            "properties": {"deliveries": {"type": "array", "items": delivery}}}]},
+        "NewWebhook": {"type": "object", "required": ["url", "events"], "additionalProperties": false, "properties": {
+            "url": url, "events": events}},
+        "WebhookPatch": {"type": "object", "additionalProperties": false, "properties": {
+            "url": url, "events": events, "enabled": {"type": "boolean"}}},
         "UsageReport": {"type": "object", "required": ["rows"], "properties": {
             "rows": {"type": "array", "items": {"type": "object",
                 "required": ["key_id", "period_start", "allowed", "rejected"], "properties": {

@@ -10,7 +10,7 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, Route, web};
 
 use crate::error::ApiError;
-use crate::routes::api::{audit, auth, caller, import, keys, usage, users, verify};
+use crate::routes::api::{audit, auth, caller, import, keys, usage, users, verify, webhooks};
 use crate::routes::health;
 use crate::routes::metrics;
 
@@ -411,6 +411,90 @@ pub static OPERATIONS: &[Operation] = &[
             (404, "No such user", Some("Error")),
         ],
         route: || web::patch().to(users::update),
+    },
+    Operation {
+        method: "get",
+        path: "/api/webhooks",
+        summary: "Webhook endpoints (never their secrets)",
+        access: Access::Admin,
+        gate: Gate::Counts(1),
+        request: None,
+        query: &[],
+        responses: &[
+            (200, "The endpoints", Some("WebhookList")),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+        ],
+        route: || web::get().to(webhooks::list),
+    },
+    Operation {
+        method: "post",
+        path: "/api/webhooks",
+        summary: "Register an endpoint for events; the answer holds its signing secret, shown once",
+        access: Access::Admin,
+        gate: Gate::Counts(1),
+        request: Some("NewWebhook"),
+        query: &[],
+        responses: &[
+            (201, "The endpoint, with its secret", Some("WebhookCreated")),
+            (
+                400,
+                "Fields are not valid, or the URL resolves to a private address",
+                Some("Error"),
+            ),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+        ],
+        route: || web::post().to(webhooks::create),
+    },
+    Operation {
+        method: "get",
+        path: "/api/webhooks/{id}",
+        summary: "An endpoint and its 50 most recent deliveries (status, attempts, latency)",
+        access: Access::Admin,
+        gate: Gate::Counts(1),
+        request: None,
+        query: &[],
+        responses: &[
+            (200, "The endpoint", Some("WebhookDetail")),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+            (404, "No such endpoint", Some("Error")),
+        ],
+        route: || web::get().to(webhooks::get),
+    },
+    Operation {
+        method: "patch",
+        path: "/api/webhooks/{id}",
+        summary: "Change an endpoint's URL or events, or switch it off and on",
+        access: Access::Admin,
+        gate: Gate::Counts(1),
+        request: Some("WebhookPatch"),
+        query: &[],
+        responses: &[
+            (200, "The changed endpoint", Some("Webhook")),
+            (400, "Fields are not valid", Some("Error")),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+            (404, "No such endpoint", Some("Error")),
+        ],
+        route: || web::patch().to(webhooks::update),
+    },
+    Operation {
+        method: "delete",
+        path: "/api/webhooks/{id}",
+        summary: "Delete an endpoint and its deliveries",
+        access: Access::Admin,
+        gate: Gate::Counts(1),
+        request: None,
+        query: &[],
+        responses: &[
+            (204, "Deleted", None),
+            (401, "Not a user", Some("Error")),
+            (403, "Not an admin", Some("Error")),
+            (404, "No such endpoint", Some("Error")),
+        ],
+        route: || web::delete().to(webhooks::delete),
     },
     Operation {
         method: "get",
