@@ -312,7 +312,13 @@ impl Export {
         pool: &DbPool,
         cursor: Option<(KeyId, NaiveDateTime)>,
     ) -> Result<(Vec<Counted>, Option<(KeyId, NaiveDateTime)>), DbError> {
-        let (filter, granularity, limit) = (self.filter, self.granularity, self.page_rows.max(32));
+        let (mut filter, granularity, limit) = (self.filter, self.granularity, self.page_rows.max(32));
+        if granularity == Granularity::Month {
+            // Months whose start is in [from, to), whole: the days from the first such month
+            // to the first month starting at or after `to`.
+            filter.from = month_ceiling(filter.from);
+            filter.to = month_ceiling(filter.to);
+        }
         db::run(pool, move |conn| {
             let rows = match granularity {
                 Granularity::Hour => UsageRow::page(conn, &filter, cursor, limit)?,
@@ -331,6 +337,20 @@ impl Export {
             Ok((months, next))
         })
         .await
+    }
+}
+
+/// The first month start at or after `at`.
+fn month_ceiling(at: NaiveDateTime) -> NaiveDateTime {
+    let start = NaiveDate::from_ymd_opt(at.year(), at.month(), 1)
+        .unwrap_or(at.date())
+        .and_time(NaiveTime::MIN);
+    if start == at {
+        start
+    } else {
+        start
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(NaiveDateTime::MAX)
     }
 }
 

@@ -155,11 +155,17 @@ impl Signals {
     }
 
     fn exceeded(&self, key: crate::db::KeyId, decision: &crate::limits::Decision) {
-        let Some((count, _)) = decision.refusal() else {
+        // A window's refusal (the key's own or its owner's plan), not a spent balance: that is
+        // quota.threshold's 100 %.
+        let Some(crate::limits::Refusal::Window { count, part, .. }) = decision.refused_by() else {
             return;
         };
         let Some(limit) = count.limit else {
             return;
+        };
+        let part = match part {
+            crate::limits::Part::Key => "key",
+            crate::limits::Part::Plan => "plan",
         };
         let start_ms = decision.now_ms - count.elapsed_ms;
         {
@@ -177,9 +183,9 @@ impl Signals {
         }
         let window = count.window.name();
         self.send(Sighting {
-            key: format!("rate_limit.exceeded:{}:{window}:{start_ms}", key.0),
+            key: format!("rate_limit.exceeded:{}:{part}:{window}:{start_ms}", key.0),
             event: "rate_limit.exceeded",
-            data: json!({"key_id": key.0, "window": window, "limit": limit.get(),
+            data: json!({"key_id": key.0, "limit_of": part, "window": window, "limit": limit.get(),
                          "window_start": millis(start_ms)}),
         });
     }
@@ -211,9 +217,12 @@ impl Signals {
             // Of the refill's amount; a balance without a refill has only its end.
             let total = balance.refill.map(|r| u64::from(r.amount));
             let (left, before) = (balance.remaining, balance.remaining + cost);
-            let period = balance
-                .next_refill_ms
-                .map_or_else(|| "once".to_owned(), |ms| ms.to_string());
+            // A balance without a refill has no period: at most once a day (a top-up and a
+            // second run-down the same day are not announced again).
+            let period = balance.next_refill_ms.map_or_else(
+                || format!("day{}", decision.now_ms / 86_400_000),
+                |ms| ms.to_string(),
+            );
             for level in [80u64, 100] {
                 let crossed = match (level, total) {
                     (100, _) => before > 0 && left == 0,

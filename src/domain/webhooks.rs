@@ -108,19 +108,37 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 // Shared address space (carrier-grade NAT), and 192.0.0.0/24.
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                // Benchmarking (198.18.0.0/15).
+                || (a == 198 && (b == 18 || b == 19))
                 || a >= 240
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            // IPv4-compatible (::a.b.c.d, deprecated; also :: and ::1) and 6to4
+            // (2002:a.b.c.d::): the IPv4 address they carry decides.
+            if segments[..6].iter().all(|s| *s == 0) {
+                return true;
+            }
+            if segments[0] == 0x2002 {
+                let [a, b] = segments[1].to_be_bytes();
+                let [c, d] = segments[2].to_be_bytes();
+                if is_internal(IpAddr::from([a, b, c, d])) {
+                    return true;
+                }
+            }
+            let first = segments[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                // Unique local (fc00::/7) and link-local (fe80::/10).
+                // Unique local (fc00::/7), link-local (fe80::/10), site-local (fec0::/10).
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                // Teredo (2001::/32) tunnels to an IPv4 address of its own.
+                || (first == 0x2001 && segments[1] == 0)
                 // NAT64 and the documentation range.
                 || first == 0x64 && v6.segments()[1] == 0xff9b
                 || (first == 0x2001 && v6.segments()[1] == 0x0db8)
@@ -215,7 +233,8 @@ fn fields(hook: &Webhook) -> audit::Fields {
     }))
 }
 
-/// A new endpoint (admins). The secret is returned once; a URL that resolves inside is refused.
+/// A new endpoint (admins). The secret is returned once; a URL naming an internal address is
+/// refused (a name is checked when each delivery is sent).
 pub async fn create(
     pool: &DbPool,
     actor: Actor,
@@ -346,7 +365,12 @@ pub async fn resend(
             Some(d) if d.webhook_id == webhook => {}
             _ => return Err(WebhookError::NotFound),
         }
-        Delivery::resend(conn, delivery, now.naive())?;
+        if !Delivery::resend(conn, delivery, now.naive())? {
+            return Err(WebhookError::Invalid(FieldErrors::single(
+                "delivery",
+                "is being sent right now; try again in a few seconds",
+            )));
+        }
         Ok(())
     })
     .await
@@ -392,16 +416,31 @@ pub async fn finish(
         latency_ms,
         outcome,
     };
-    let id = delivery.id;
-    db::run(pool, move |conn| Ok(Delivery::finish(conn, id, &attempt)?)).await
+    let (id, claimed_until) = (delivery.id, delivery.locked_until.unwrap_or(at));
+    let recorded = db::run(pool, move |conn| {
+        Ok::<_, DbError>(Delivery::finish(conn, id, claimed_until, &attempt)?)
+    })
+    .await?;
+    if !recorded {
+        log::warn!("webhook delivery {id} outlived its claim; another instance has it now");
+    }
+    Ok(())
 }
 
 /// Announces keys that expired in the last day (`key.expired`, once per key and expiry, however
 /// many instances sweep), and tells the gate which events endpoints want.
-pub async fn sweep(pool: &DbPool, signals: &crate::events::Signals, now: Now) -> Result<usize, DbError> {
+/// `since` is where this instance's last sweep stopped (`None`: a day ago): each key's expiry is
+/// looked at once per instance, and `once` makes it one event across instances.
+pub async fn sweep(
+    pool: &DbPool,
+    signals: &crate::events::Signals,
+    since: Option<NaiveDateTime>,
+    now: Now,
+) -> Result<usize, DbError> {
     let at = now.naive();
+    let from = since.unwrap_or(at - Duration::days(1));
     let (expired, endpoints) = db::run(pool, move |conn| {
-        let expired = crate::db::models::ApiKey::expired_between(conn, at - Duration::days(1), at)?;
+        let expired = crate::db::models::ApiKey::expired_between(conn, from, at)?;
         Ok::<_, DbError>((expired, Webhook::list(conn)?))
     })
     .await?;
@@ -451,10 +490,15 @@ mod tests {
             "169.254.169.254",
             "0.0.0.0",
             "100.64.0.1",
+            "198.18.0.1",
             "::1",
             "fd00::1",
             "fe80::1",
+            "fec0::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378::1",
             "::",
         ] {
             assert!(is_internal(inside.parse().expect("an address")), "{inside}");

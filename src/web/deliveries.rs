@@ -18,6 +18,8 @@ use crate::webhooks;
 
 /// The longest a receiver may take to answer.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one attempt may take, lookup and all: shorter than a claim (10 s).
+const ATTEMPT: Duration = Duration::from_secs(7);
 /// Deliveries claimed per round.
 const BATCH: i64 = 20;
 
@@ -43,6 +45,8 @@ impl Deliverer {
             );
             let mut tick = actix_web::rt::time::interval(Duration::from_millis(500));
             let mut last_sweep: Option<Instant> = None;
+            // Where the last sweep stopped: each key's expiry is looked at once.
+            let mut swept_to = None;
             loop {
                 tick.tick().await;
                 let Some(me) = weak.upgrade() else {
@@ -51,8 +55,10 @@ impl Deliverer {
                 // Every 2 s: endpoints changed on any instance reach the gate's signals soon.
                 if last_sweep.is_none_or(|at| at.elapsed() >= Duration::from_secs(2)) {
                     last_sweep = Some(Instant::now());
-                    if let Err(e) = webhooks::sweep(&me.pool, &me.signals, Now::read()).await {
-                        log::warn!("webhook sweep failed, will retry: {e}");
+                    let now = Now::read();
+                    match webhooks::sweep(&me.pool, &me.signals, swept_to, now).await {
+                        Ok(_) => swept_to = Some(now.naive()),
+                        Err(e) => log::warn!("webhook sweep failed, will retry: {e}"),
                     }
                 }
                 match webhooks::claim_due(&me.pool, BATCH, Now::read()).await {
@@ -71,9 +77,14 @@ impl Deliverer {
 
     async fn deliver(&self, client: &awc::Client, delivery: Delivery, hook: Webhook) {
         let started = Instant::now();
-        let (status, error) = match send(client, &delivery, &hook, self.allow_private).await {
-            Ok(status) => (Some(i32::from(status)), None),
-            Err(error) => (None, Some(error)),
+        // The whole attempt (name lookup included) ends well inside the claim, so no other
+        // instance takes the delivery while this one may still send it.
+        let attempt =
+            actix_web::rt::time::timeout(ATTEMPT, send(client, &delivery, &hook, self.allow_private));
+        let (status, error) = match attempt.await {
+            Ok(Ok(status)) => (Some(i32::from(status)), None),
+            Ok(Err(error)) => (None, Some(error)),
+            Err(_) => (None, Some(format!("no answer within {} s", ATTEMPT.as_secs()))),
         };
         let latency = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         if let Some(error) = &error {

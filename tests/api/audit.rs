@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_EMAIL, Auth, PASSWORD, TestApp, dashboard_form, dashboard_session, on_both_backends,
+    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, PASSWORD, TestApp, dashboard_form, dashboard_session,
+    on_both_backends,
 };
 
 on_both_backends!(
@@ -372,8 +373,124 @@ async fn dashboard_changes_are_recorded_with_the_dashboard_as_their_origin(app: 
             assert_eq!(status, 303);
         }
     );
-    let all = app.get("/api/audit-log?limit=200", &auth).await.text;
-    assert!(!all.contains("lin-password-1"));
+    // The key's edit form, a roll, and the admin's own password.
+    let (form, _) = one_entry!(&app, &auth, "key.updated", json!({"type": "key", "id": 1}), {
+        let (status, _, _) = dashboard_form(
+            &app,
+            &cookie,
+            "/admin/keys/1",
+            &[
+                ("name", "renamed-in-form"),
+                ("rate_limit_per_minute", "12"),
+                ("rate_limit_per_hour", "1000"),
+                ("rate_limit_per_day", "10000"),
+                ("rate_limit_per_month", ""),
+                ("expires_at", ""),
+                ("scopes", ""),
+                ("ip_allowlist", ""),
+                ("meta", ""),
+            ],
+        )
+        .await;
+        assert_eq!(status, 303);
+    });
+    assert_eq!(form["after"]["name"], "renamed-in-form", "{form:#}");
+    one_entry!(&app, &auth, "key.rolled", json!({"type": "key", "id": 1}), {
+        let (status, _, _) =
+            dashboard_form(&app, &cookie, "/admin/keys/1/roll", &[("grace_seconds", "0")]).await;
+        assert_eq!(status, 303);
+    });
+    // The admin's own password, last: it ends their tokens, so the log is read with a new one.
+    let before = newest_id(&app, &auth).await;
+    let (status, _, _) = dashboard_form(
+        &app,
+        &cookie,
+        "/admin/account/password",
+        &[
+            ("current_password", ADMIN_PASSWORD),
+            ("new_password", "a-brand-new-one-9"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let login = app.login(ADMIN_EMAIL, "a-brand-new-one-9").await;
+    let fresh = Auth::Bearer(login.body["access_token"].as_str().expect("a token").to_owned());
+    let written = entries_since(&app, &fresh, before).await;
+    assert_eq!(written.len(), 1, "{written:#?}");
+    assert_eq!(
+        (
+            &written[0]["action"],
+            &written[0]["via"],
+            &written[0]["actor"]["email"]
+        ),
+        (
+            &json!("user.password_changed"),
+            &json!("dashboard"),
+            &json!(ADMIN_EMAIL)
+        )
+    );
+    let all = app.get("/api/audit-log?limit=200", &fresh).await.text;
+    assert!(!all.contains("lin-password-1") && !all.contains("a-brand-new-one-9"));
+}
+
+/// Invitations and sign-ups are changes of users too: the invitation is the admin's, the
+/// account the new user's own, from their address.
+#[actix_web::test]
+async fn invitations_and_sign_ups_are_recorded() {
+    for (backend, mode) in [(Backend::Sqlite, "invite"), (Backend::Postgres, "open")] {
+        let Some(app) = TestApp::on(backend)
+            .signup(mode)
+            .trusted_proxy_hops(1)
+            .spawn()
+            .await
+        else {
+            continue;
+        };
+        let admin = app.admin().await;
+        let auth = admin.auth();
+        if mode == "invite" {
+            let cookie = dashboard_session(&app).await;
+            let (invited, _) = one_entry!(
+                &app,
+                &auth,
+                "user.invited",
+                json!({"type": "user", "id": null}),
+                {
+                    let (status, _, _) = dashboard_form(
+                        &app,
+                        &cookie,
+                        "/admin/users/invite",
+                        &[("email", "guest@example.com")],
+                    )
+                    .await;
+                    assert_eq!(status, 200);
+                }
+            );
+            assert_eq!(invited["after"]["email"], "guest@example.com");
+            assert_eq!(invited["actor"]["email"], ADMIN_EMAIL);
+            continue;
+        }
+        let (joined, _) = one_entry!(
+            &app,
+            &auth,
+            "user.created",
+            json!({"type": "user", "id": admin.id.0 + 1}),
+            {
+                let (status, _) =
+                    crate::portal::sign_up(&app, None, "joiner@example.com", "long-enough-1", "198.51.100.7")
+                        .await;
+                assert_eq!(status, 303);
+            }
+        );
+        assert_eq!(
+            joined["actor"],
+            json!({"id": admin.id.0 + 1, "email": "joiner@example.com"})
+        );
+        assert_eq!(
+            (joined["via"].as_str(), joined["ip"].as_str()),
+            (Some("dashboard"), Some("198.51.100.7"))
+        );
+    }
 }
 
 async fn the_log_is_filtered_paged_and_admins_only(app: TestApp) {

@@ -10,7 +10,7 @@ use crate::helpers::{
 
 /// Opens `/admin/signup[?token=…]` as a new visitor and posts the form: the POST's status and
 /// its `Location`.
-async fn sign_up(
+pub(crate) async fn sign_up(
     app: &TestApp,
     token: Option<&str>,
     email: &str,

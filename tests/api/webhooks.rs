@@ -150,7 +150,93 @@ on_both_backends_allowing_private!(
     the_gate_announces_thresholds_and_refusals_once_per_period,
     redirects_are_not_followed_and_endpoints_are_admins_only,
     racing_claims_of_a_delivery_give_it_to_one,
+    expiry_is_announced_once_and_a_delivery_can_be_sent_again,
 );
+
+async fn expiry_is_announced_once_and_a_delivery_can_be_sent_again(app: TestApp) {
+    let receiver = Receiver::start(ok());
+    let admin = app.admin().await;
+    let hook = register(
+        &app,
+        &admin.auth(),
+        &format!("{}/expiry", receiver.url),
+        &["key.expired"],
+    )
+    .await;
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let key = app
+        .create_key(&admin, json!({"name": "short-lived", "expires_at": soon}))
+        .await;
+    let received = receiver
+        .wait_for(Duration::from_secs(12), |r| !r.is_empty())
+        .await;
+    // Several sweeps later, still once.
+    actix_web::rt::time::sleep(Duration::from_millis(4_500)).await;
+    let received = if received.is_empty() {
+        received
+    } else {
+        receiver.received()
+    };
+    assert_eq!(received.len(), 1, "{received:#?}");
+    let event: Value = serde_json::from_str(&received[0].body).expect("JSON");
+    assert_eq!(
+        (event["type"].as_str(), &event["data"]["key_id"]),
+        (Some("key.expired"), &key["id"])
+    );
+
+    // Resend from the dashboard: the same event (the same id) arrives again.
+    let detail = app
+        .get(&format!("/api/webhooks/{}", hook["id"]), &admin.auth())
+        .await;
+    let delivery = detail.body["deliveries"][0]["id"].as_i64().expect("a delivery");
+    let cookie = crate::helpers::dashboard_session(&app).await;
+    let path = format!("/admin/webhooks/{}/deliveries/{delivery}/resend", hook["id"]);
+    let (status, _, _) = crate::helpers::dashboard_form(&app, &cookie, &path, &[]).await;
+    assert_eq!(status, 303);
+    let again = receiver.wait_for(Duration::from_secs(5), |r| r.len() >= 2).await;
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].event_id, again[1].event_id);
+    // A delivery of another endpoint is not found under this one.
+    let other = register(
+        &app,
+        &admin.auth(),
+        &format!("{}/other", receiver.url),
+        &["key.created"],
+    )
+    .await;
+    let wrong = format!("/admin/webhooks/{}/deliveries/{delivery}/resend", other["id"]);
+    let (status, _, _) = crate::helpers::dashboard_form(&app, &cookie, &wrong, &[]).await;
+    assert_eq!(status, 404);
+}
+
+/// An https:// endpoint goes through TLS: a receiver that speaks plain HTTP fails the
+/// handshake, and the delivery says so and stays pending.
+#[actix_web::test]
+async fn an_https_endpoint_is_reached_over_tls() {
+    let Some(app) = TestApp::on(Backend::Sqlite).webhook_allow_private().spawn().await else {
+        return;
+    };
+    let receiver = Receiver::start(ok());
+    let admin = app.admin().await;
+    let url = receiver.url.replace("http://", "https://");
+    let hook = register(&app, &admin.auth(), &format!("{url}/tls"), &["key.created"]).await;
+    app.create_key(&admin, json!({"name": "x"})).await;
+    actix_web::rt::time::sleep(Duration::from_millis(2_000)).await;
+    let detail = app
+        .get(&format!("/api/webhooks/{}", hook["id"]), &admin.auth())
+        .await;
+    let delivery = &detail.body["deliveries"][0];
+    assert_eq!(delivery["status"], "pending", "{delivery}");
+    assert!(
+        delivery["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{delivery}"
+    );
+    assert!(
+        receiver.received().iter().all(|r| r.body.is_empty()),
+        "no plaintext event reached it"
+    );
+}
 
 /// Eight connections claim the same due delivery at once: exactly one gets it (the claim is
 /// one conditional UPDATE), and after its claim expires it can be claimed again.

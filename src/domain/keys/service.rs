@@ -281,22 +281,27 @@ pub async fn change_credits(
     let CreditRequest { change, idempotency } = request;
     policy::may_change_credits(actor, &change)?;
     let record = get(pool, actor, id).await?;
+    let key = &record.key;
+    // Read before anything is claimed: a failure here leaves no claim behind.
+    let before = credit_fields(key, ledger.key_balance(key, now).await?);
     let row = CreditHolder::Key(id);
     if let Some(token) = idempotency.clone()
         && claim(pool, row, token, &change, now).await?
     {
         return Ok((record, true));
     }
-    let key = &record.key;
-    let before = credit_fields(key, ledger.key_balance(key, now).await?);
+    let requested = change.describe();
     let applied = ledger
         .apply(key.user_id, Bucket::Key(id), ledger::key_terms(key), change, now)
         .await;
+    // From here the change is made: nothing may fail before the idempotency key is marked done
+    // (a retry would make it again). The balance after is read if it can be, else the entry
+    // says what was asked.
     let after = match &applied {
-        Ok(()) => {
-            let key = get(pool, actor, id).await?.key;
-            Some(credit_fields(&key, ledger.key_balance(&key, now).await?))
-        }
+        Ok(()) => Some(match balance_after(pool, ledger, actor, id, now).await {
+            Some(fields) => fields,
+            None => audit::into_fields(serde_json::json!({"requested": requested})),
+        }),
         Err(_) => None,
     };
     // The balance lives in the counter store: its entry is written once the store has made
@@ -321,6 +326,12 @@ pub async fn change_credits(
     applied?;
     cache.changed(id).await;
     Ok((get(pool, actor, id).await?, false))
+}
+
+async fn balance_after(pool: &DbPool, ledger: &Ledger, actor: Actor, id: KeyId, now: Now) -> Option<Fields> {
+    let key = get(pool, actor, id).await.ok()?.key;
+    let balance = ledger.key_balance(&key, now).await.ok()?;
+    Some(credit_fields(&key, balance))
 }
 
 fn credit_fields(key: &ApiKey, balance: Option<CreditState>) -> Fields {

@@ -184,7 +184,8 @@ impl Settings {
             webhook_allow_private: flag(get, "WEBHOOK_ALLOW_PRIVATE")?,
             audit_retention_days: get("AUDIT_RETENTION_DAYS")
                 .map(|_| positive(get, "AUDIT_RETENTION_DAYS", 1))
-                .transpose()?,
+                .transpose()?
+                .map(|days: u32| days.min(36_500)),
         };
         Ok(settings)
     }

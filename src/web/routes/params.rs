@@ -46,7 +46,11 @@ impl Params {
             let at = DateTime::parse_from_rfc3339(t)
                 .map_err(|_| "must be an RFC 3339 timestamp such as 2026-11-01T00:00:00Z".to_owned())?
                 .naive_utc();
-            Ok(at.with_nanosecond(0).unwrap_or(at))
+            // An offset can carry 9999-12-31 into year 10000, which SQLite's text would sort
+            // before every other time.
+            let last =
+                NaiveDateTime::parse_from_str("9999-12-31 23:59:59", "%Y-%m-%d %H:%M:%S").unwrap_or(at);
+            Ok(at.with_nanosecond(0).unwrap_or(at).min(last))
         })
     }
 

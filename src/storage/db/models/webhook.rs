@@ -152,7 +152,12 @@ impl Delivery {
 
     /// Ids of pending deliveries that are due and not being delivered, oldest first.
     pub fn due(conn: &mut DbConnection, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<i64>> {
+        // A switched-off endpoint's deliveries wait (and give up after their 24 hours).
+        let enabled = webhooks::table
+            .filter(webhooks::enabled.eq(true))
+            .select(webhooks::id);
         webhook_deliveries::table
+            .filter(webhook_deliveries::webhook_id.eq_any(enabled))
             .filter(webhook_deliveries::status.eq("pending"))
             .filter(webhook_deliveries::next_attempt_at.le(now))
             .filter(
@@ -178,6 +183,7 @@ impl Delivery {
             webhook_deliveries::table
                 .filter(webhook_deliveries::id.eq(id))
                 .filter(webhook_deliveries::status.eq("pending"))
+                .filter(webhook_deliveries::next_attempt_at.le(now))
                 .filter(
                     webhook_deliveries::locked_until
                         .is_null()
@@ -196,15 +202,24 @@ impl Delivery {
             .optional()
     }
 
-    /// Records an attempt and releases the claim.
-    pub fn finish(conn: &mut DbConnection, id: i64, attempt: &Attempt) -> QueryResult<()> {
+    /// Records an attempt and releases the claim — only while the claim is still this one's
+    /// (`claimed_until`): an attempt that outlived its claim changes nothing (another instance
+    /// has the delivery now). Whether it was recorded.
+    pub fn finish(
+        conn: &mut DbConnection,
+        id: i64,
+        claimed_until: NaiveDateTime,
+        attempt: &Attempt,
+    ) -> QueryResult<bool> {
         use webhook_deliveries as d;
         let (status, next, delivered) = match attempt.outcome {
             Outcome::Delivered(at) => ("delivered", None, Some(at)),
             Outcome::Retry(at) => ("pending", Some(at), None),
             Outcome::GiveUp => ("failed", None, None),
         };
-        let target = d::table.find(id);
+        let target = d::table
+            .filter(d::id.eq(id))
+            .filter(d::locked_until.eq(Some(claimed_until)));
         let common = (
             d::status.eq(status),
             d::attempts.eq(d::attempts + 1),
@@ -214,13 +229,13 @@ impl Delivery {
             d::last_latency_ms.eq(Some(attempt.latency_ms)),
             d::delivered_at.eq(delivered),
         );
-        match next {
+        let changed = match next {
             Some(at) => diesel::update(target)
                 .set((common, d::next_attempt_at.eq(at)))
                 .execute(conn)?,
             None => diesel::update(target).set(common).execute(conn)?,
         };
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// The most recent deliveries of an endpoint, newest first.
@@ -241,15 +256,17 @@ impl Delivery {
             .optional()
     }
 
-    /// Sends a delivery again (same event id): pending, due now, its retry window restarted.
+    /// Sends a delivery again (same event id): pending, due now, its attempts and 24 hours
+    /// started over. Not while an instance is sending it (false).
     pub fn resend(conn: &mut DbConnection, id: i64, now: NaiveDateTime) -> QueryResult<bool> {
         use webhook_deliveries as d;
-        let changed = diesel::update(d::table.find(id))
+        let idle = d::locked_until.is_null().or(d::locked_until.lt(now));
+        let changed = diesel::update(d::table.filter(d::id.eq(id)).filter(idle))
             .set((
                 d::status.eq("pending"),
+                d::attempts.eq(0),
                 d::next_attempt_at.eq(now),
                 d::created_at.eq(now),
-                d::locked_until.eq(None::<NaiveDateTime>),
             ))
             .execute(conn)?;
         Ok(changed == 1)

@@ -19,7 +19,6 @@ use crate::routes::api::principal::Principal;
 use crate::routes::params::Params;
 use crate::state::AppState;
 use crate::users::{self, Email, UserError};
-use crate::validation::FieldErrors;
 
 /// The query parameters, as the route table documents them (`openapi`).
 pub const QUERY: &[(&str, &str)] = &[
@@ -172,24 +171,37 @@ pub async fn list(
     let key = p.integer("key_id", 0, i64::MAX).map(KeyId);
     let owner = p.text("owner", |t| Email::parse(t).map_err(|e| e.to_string()));
     let format = p.choice("format", &["json", "csv"]);
-    let mut errors = p.finish().err().unwrap_or_default();
-    if from >= to {
-        errors.add("to", "must be after from");
-    }
-    errors.into_result(()).map_err(ApiError::ValidationError)?;
+    p.finish().map_err(ApiError::ValidationError)?;
     let csv = match format {
         Some(f) => f == "csv",
         None => accepts_csv(&req),
     };
+    let format = if csv { Format::Csv } else { Format::Json };
+    // An empty period, or an owner no account has: no rows (as a filter that matches nothing).
+    if from >= to {
+        return Ok(empty(format));
+    }
     let owner = match owner {
-        Some(email) => Some(owner_id(&state, who.actor(), &email).await?),
+        Some(email) => match owner_id(&state, who.actor(), &email).await? {
+            Some(id) => Some(id),
+            None => return Ok(empty(format)),
+        },
         None => None,
     };
     let export = Export::new(UsageFilter { from, to, key, owner }, granularity)
         .for_actor(who.actor())
         .map_err(|r| ApiError::Forbidden(r.0))?;
-    let format = if csv { Format::Csv } else { Format::Json };
     stream_export(state.pool.clone(), export, format).await
+}
+
+/// An export with no rows.
+fn empty(format: Format) -> HttpResponse {
+    match format {
+        Format::Csv => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"))
+            .body(CSV_HEADER),
+        Format::Json => HttpResponse::Ok().json(serde_json::json!({"rows": []})),
+    }
 }
 
 /// `Accept: text/csv` (and not JSON first).
@@ -204,9 +216,13 @@ fn accepts_csv(req: &HttpRequest) -> bool {
         })
 }
 
-/// The id behind an owner's email. A user naming anyone but themselves is refused before any
-/// lookup, so the answer reveals no account.
-async fn owner_id(state: &AppState, actor: Actor, email: &Email) -> Result<crate::db::UserId, ApiError> {
+/// The id behind an owner's email (`None`: no account has it). A user naming anyone but
+/// themselves is refused before any lookup, so the answer reveals no account.
+async fn owner_id(
+    state: &AppState,
+    actor: Actor,
+    email: &Email,
+) -> Result<Option<crate::db::UserId>, ApiError> {
     if !actor.is_admin {
         let me = users::find(&state.pool, actor.user_id).await?;
         if me.email != email.as_str() {
@@ -214,14 +230,11 @@ async fn owner_id(state: &AppState, actor: Actor, email: &Email) -> Result<crate
                 "Only admins may export other users' usage.".into(),
             ));
         }
-        return Ok(me.id);
+        return Ok(Some(me.id));
     }
     match users::find_by_email(&state.pool, email).await {
-        Ok(user) => Ok(user.id),
-        Err(UserError::NotFound) => Err(ApiError::ValidationError(FieldErrors::single(
-            "owner",
-            "no user has this email",
-        ))),
+        Ok(user) => Ok(Some(user.id)),
+        Err(UserError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
