@@ -81,26 +81,15 @@ pub async fn run(args: AuditArgs, settings: Settings) -> Result<(), String> {
 }
 
 fn line(entry: &Entry) -> String {
-    let who = match &entry.actor {
-        Some(actor) => actor
-            .email
-            .clone()
-            .unwrap_or_else(|| format!("user {}", actor.id)),
-        None => "cli".to_owned(),
-    };
-    let target = match entry.target.id {
-        Some(id) => format!("{}:{id}", entry.target.kind),
-        None => entry.target.kind.clone(),
-    };
     format!(
         "{:>6}  {}  {:<28} {:<9} {:<15} {:<22} {:<10} {} -> {}",
         entry.id,
         entry.at,
-        who,
+        entry.who(),
         entry.via,
         entry.ip.as_deref().unwrap_or("-"),
         entry.action,
-        target,
+        entry.target_label(':'),
         entry.before,
         entry.after
     )

@@ -15,7 +15,7 @@ use crate::db::models::{
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
 use crate::keys::KeyStatus;
 use crate::keys::service::{self, KeyError, KeyRecord};
-use crate::policy::{self, Actor, Refusal};
+use crate::policy::{self, Actor, ReadError, Refusal};
 
 /// How long each table keeps its rows.
 pub const HOURS_KEPT_DAYS: i64 = 35;
@@ -196,7 +196,7 @@ impl Overview {
 pub const TOP: usize = 10;
 
 /// The overview (admins only).
-pub async fn overview(pool: &DbPool, actor: Actor, span: Span, now: Now) -> Result<Overview, AnalyticsError> {
+pub async fn overview(pool: &DbPool, actor: Actor, span: Span, now: Now) -> Result<Overview, ReadError> {
     policy::require_admin(actor, "see the overview of all keys")?;
     let overview = db::run(pool, move |conn| {
         let series = series(conn, None, span, now)?;
@@ -437,14 +437,6 @@ pub fn spawn_retention(pool: DbPool, audit_days: Option<u32>) {
             }
         }
     });
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AnalyticsError {
-    #[error(transparent)]
-    Forbidden(#[from] Refusal),
-    #[error(transparent)]
-    Db(#[from] DbError),
 }
 
 #[cfg(test)]

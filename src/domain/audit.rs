@@ -12,7 +12,7 @@ use crate::clock::Now;
 use crate::db::models::{ApiKey, AuditFilter, AuditRow, NewAuditRow, User};
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId, UserId};
 use crate::events;
-use crate::policy::{self, Actor, Refusal};
+use crate::policy::{self, Actor, ReadError};
 pub use crate::policy::{Origin, Via};
 
 /// What an entry is about.
@@ -235,6 +235,28 @@ pub struct EntryTarget {
     pub id: Option<i64>,
 }
 
+impl Entry {
+    /// Who made the change, as people read it: the email, else the user's id; `cli` for the
+    /// command line.
+    pub fn who(&self) -> String {
+        match &self.actor {
+            Some(actor) => actor
+                .email
+                .clone()
+                .unwrap_or_else(|| format!("user {}", actor.id)),
+            None => "cli".to_owned(),
+        }
+    }
+
+    /// The target as `key<sep>7` (or `user` for an invitation, which names none).
+    pub fn target_label(&self, separator: char) -> String {
+        match self.target.id {
+            Some(id) => format!("{}{separator}{id}", self.target.kind),
+            None => self.target.kind.clone(),
+        }
+    }
+}
+
 impl From<AuditRow> for Entry {
     fn from(row: AuditRow) -> Entry {
         let json = |text: Option<String>| {
@@ -271,7 +293,7 @@ pub async fn page(
     actor: Actor,
     filter: AuditFilter,
     limit: i64,
-) -> Result<(Vec<Entry>, Option<i64>), AuditError> {
+) -> Result<(Vec<Entry>, Option<i64>), ReadError> {
     policy::require_admin(actor, "read the audit log")?;
     let limit = limit.clamp(1, MAX_PAGE);
     let rows = db::run(pool, move |conn| {
@@ -292,14 +314,6 @@ pub async fn prune(pool: &DbPool, days: u32, now: Now) -> Result<usize, DbError>
         AuditRow::prune(conn, cutoff).map_err(DbError::Query)
     })
     .await
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    #[error(transparent)]
-    Forbidden(#[from] Refusal),
-    #[error(transparent)]
-    Db(#[from] DbError),
 }
 
 #[cfg(test)]

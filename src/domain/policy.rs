@@ -117,6 +117,15 @@ pub fn may_change_credits(actor: Actor, change: &CreditChange) -> Result<(), Ref
     require_admin(actor, "set or add credits")
 }
 
+/// A read that only some may make failed: the policy refused it, or the database did.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Forbidden(#[from] Refusal),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
 /// A rule refused the action; the sentence says which.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -7,10 +7,10 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Map, Value, json};
 
-use crate::audit::AuditError;
 use crate::db::DbError;
 use crate::keys::service::KeyError;
 use crate::ledger::LedgerError;
+use crate::policy::ReadError;
 use crate::users::UserError;
 use crate::users::token::TokenError;
 use crate::validation::FieldErrors;
@@ -220,11 +220,11 @@ impl From<KeyError> for ApiError {
     }
 }
 
-impl From<AuditError> for ApiError {
-    fn from(e: AuditError) -> ApiError {
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> ApiError {
         match e {
-            AuditError::Forbidden(refusal) => ApiError::Forbidden(refusal.0),
-            AuditError::Db(e) => e.into(),
+            ReadError::Forbidden(refusal) => ApiError::Forbidden(refusal.0),
+            ReadError::Db(e) => e.into(),
         }
     }
 }

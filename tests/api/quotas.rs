@@ -2,15 +2,12 @@
 //! user's keys, the RateLimit headers of both, the checkpoint that outlives a restart of
 //! keygate or of Redis, and one Redis round trip per decision.
 
-use std::process::{Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Process, TestApp, on_both_backends, unique_suffix,
-};
+use crate::helpers::{Auth, Backend, Process, TestApp, on_both_backends, unique_suffix};
 use crate::outage::OwnRedis;
 
 fn key_auth(created: &Value) -> Auth {
@@ -598,30 +595,8 @@ async fn sigterm_checkpoints_every_spend() {
     let dir = std::env::temp_dir().join(format!("keygate-credits-{}", unique_suffix()));
     std::fs::create_dir_all(&dir).expect("dir");
     let db_url = format!("sqlite://{}", dir.join("keygate.db").display());
-    let start = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .arg("serve")
-            .env_clear()
-            .current_dir(&dir)
-            .env("DATABASE_URL", &db_url)
-            .env("PORT", port.to_string())
-            .env("BIND_ADDR", "127.0.0.1")
-            .env("ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("USAGE_FLUSH_MS", "600000")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start keygate");
-        (child, format!("http://127.0.0.1:{port}"))
-    };
+    // Only the shutdown writes (flushes are off).
+    let start = || crate::helpers::serve(&db_url, &[("USAGE_FLUSH_MS", "600000")]);
     let stop = |child: &mut std::process::Child| {
         crate::helpers::sigterm(child);
         let status = child.wait().expect("exit");

@@ -2,7 +2,6 @@
 //! failures (retries), two instances delivering each event once, a keygate killed mid-delivery
 //! delivering after restart, the gate's once-per-period events, and the SSRF and redirect rules.
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, Process, TestApp, TestDb};
+use crate::helpers::{Auth, Backend, Process, TestApp, TestDb};
 
 /// What the receiver got: path, headers of interest, body.
 #[derive(Debug, Clone)]
@@ -602,31 +601,7 @@ async fn a_keygate_killed_mid_delivery_delivers_after_restart() {
             },
         )
     }));
-    let dir = std::env::temp_dir();
-    let start = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .arg("serve")
-            .env_clear()
-            .current_dir(&dir)
-            .env("DATABASE_URL", &db.url)
-            .env("PORT", port.to_string())
-            .env("BIND_ADDR", "127.0.0.1")
-            .env("ADMIN_EMAIL", ADMIN_EMAIL)
-            .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("WEBHOOK_ALLOW_PRIVATE", "1")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start keygate");
-        (child, format!("http://127.0.0.1:{port}"))
-    };
+    let start = || crate::helpers::serve(&db.url, &[("WEBHOOK_ALLOW_PRIVATE", "1")]);
     let (mut first, base) = start();
     let keygate = Process::logged_in(&base).await;
     let client = awc::Client::default();

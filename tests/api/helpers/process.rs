@@ -60,3 +60,32 @@ impl Process {
         response.json().await.expect("key json")
     }
 }
+
+/// Starts `keygate serve` on a free loopback port against `db_url`, with the test admin and
+/// `extra` settings; quiet. Returns the child and its base URL.
+pub fn serve(db_url: &str, extra: &[(&str, &str)]) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
+    command
+        .arg("serve")
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .env("DATABASE_URL", db_url)
+        .env("PORT", port.to_string())
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("start keygate");
+    (child, format!("http://127.0.0.1:{port}"))
+}

@@ -92,6 +92,15 @@ impl Webhook {
     }
 }
 
+/// A delivery no instance holds at `$now` (never claimed, or its claim ran out).
+macro_rules! idle {
+    ($now:expr) => {
+        webhook_deliveries::locked_until
+            .is_null()
+            .or(webhook_deliveries::locked_until.lt($now))
+    };
+}
+
 /// One event for one endpoint: the outbox row.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
@@ -160,11 +169,7 @@ impl Delivery {
             .filter(webhook_deliveries::webhook_id.eq_any(enabled))
             .filter(webhook_deliveries::status.eq("pending"))
             .filter(webhook_deliveries::next_attempt_at.le(now))
-            .filter(
-                webhook_deliveries::locked_until
-                    .is_null()
-                    .or(webhook_deliveries::locked_until.lt(now)),
-            )
+            .filter(idle!(now))
             .order(webhook_deliveries::id.asc())
             .select(webhook_deliveries::id)
             .limit(limit)
@@ -184,11 +189,7 @@ impl Delivery {
                 .filter(webhook_deliveries::id.eq(id))
                 .filter(webhook_deliveries::status.eq("pending"))
                 .filter(webhook_deliveries::next_attempt_at.le(now))
-                .filter(
-                    webhook_deliveries::locked_until
-                        .is_null()
-                        .or(webhook_deliveries::locked_until.lt(now)),
-                ),
+                .filter(idle!(now)),
         )
         .set(webhook_deliveries::locked_until.eq(Some(until)))
         .execute(conn)?;
@@ -260,8 +261,7 @@ impl Delivery {
     /// started over. Not while an instance is sending it (false).
     pub fn resend(conn: &mut DbConnection, id: i64, now: NaiveDateTime) -> QueryResult<bool> {
         use webhook_deliveries as d;
-        let idle = d::locked_until.is_null().or(d::locked_until.lt(now));
-        let changed = diesel::update(d::table.filter(d::id.eq(id)).filter(idle))
+        let changed = diesel::update(d::table.filter(d::id.eq(id)).filter(idle!(now)))
             .set((
                 d::status.eq("pending"),
                 d::attempts.eq(0),

@@ -37,17 +37,8 @@ struct Row {
 
 impl Row {
     fn of(entry: Entry) -> Row {
-        let who = match &entry.actor {
-            Some(actor) => actor
-                .email
-                .clone()
-                .unwrap_or_else(|| format!("user {}", actor.id)),
-            None => "command line".to_owned(),
-        };
-        let target = match entry.target.id {
-            Some(id) => format!("{} {id}", entry.target.kind),
-            None => entry.target.kind.clone(),
-        };
+        let who = entry.who();
+        let target = entry.target_label(' ');
         let shown = |v: Option<&serde_json::Value>| match v {
             None | Some(serde_json::Value::Null) => "—".to_owned(),
             Some(serde_json::Value::String(s)) if s.is_empty() => "\"\"".to_owned(),
@@ -79,12 +70,7 @@ pub async fn list(
     let query = query.into_inner();
     let (entries, next, error) = match filter(query.clone()) {
         Ok((filter, limit)) => {
-            let (entries, next) = audit::page(&state.pool, admin.actor(), filter, limit)
-                .await
-                .map_err(|e| match e {
-                    audit::AuditError::Forbidden(_) => AdminError::Forbidden,
-                    audit::AuditError::Db(e) => e.into(),
-                })?;
+            let (entries, next) = audit::page(&state.pool, admin.actor(), filter, limit).await?;
             (entries, next, None)
         }
         Err(errors) => (Vec::new(), None, Some(errors.sentence())),

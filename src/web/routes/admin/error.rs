@@ -89,6 +89,15 @@ impl From<UserError> for AdminError {
     }
 }
 
+impl From<crate::policy::ReadError> for AdminError {
+    fn from(e: crate::policy::ReadError) -> AdminError {
+        match e {
+            crate::policy::ReadError::Forbidden(refusal) => AdminError::Refused(refusal.0),
+            crate::policy::ReadError::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<askama::Error> for AdminError {
     fn from(e: askama::Error) -> AdminError {
         AdminError::internal(e)

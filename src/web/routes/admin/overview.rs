@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use crate::analytics::{self, AnalyticsError, KeyTraffic, Overview};
+use crate::analytics::{self, KeyTraffic, Overview};
 use crate::clock::Now;
 use crate::routes::admin::chart::Chart;
 use crate::routes::admin::keys::{SpanQuery, thousands};
@@ -53,12 +53,7 @@ pub async fn index(
         return Ok(redirect("/admin/keys"));
     }
     let span = query.span();
-    let overview = analytics::overview(&state.pool, member.actor(), span, now)
-        .await
-        .map_err(|e| match e {
-            AnalyticsError::Forbidden(refusal) => AdminError::Refused(refusal.0),
-            AnalyticsError::Db(e) => e.into(),
-        })?;
+    let overview = analytics::overview(&state.pool, member.actor(), span, now).await?;
     let (allowed, rejected) = overview
         .series
         .iter()
