@@ -40,12 +40,13 @@ pub struct AuditArgs {
 pub async fn run(args: AuditArgs, settings: Settings) -> Result<(), String> {
     let (pool, _) = startup::prepare(&settings).await.map_err(|e| e.to_string())?;
     let mut query = HashMap::new();
+    // `--target key:7`, or `--target key` for every key.
     let (target_type, target_id) = match args
         .target
         .as_deref()
         .map(|t| t.split_once(':').unwrap_or((t, "")))
     {
-        Some((kind, id)) => (Some(kind.to_owned()), Some(id.to_owned())),
+        Some((kind, id)) => (Some(kind.to_owned()), (!id.is_empty()).then(|| id.to_owned())),
         None => (None, None),
     };
     let given = [

@@ -80,8 +80,7 @@ pub fn emit(conn: &mut DbConnection, event: &str, data: Value, now: Now) -> Resu
 /// Emits `event` once for the condition `key` (two instances seeing the same condition emit
 /// it once): true when this call emitted it.
 pub fn once(conn: &mut DbConnection, key: &str, event: &str, data: Value, now: Now) -> Result<bool, DbError> {
-    use diesel::Connection;
-    conn.transaction(|conn| {
+    crate::db::write(conn, |conn| {
         if !Signal::first(conn, key, now.naive())? {
             return Ok(false);
         }

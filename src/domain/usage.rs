@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
-use diesel::Connection;
 use diesel::prelude::*;
 
 use crate::clock::Now;
@@ -228,7 +227,7 @@ fn write(conn: &mut DbConnection, rows: &HashMap<KeyId, Pending>) -> Result<u64,
     // two transactions: its batch is put back and written at the next flush.
     by_second.values_mut().for_each(|ids| ids.sort_unstable());
     hours.sort_unstable_by_key(|row| (row.api_key_id, row.hour));
-    conn.transaction::<u64, DbError, _>(|conn| {
+    db::write::<u64, DbError, _>(conn, |conn| {
         let mut statements = 0;
         for (second, ids) in &by_second {
             let used = timestamp(*second);

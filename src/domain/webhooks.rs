@@ -248,8 +248,7 @@ pub async fn create(
     let hook = db::run(pool, {
         let secret = secret.clone();
         move |conn| {
-            use diesel::Connection;
-            conn.transaction(|conn| {
+            db::write(conn, |conn| {
                 let hook = Webhook::insert(
                     conn,
                     &crate::db::models::NewWebhook {
@@ -298,8 +297,7 @@ pub async fn update(
         updated_at: Some(now.naive()),
     };
     db::run(pool, move |conn| {
-        use diesel::Connection;
-        conn.transaction(|conn| {
+        db::write(conn, |conn| {
             let before = Webhook::find(conn, id)?.ok_or(WebhookError::NotFound)?;
             let hook = Webhook::update(conn, id, &changes)?.ok_or(WebhookError::NotFound)?;
             let change = Change::diff(
@@ -318,8 +316,7 @@ pub async fn update(
 pub async fn delete(pool: &DbPool, actor: Actor, id: i64, now: Now) -> Result<(), WebhookError> {
     policy::require_admin(actor, "manage webhooks")?;
     db::run(pool, move |conn| {
-        use diesel::Connection;
-        conn.transaction(|conn| {
+        db::write(conn, |conn| {
             let before = Webhook::find(conn, id)?.ok_or(WebhookError::NotFound)?;
             Webhook::delete(conn, id)?;
             let change = Change {

@@ -530,6 +530,25 @@ async fn redirects_are_not_followed_and_endpoints_are_admins_only(app: TestApp) 
     app.get(&format!("/api/webhooks/{}", hook["id"]), &admin.auth())
         .await
         .assert_error(404, "not_found");
+    // Each change of the endpoint is one audit entry, never with its secret.
+    let log = app
+        .get(
+            &format!("/api/audit-log?target_type=webhook&target_id={}", hook["id"]),
+            &admin.auth(),
+        )
+        .await;
+    let entries = log.body["entries"].as_array().expect("entries");
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["webhook.deleted", "webhook.updated", "webhook.created"]);
+    assert_eq!(
+        (&entries[1]["before"], &entries[1]["after"]),
+        (&json!({"enabled": true}), &json!({"enabled": false}))
+    );
+    assert_eq!(entries[0]["after"], Value::Null);
+    assert!(!log.text.contains(hook["secret"].as_str().expect("secret")));
 }
 
 /// Without WEBHOOK_ALLOW_PRIVATE, an internal destination is refused: outright when the URL

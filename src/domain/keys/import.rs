@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
-use diesel::Connection;
 
 use super::KeyName;
 use super::cache::KeyCache;
@@ -67,7 +66,7 @@ pub async fn import(
 ) -> Result<ImportReport, KeyError> {
     policy::require_admin(actor, "import keys")?;
     let report = db::run(pool, move |conn| {
-        conn.transaction::<_, KeyError, _>(|conn| write(conn, actor, lines, now))
+        db::write::<_, KeyError, _>(conn, |conn| write(conn, actor, lines, now))
     })
     .await?;
     if report.imported > 0 {

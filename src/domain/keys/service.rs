@@ -5,7 +5,6 @@
 //! that makes the change.
 
 use chrono::{Duration, NaiveDateTime};
-use diesel::Connection;
 
 use crate::audit::{self, Change, Fields, Noun, Target};
 use crate::clock::Now;
@@ -91,7 +90,7 @@ pub async fn create(
     now: Now,
 ) -> Result<(KeyRecord, IssuedKey), KeyError> {
     db::run(pool, move |conn| {
-        conn.transaction(|conn| {
+        db::write(conn, |conn| {
             let owner = resolve_owner(conn, actor, new.owner.as_deref())?;
             let ceiling = users::ceiling(&owner, &defaults);
             policy::may_create(actor, &ceiling, &new.limits, &new.contract)?;
@@ -218,7 +217,7 @@ pub async fn update(
     let check = patch.change.clone();
     let changes = columns(patch, now);
     let record = db::run(pool, move |conn| {
-        conn.transaction::<_, KeyError, _>(|conn| {
+        db::write::<_, KeyError, _>(conn, |conn| {
             // What the policy reads (state, who switched it off) stays true until the write.
             ApiKey::lock(conn, id)?;
             let record = visible(conn, actor, id)?;
@@ -308,7 +307,7 @@ pub async fn change_credits(
     // the change, together with the idempotency key's completion.
     let made = applied.is_ok();
     db::run(pool, move |conn| {
-        conn.transaction::<_, DbError, _>(|conn| {
+        db::write::<_, DbError, _>(conn, |conn| {
             if let Some(after) = after {
                 let change = Change::diff("key.credits_changed", Target::Key(id), before, after);
                 audit::record(conn, actor, change, now)?;
@@ -386,7 +385,7 @@ pub async fn roll(
     let issued = IssuedKey::generate();
     let (hash, prefix) = (issued.hash().as_str().to_owned(), issued.display_prefix());
     let record = db::run(pool, move |conn| {
-        conn.transaction::<_, KeyError, _>(|conn| {
+        db::write::<_, KeyError, _>(conn, |conn| {
             ApiKey::lock(conn, id)?;
             let record = visible(conn, actor, id)?;
             let overlap = grace > Duration::zero();

@@ -11,7 +11,6 @@ use std::net::IpAddr;
 
 use crate::db::models::{NewUser, RevokedSession, User, UserChanges};
 use chrono::NaiveDateTime;
-use diesel::Connection;
 
 use crate::audit::{self, Change, Noun, Origin, Target};
 use crate::clock::Now;
@@ -145,7 +144,7 @@ pub async fn create(
     }
     .columns(now);
     db::run(pool, move |conn| {
-        conn.transaction(|conn| {
+        db::write(conn, |conn| {
             let mut user = insert(conn, &email, &hash, is_admin, now.naive())?;
             if limits {
                 user = User::update(conn, user.id, &changes, false)?.ok_or(UserError::NotFound)?;
@@ -166,7 +165,7 @@ pub async fn register(
 ) -> Result<User, UserError> {
     let (email, hash) = checked(credentials).await?;
     db::run(pool, move |conn| {
-        conn.transaction(|conn| {
+        db::write(conn, |conn| {
             let user = insert(conn, &email, &hash, false, now.naive())?;
             created(conn, Actor::of(&user, origin), &user, now)?;
             Ok(user)
@@ -311,7 +310,7 @@ pub async fn update(
     let changes = patch.columns(now);
     let end_sessions = patch.is_active.is_some() || patch.is_admin == Some(false);
     let user = db::run(pool, move |conn| {
-        conn.transaction(|conn| {
+        db::write(conn, |conn| {
             let before = User::find(conn, id)?.ok_or(UserError::NotFound)?;
             let user = User::update(conn, id, &changes, end_sessions)?.ok_or(UserError::NotFound)?;
             let action = audit::switched(before.is_active, user.is_active, Noun::User);
@@ -367,7 +366,7 @@ pub async fn set_password(
         ..UserChanges::default_at(now.naive())
     };
     let user = db::run(pool, move |conn| {
-        conn.transaction(|conn| {
+        db::write(conn, |conn| {
             let user = User::update(conn, id, &changes, true)?.ok_or(UserError::NotFound)?;
             // That it changed is all the entry says: never the password or its hash.
             audit::record(

@@ -6,7 +6,6 @@
 use std::net::IpAddr;
 
 use chrono::Duration;
-use diesel::Connection;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -60,7 +59,7 @@ pub async fn invite(
         if User::find_by_email(conn, email.as_str())?.is_some() {
             return Err(UserError::EmailTaken);
         }
-        conn.transaction(|conn| {
+        db::write(conn, |conn| {
             let invitation = Invitation::insert(
                 conn,
                 &NewInvitation {
@@ -108,7 +107,7 @@ pub async fn accept(
     let invitation = invitation(pool, token, now).await?;
     let hash = password::hash_bounded(new_password).await?;
     db::run(pool, move |conn| {
-        conn.transaction::<_, UserError, _>(|conn| {
+        db::write::<_, UserError, _>(conn, |conn| {
             if !Invitation::use_up(conn, invitation.id, now.naive())? {
                 return Err(UserError::NotFound);
             }

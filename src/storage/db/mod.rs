@@ -161,6 +161,23 @@ pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     Ok(applied.iter().map(ToString::to_string).collect())
 }
 
+/// A transaction that will write: on SQLite it takes the write lock first (waiting up to
+/// `busy_timeout` for it), so reading and then writing cannot fail with "database is locked"
+/// when another connection wrote in between — SQLite's counterpart of PostgreSQL's row locks.
+pub fn write<T, E, F>(conn: &mut DbConnection, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    conn.transaction(|conn| {
+        if let DbConnection::Sqlite(sqlite) = conn {
+            // A write that changes nothing still takes the lock.
+            sqlite.batch_execute("DELETE FROM revoked_sessions WHERE 0")?;
+        }
+        work(conn)
+    })
+}
+
 /// Runs blocking Diesel work on tokio's blocking pool with a pooled connection taken inside
 /// the closure, so async workers never wait on the database.
 pub async fn run<T, E, F>(pool: &DbPool, work: F) -> Result<T, E>

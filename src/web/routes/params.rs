@@ -20,9 +20,10 @@ impl Params {
         }
     }
 
-    /// A parameter's text, read by `parse` (absent or empty: `None`).
+    /// A parameter's text, read by `parse` (absent: `None`; present but empty is a value, and
+    /// refused by parsers that want one: `?to=` is not "no end").
     pub fn text<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
-        let text = self.map.get(name).filter(|t| !t.is_empty())?;
+        let text = self.map.get(name)?;
         match parse(text) {
             Ok(value) => Some(value),
             Err(message) => {

@@ -67,7 +67,9 @@ pub async fn list(
     admin: Admin,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, AdminError> {
-    let query = query.into_inner();
+    let mut query = query.into_inner();
+    // The filter form sends its empty fields: on the page they mean "any".
+    query.retain(|_, value| !value.is_empty());
     let (entries, next, error) = match filter(query.clone()) {
         Ok((filter, limit)) => {
             let (entries, next) = audit::page(&state.pool, admin.actor(), filter, limit).await?;
