@@ -10,10 +10,10 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use crate::clock::Now;
 use crate::db::models::{
-    ApiKey, Counted, DayRow, Delivery, KeyFilter, Signal, UsageFilter, UsageRow, UsageTotals,
+    ApiKey, Counted, DayRow, Delivery, KeyOrder, KeySearch, KeyStatusFilter, Signal, UsageFilter, UsageRow,
+    UsageTotals,
 };
 use crate::db::{self, DbConnection, DbError, DbPool, KeyId};
-use crate::keys::KeyStatus;
 use crate::keys::service::{self, KeyError, KeyRecord};
 use crate::policy::{self, Actor, ReadError, Refusal};
 
@@ -212,31 +212,42 @@ pub async fn overview(pool: &DbPool, actor: Actor, span: Span, now: Now) -> Resu
             .fold((0, 0), |(a, r), &(_, allowed, rejected)| {
                 (a + allowed, r + rejected)
             });
-        let keys = ApiKey::list(conn, KeyFilter::default())?;
-        let active_keys = keys
-            .iter()
-            .filter(|(key, _)| KeyStatus::of(key, now.naive()) == KeyStatus::Active)
-            .count();
-        let names: HashMap<KeyId, (&ApiKey, &String)> =
-            keys.iter().map(|(k, owner)| (k.id, (k, owner))).collect();
-        let traffic = |(id, allowed, rejected): (KeyId, i64, i64)| {
-            names.get(&id).map(|(key, owner)| KeyTraffic {
-                id,
-                name: key.name.clone(),
-                prefix: key.prefix.clone(),
-                owner: (*owner).clone(),
-                allowed,
-                rejected,
-            })
+        // Counted in SQL (the status rule's SQL form), not by loading every key.
+        let active = KeySearch {
+            owner: None,
+            text: None,
+            status: Some(KeyStatusFilter::Active),
+            order: KeyOrder::Newest,
+            page: 0,
+            per_page: 1,
         };
-        let mut by_traffic: Vec<KeyTraffic> = per_key.iter().copied().filter_map(traffic).collect();
-        by_traffic.sort_by_key(|k| (std::cmp::Reverse(k.allowed + k.rejected), k.id));
-        let mut by_refusals: Vec<KeyTraffic> =
-            by_traffic.iter().filter(|k| k.rejected > 0).cloned().collect();
-        by_refusals.sort_by_key(|k| (std::cmp::Reverse(k.rejected), k.id));
-        let used_keys = by_traffic.len();
+        let active_keys = ApiKey::search(conn, &active, now.naive())?.1 as usize;
+        let used_keys = per_key.len();
+        let mut by_traffic = per_key.clone();
+        by_traffic.sort_by_key(|&(id, allowed, rejected)| (std::cmp::Reverse(allowed + rejected), id));
         by_traffic.truncate(TOP);
+        let mut by_refusals: Vec<_> = per_key.into_iter().filter(|k| k.2 > 0).collect();
+        by_refusals.sort_by_key(|&(id, _, rejected)| (std::cmp::Reverse(rejected), id));
         by_refusals.truncate(TOP);
+        // Names for the (at most 20) keys shown.
+        let ids: Vec<KeyId> = by_traffic.iter().chain(&by_refusals).map(|k| k.0).collect();
+        let keys = ApiKey::with_owners(conn, &ids)?;
+        let names: HashMap<KeyId, &(ApiKey, String)> = keys.iter().map(|k| (k.0.id, k)).collect();
+        let shown = |list: Vec<(KeyId, i64, i64)>| -> Vec<KeyTraffic> {
+            list.into_iter()
+                .filter_map(|(id, allowed, rejected)| {
+                    names.get(&id).map(|(key, owner)| KeyTraffic {
+                        id,
+                        name: key.name.clone(),
+                        prefix: key.prefix.clone(),
+                        owner: owner.clone(),
+                        allowed,
+                        rejected,
+                    })
+                })
+                .collect()
+        };
+        let (by_traffic, by_refusals) = (shown(by_traffic), shown(by_refusals));
         Ok::<_, DbError>(Overview {
             span,
             series,

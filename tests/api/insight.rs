@@ -339,6 +339,17 @@ async fn the_overview_charts_all_keys_for_admins_only(app: TestApp) {
     for _ in 0..6 {
         app.get("/api/whoami", &key_auth(&busy)).await;
     }
+    // Expired and switched off: neither counts as active.
+    app.create_key(
+        &admin,
+        json!({"name": "expired-key", "expires_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
+    let off = app.create_key(&admin, json!({"name": "off-key"})).await;
+    let gone = app
+        .delete(&format!("/api/api-keys/{}/", off["id"]), &admin.auth())
+        .await;
+    assert_eq!(gone.status, 204);
     app.get("/api/whoami", &key_auth(&quiet)).await;
     app.state.usage.flush().await.expect("flush");
     let cookie = dashboard_session(&app).await;
@@ -355,6 +366,7 @@ async fn the_overview_charts_all_keys_for_admins_only(app: TestApp) {
         let busiest = html.find("busiest-key").expect("the busy key is listed");
         let quietest = html.find("quiet-key").expect("the quiet key is listed");
         assert!(busiest < quietest, "busiest first");
+        assert!(html.contains("id=\"active-keys\">2<"), "two keys work now");
         assert!(html.contains("<svg class=\"chart\""), "a server-drawn chart");
         assert_eq!(
             html.matches("<script").count(),

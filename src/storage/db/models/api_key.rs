@@ -246,6 +246,15 @@ impl ApiKey {
             .optional()
     }
 
+    /// The keys of `ids` (those that exist), with their owners' emails.
+    pub fn with_owners(conn: &mut DbConnection, ids: &[KeyId]) -> QueryResult<Vec<(ApiKey, String)>> {
+        api_keys::table
+            .inner_join(users::table)
+            .filter(api_keys::id.eq_any(ids))
+            .select((ApiKey::as_select(), users::email))
+            .load(conn)
+    }
+
     /// Active keys whose expiry fell in `(from, to]`: the ones to announce as expired.
     pub fn expired_between(
         conn: &mut DbConnection,
