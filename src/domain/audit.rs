@@ -5,7 +5,7 @@
 //! `AUDIT_RETENTION_DAYS` is set. Secrets and hashes never enter an entry: the snapshots below
 //! name the fields they keep, and nothing else is read.
 
-use chrono::{NaiveDateTime, SecondsFormat};
+use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
 use crate::clock::Now;
@@ -121,9 +121,7 @@ pub fn record(conn: &mut DbConnection, actor: Actor, change: Change, now: Now) -
 }
 
 fn time(at: Option<NaiveDateTime>) -> Value {
-    at.map_or(Value::Null, |t| {
-        Value::String(t.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true))
-    })
+    at.map_or(Value::Null, |t| Value::String(crate::clock::rfc3339(t)))
 }
 
 /// A key's auditable fields: everything an admin sets or sees, never its hashes.
@@ -265,7 +263,7 @@ impl From<AuditRow> for Entry {
         };
         Entry {
             id: row.id,
-            at: row.at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true),
+            at: crate::clock::rfc3339(row.at),
             actor: row.actor_id.map(|id| EntryActor {
                 id,
                 email: row.actor_email,
@@ -325,8 +323,14 @@ mod tests {
         let before = into_fields(json!({"name": "a", "is_active": true, "scopes": ""}));
         let after = into_fields(json!({"name": "b", "is_active": true, "scopes": ""}));
         let change = Change::diff("key.updated", Target::Key(KeyId(1)), before, after);
-        assert_eq!(Value::Object(change.before.unwrap()), json!({"name": "a"}));
-        assert_eq!(Value::Object(change.after.unwrap()), json!({"name": "b"}));
+        assert_eq!(
+            Value::Object(change.before.expect("a diff has a before")),
+            json!({"name": "a"})
+        );
+        assert_eq!(
+            Value::Object(change.after.expect("a diff has an after")),
+            json!({"name": "b"})
+        );
     }
 
     #[test]

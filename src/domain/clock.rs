@@ -43,6 +43,12 @@ impl Now {
     }
 }
 
+/// A stored time as the API, exports, audit entries and webhook payloads write it:
+/// RFC 3339 in UTC, to the second (`2026-11-30T10:00:00Z`).
+pub fn rfc3339(at: NaiveDateTime) -> String {
+    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

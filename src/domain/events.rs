@@ -3,7 +3,7 @@
 //! its change) and never made twice (one row per event and endpoint; once-per-period events are
 //! claimed first in `webhook_signals`). Delivery is `webhooks`'s.
 
-use chrono::{Duration, SecondsFormat};
+use chrono::Duration;
 use serde_json::{Value, json};
 
 use crate::clock::Now;
@@ -55,7 +55,7 @@ pub fn emit(conn: &mut DbConnection, event: &str, data: Value, now: Now) -> Resu
     let payload = json!({
         "id": id,
         "type": event,
-        "created_at": at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true),
+        "created_at": crate::clock::rfc3339(at),
         "data": data,
     })
     .to_string();
@@ -254,7 +254,7 @@ impl Signals {
 
 fn millis(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .map(|t| crate::clock::rfc3339(t.naive_utc()))
         .unwrap_or_default()
 }
 

@@ -452,7 +452,7 @@ pub async fn sweep(
         };
         let condition = format!("key.expired:{}:{}", key.id.0, expires_at.and_utc().timestamp());
         let data = json!({"key_id": key.id.0, "name": key.name, "prefix": key.prefix,
-                          "expires_at": expires_at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)});
+                          "expires_at": crate::clock::rfc3339(expires_at)});
         if db::run(pool, move |conn| {
             crate::events::once(conn, &condition, "key.expired", data, now)
         })

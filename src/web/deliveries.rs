@@ -27,6 +27,7 @@ const BATCH: i64 = 20;
 pub struct Deliverer {
     pub pool: DbPool,
     pub signals: Arc<Signals>,
+    /// `WEBHOOK_ALLOW_PRIVATE`: also what registration checks (`state.deliverer.allow_private`).
     pub allow_private: bool,
 }
 

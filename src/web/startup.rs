@@ -157,7 +157,6 @@ pub async fn gate_state(settings: &Settings, pool: DbPool) -> web::Data<AppState
         forward_meta: settings.upstream_forward_meta,
         signup: settings.signup,
         signals,
-        webhook_allow_private: settings.webhook_allow_private,
         deliverer,
     })
 }

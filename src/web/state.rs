@@ -54,8 +54,6 @@ pub struct AppState {
     pub signup: SignupMode,
     /// What the gate tells webhooks (refusals, thresholds).
     pub signals: Arc<Signals>,
-    /// `WEBHOOK_ALLOW_PRIVATE`.
-    pub webhook_allow_private: bool,
     /// The delivery loop runs while this is held.
     pub deliverer: Arc<crate::deliveries::Deliverer>,
 }

@@ -253,8 +253,8 @@ fn usage_rows_add_up_per_key_and_hour(conn: &mut DbConnection) {
     row(k.id, hour - Duration::hours(2), 7, 0).add(conn).expect("add");
     row(other.id, hour, 1000, 0).add(conn).expect("add");
 
-    let since = UsageRow::since(conn, k.id, hour - Duration::hours(1)).expect("since");
-    assert_eq!(since, [row(k.id, hour, 15, 3)]);
+    let since = UsageRow::per_period(conn, Some(k.id), hour - Duration::hours(1)).expect("since");
+    assert_eq!(since, [(hour, 15, 3)]);
     assert_eq!(
         UsageRow::totals(conn, k.id).expect("totals"),
         UsageTotals {
@@ -310,11 +310,11 @@ fn usage_rows_are_added_in_batches(conn: &mut DbConnection) {
     };
     assert_eq!(statements, expected);
     for (i, k) in keys.iter().enumerate() {
-        let rows = UsageRow::since(conn, k.id, start).expect("since");
+        let rows = UsageRow::per_period(conn, Some(k.id), start).expect("since");
         assert_eq!(rows.len(), 400, "key {i}");
         let extra = if i == 1 { (100, 10) } else { (0, 0) };
-        assert_eq!(rows[7].allowed, 8 + extra.0, "key {i}");
-        assert_eq!(rows[7].rejected, 1 + extra.1, "key {i}");
+        assert_eq!(rows[7].1, 8 + extra.0, "key {i}");
+        assert_eq!(rows[7].2, 1 + extra.1, "key {i}");
         let totals = UsageRow::totals(conn, k.id).expect("totals");
         assert_eq!(totals.allowed, (1..=400).sum::<i64>() + extra.0);
         assert_eq!(totals.rejected, (0..400).map(|h| h % 3).sum::<i64>() + extra.1);

@@ -90,16 +90,6 @@ impl UsageRow {
         UsageRow::add_all(conn, std::slice::from_ref(self))
     }
 
-    /// Rows of one key from `since` on, oldest first.
-    pub fn since(conn: &mut DbConnection, key_id: KeyId, since: NaiveDateTime) -> QueryResult<Vec<UsageRow>> {
-        api_key_usage::table
-            .filter(api_key_usage::api_key_id.eq(key_id))
-            .filter(api_key_usage::hour.ge(since))
-            .order(api_key_usage::hour.asc())
-            .select(UsageRow::as_select())
-            .load(conn)
-    }
-
     /// Totals of one key over the days kept (400): the daily table holds every hour's
     /// counts, and outlives the hours.
     pub fn totals(conn: &mut DbConnection, key_id: KeyId) -> QueryResult<UsageTotals> {

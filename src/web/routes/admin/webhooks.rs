@@ -102,7 +102,7 @@ pub async fn create(
             &state.pool,
             admin.actor(),
             fields,
-            state.webhook_allow_private,
+            state.deliverer.allow_private,
             now,
         )
         .await
@@ -191,7 +191,7 @@ pub async fn switch(
         admin.actor(),
         id,
         patch,
-        state.webhook_allow_private,
+        state.deliverer.allow_private,
         now,
     )
     .await?;

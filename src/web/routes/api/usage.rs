@@ -10,7 +10,7 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 use futures_util::stream;
 
 use crate::analytics::{Export, Granularity};
-use crate::clock::Now;
+use crate::clock::{Now, rfc3339};
 use crate::db::models::{Counted, UsageFilter};
 use crate::db::{DbPool, KeyId};
 use crate::error::ApiError;
@@ -52,17 +52,13 @@ pub const CSV_HEADER: &str = "key_id,period_start,allowed,rejected\n";
 
 /// One row as a CSV line.
 pub fn csv_line(&(key, start, allowed, rejected): &Counted) -> String {
-    format!("{},{},{allowed},{rejected}\n", key.0, stamp(start))
+    format!("{},{},{allowed},{rejected}\n", key.0, rfc3339(start))
 }
 
 /// One row as a JSON object.
 pub fn json_row(&(key, start, allowed, rejected): &Counted) -> String {
-    serde_json::json!({"key_id": key.0, "period_start": stamp(start), "allowed": allowed, "rejected": rejected})
+    serde_json::json!({"key_id": key.0, "period_start": rfc3339(start), "allowed": allowed, "rejected": rejected})
         .to_string()
-}
-
-fn stamp(at: NaiveDateTime) -> String {
-    at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// The first instant of the month of `at`.

@@ -2,20 +2,15 @@
 //! endpoint's recent deliveries. The secret is in the creation's answer only.
 
 use actix_web::{HttpResponse, web};
-use chrono::NaiveDateTime;
 use serde_json::{Value, json};
 
-use crate::clock::Now;
+use crate::clock::{Now, rfc3339};
 use crate::db::models::{Delivery, Webhook};
 use crate::error::ApiError;
 use crate::routes::api::body::{Fields, JsonObject};
 use crate::routes::api::principal::Principal;
 use crate::state::AppState;
 use crate::webhooks::{self, EndpointUrl, WebhookError, WebhookPatch};
-
-fn at(t: NaiveDateTime) -> String {
-    t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 /// An endpoint as the API shows it: never its secret.
 pub fn shown(hook: &Webhook) -> Value {
@@ -24,8 +19,8 @@ pub fn shown(hook: &Webhook) -> Value {
         "url": hook.url,
         "events": hook.events.split_whitespace().collect::<Vec<_>>(),
         "enabled": hook.enabled,
-        "created_at": at(hook.created_at),
-        "updated_at": at(hook.updated_at),
+        "created_at": rfc3339(hook.created_at),
+        "updated_at": rfc3339(hook.updated_at),
     })
 }
 
@@ -39,9 +34,9 @@ fn delivery(d: &Delivery) -> Value {
         "last_status": d.last_status,
         "last_error": d.last_error,
         "last_latency_ms": d.last_latency_ms,
-        "created_at": at(d.created_at),
-        "next_attempt_at": (d.status == "pending").then(|| at(d.next_attempt_at)),
-        "delivered_at": d.delivered_at.map(at),
+        "created_at": rfc3339(d.created_at),
+        "next_attempt_at": (d.status == "pending").then(|| rfc3339(d.next_attempt_at)),
+        "delivered_at": d.delivered_at.map(rfc3339),
     })
 }
 
@@ -78,7 +73,7 @@ pub async fn create(
         &state.pool,
         who.actor(),
         (endpoint, names),
-        state.webhook_allow_private,
+        state.deliverer.allow_private,
         now,
     )
     .await?;
@@ -125,7 +120,7 @@ pub async fn update(
         who.actor(),
         *id,
         patch,
-        state.webhook_allow_private,
+        state.deliverer.allow_private,
         now,
     )
     .await?;

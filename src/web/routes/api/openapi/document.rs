@@ -379,7 +379,7 @@ fn responses(op: &Operation) -> Map<String, Value> {
         if let Some(schema) = schema {
             response["content"] =
                 json!({"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}});
-            if *schema == "UsageReport" {
+            if op.csv && (200..300).contains(status) {
                 response["content"]["text/csv"] = json!({"schema": {"type": "string",
                     "description": "key_id,period_start,allowed,rejected and a line per row"}});
             }

@@ -54,6 +54,8 @@ pub struct Operation {
     pub request: Option<&'static str>,
     /// Query parameters: name and JSON Schema (as JSON text), exactly what the handler parses.
     pub query: &'static [(&'static str, &'static str)],
+    /// Whether the success answer may also be CSV (`text/csv`, a string).
+    pub csv: bool,
     /// Documented answers: status, description, response schema name.
     pub responses: &'static [(u16, &'static str, Option<&'static str>)],
     pub route: fn() -> Route,
@@ -74,6 +76,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Exempt,
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "Healthy", Some("Health")),
             (503, "The database is unreachable", Some("Health")),
@@ -88,6 +91,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Exempt,
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "Prometheus text format", None),
             (401, "METRICS_TOKEN is set and was not sent", Some("Error")),
@@ -102,6 +106,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[(200, "The OpenAPI 3.1 document", None)],
         route: || web::get().to(openapi),
     },
@@ -113,6 +118,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("Credentials"),
         query: &[],
+        csv: false,
         responses: &[
             (200, "A bearer token", Some("Token")),
             (400, "The body is not valid", Some("Error")),
@@ -128,6 +134,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "The caller", Some("WhoAmI")),
             (401, "A bad API key or token", Some("Error")),
@@ -142,6 +149,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(0),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "The caller's windows", Some("RateLimitStatus")),
             (401, "A bad API key or token", Some("Error")),
@@ -156,6 +164,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Exempt,
         request: Some("VerifyRequest"),
         query: &[],
+        csv: false,
         responses: &[
             (200, "The verdict", Some("Verification")),
             (400, "The body is not valid", Some("Error")),
@@ -172,6 +181,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[("active", r#"{"type": "boolean"}"#)],
+        csv: false,
         responses: &[
             (200, "Keys", Some("KeyList")),
             (400, "A bad `active` filter", Some("Error")),
@@ -187,6 +197,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("NewKey"),
         query: &[],
+        csv: false,
         responses: &[
             (201, "The key, with its secret", Some("CreatedKey")),
             (400, "Fields are not valid", Some("Error")),
@@ -211,6 +222,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("KeyImport"),
         query: &[],
+        csv: false,
         responses: &[
             (
                 200,
@@ -231,6 +243,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "The key", Some("Key")),
             (401, "Not a user", Some("Error")),
@@ -246,6 +259,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("KeyPatch"),
         query: &[],
+        csv: false,
         responses: &[
             (200, "The changed key", Some("Key")),
             (400, "Fields are not valid", Some("Error")),
@@ -267,6 +281,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (204, "Deactivated", None),
             (401, "Not a user", Some("Error")),
@@ -282,6 +297,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("KeyRoll"),
         query: &[],
+        csv: false,
         responses: &[
             (201, "The key, with its new secret", Some("CreatedKey")),
             (400, "Fields are not valid", Some("Error")),
@@ -298,6 +314,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "Usage", Some("KeyStats")),
             (401, "Not a user", Some("Error")),
@@ -313,6 +330,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("CreditChange"),
         query: &[],
+        csv: false,
         responses: &[
             (200, "The key, with its balance", Some("Key")),
             (
@@ -334,6 +352,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("PasswordChange"),
         query: &[],
+        csv: false,
         responses: &[
             (204, "Changed", None),
             (400, "The new password is not valid", Some("Error")),
@@ -351,6 +370,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "Users", Some("UserList")),
             (401, "Not a user", Some("Error")),
@@ -366,6 +386,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("NewUser"),
         query: &[],
+        csv: false,
         responses: &[
             (201, "The user", Some("User")),
             (409, "A user with this email exists", Some("Error")),
@@ -383,6 +404,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "The user", Some("User")),
             (401, "Not a user", Some("Error")),
@@ -399,6 +421,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("UserPatch"),
         query: &[],
+        csv: false,
         responses: &[
             (200, "The changed user", Some("User")),
             (400, "Fields are not valid", Some("Error")),
@@ -420,6 +443,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "The endpoints", Some("WebhookList")),
             (401, "Not a user", Some("Error")),
@@ -435,6 +459,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("NewWebhook"),
         query: &[],
+        csv: false,
         responses: &[
             (201, "The endpoint, with its secret", Some("WebhookCreated")),
             (
@@ -455,6 +480,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (200, "The endpoint", Some("WebhookDetail")),
             (401, "Not a user", Some("Error")),
@@ -471,6 +497,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: Some("WebhookPatch"),
         query: &[],
+        csv: false,
         responses: &[
             (200, "The changed endpoint", Some("Webhook")),
             (400, "Fields are not valid", Some("Error")),
@@ -488,6 +515,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: &[],
+        csv: false,
         responses: &[
             (204, "Deleted", None),
             (401, "Not a user", Some("Error")),
@@ -504,6 +532,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: usage::QUERY,
+        csv: true,
         responses: &[
             (200, "The rows, in key and period order", Some("UsageReport")),
             (400, "A query parameter is not valid", Some("Error")),
@@ -520,6 +549,7 @@ pub static OPERATIONS: &[Operation] = &[
         gate: Gate::Counts(1),
         request: None,
         query: audit::QUERY,
+        csv: false,
         responses: &[
             (200, "A page of entries", Some("AuditLog")),
             (400, "A query parameter is not valid", Some("Error")),
