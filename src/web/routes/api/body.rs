@@ -168,8 +168,10 @@ pub fn whole_number(value: &Value) -> Option<i64> {
     if let Some(n) = value.as_i64() {
         return Some(n);
     }
+    // Up to 2^53, where every whole number is still exact in a double (and where the schema's
+    // largest amounts end): 9007199254740992.0 is 2^53 itself.
     let f = value.as_f64()?;
-    (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+    (f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0).then_some(f as i64)
 }
 
 #[cfg(test)]
@@ -228,10 +230,19 @@ mod tests {
 
     #[test]
     fn whole_numbers_may_be_written_with_a_zero_fraction() {
-        let mut f = fields(json!({"a": 4750.0, "b": 4750.5, "c": 1e300}));
+        let mut f = fields(
+            json!({"a": 4750.0, "b": 4750.5, "c": 1e300, "d": 9007199254740992.0,
+                                  "e": 9007199254740994.0}),
+        );
         assert_eq!(f.integer("a", Ok), Some(Some(4750)));
         assert_eq!(f.integer("b", Ok), None);
         assert_eq!(f.integer("c", Ok), None);
-        assert_eq!(field_errors(f.finish()), ["b", "c"]);
+        assert_eq!(
+            f.integer("d", Ok),
+            Some(Some(9_007_199_254_740_992)),
+            "2^53 written as a float"
+        );
+        assert_eq!(f.integer("e", Ok), None);
+        assert_eq!(field_errors(f.finish()), ["b", "c", "e"]);
     }
 }
