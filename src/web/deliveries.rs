@@ -4,7 +4,6 @@
 //! send time, and records the outcome (retries back off for 24 hours: `webhooks::retry_at`).
 //! Every 2 seconds it also sweeps for expired keys and refreshes which events the gate signals.
 
-use std::rc::Rc;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -36,14 +35,12 @@ impl Deliverer {
     pub fn spawn(self: &Arc<Self>) {
         let weak: Weak<Deliverer> = Arc::downgrade(self);
         actix_web::rt::spawn(async move {
-            let client = Rc::new(
-                awc::Client::builder()
-                    .connector(awc::Connector::new().rustls_0_23(tls()))
-                    .disable_redirects()
-                    .timeout(TIMEOUT)
-                    .add_default_header(("User-Agent", "keygate-webhooks"))
-                    .finish(),
-            );
+            let client = awc::Client::builder()
+                .connector(awc::Connector::new().rustls_0_23(tls()))
+                .disable_redirects()
+                .timeout(TIMEOUT)
+                .add_default_header(("User-Agent", "keygate-webhooks"))
+                .finish();
             let mut tick = actix_web::rt::time::interval(Duration::from_millis(500));
             let mut last_sweep: Option<Instant> = None;
             // Where the last sweep stopped: each key's expiry is looked at once.

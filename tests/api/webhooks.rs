@@ -150,7 +150,65 @@ on_both_backends_allowing_private!(
     redirects_are_not_followed_and_endpoints_are_admins_only,
     racing_claims_of_a_delivery_give_it_to_one,
     expiry_is_announced_once_and_a_delivery_can_be_sent_again,
+    retention_drops_finished_deliveries_and_old_conditions,
 );
+
+/// The hourly retention job: delivered and failed deliveries go after 30 days (pending ones
+/// stay until their retries end), once-per-period conditions after 40.
+async fn retention_drops_finished_deliveries_and_old_conditions(app: TestApp) {
+    use diesel::prelude::*;
+    use keygate::db::models::{Delivery, NewDelivery, Signal};
+    use keygate::db::schema::{webhook_deliveries, webhook_signals};
+    let admin = app.admin().await;
+    let hook = register(&app, &admin.auth(), "http://retention.invalid/", &["key.created"]).await;
+    app.create_key(&admin, json!({"name": "recent"})).await;
+    let now = keygate::clock::Now::read();
+    let old = now.naive() - chrono::Duration::days(31);
+    {
+        let mut conn = app.pool.get().expect("connection");
+        for (n, status) in ["delivered", "failed", "pending"].iter().enumerate() {
+            Delivery::insert(
+                &mut conn,
+                &NewDelivery {
+                    webhook_id: hook["id"].as_i64().expect("id"),
+                    event_id: &format!("evt_old{n}"),
+                    event_type: "key.created",
+                    payload: "{}",
+                    created_at: old,
+                    status,
+                    attempts: 1,
+                    next_attempt_at: old,
+                },
+            )
+            .expect("an old delivery");
+        }
+        assert!(
+            Signal::first(
+                &mut conn,
+                "old-condition",
+                now.naive() - chrono::Duration::days(41)
+            )
+            .expect("signal")
+        );
+        assert!(Signal::first(&mut conn, "new-condition", now.naive()).expect("signal"));
+    }
+    keygate::analytics::prune(&app.pool, None, now)
+        .await
+        .expect("prune");
+    let mut conn = app.pool.get().expect("connection");
+    let mut left: Vec<String> = webhook_deliveries::table
+        .select(webhook_deliveries::event_id)
+        .load(&mut conn)
+        .expect("deliveries");
+    left.sort();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left[1], "evt_old2", "the old pending one stays: {left:?}");
+    let conditions: Vec<String> = webhook_signals::table
+        .select(webhook_signals::dedup_key)
+        .load(&mut conn)
+        .expect("signals");
+    assert_eq!(conditions, ["new-condition"]);
+}
 
 async fn expiry_is_announced_once_and_a_delivery_can_be_sent_again(app: TestApp) {
     let receiver = Receiver::start(ok());
